@@ -1,0 +1,1 @@
+"""Data formats: WFLW stills, the WFLW-V video layout, video files and face crops."""

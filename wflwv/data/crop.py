@@ -1,0 +1,47 @@
+"""Face crops: a box becomes a square crop, side = max(w, h) * 1.2, warped to size x size.
+
+The released code rounds boxes to integers before building the affine; this one keeps them
+real-valued, so a stabilised box that moves by a fraction of a pixel moves the crop by as much
+(the two agree to within a pixel).
+"""
+
+import cv2
+import numpy as np
+import torch
+
+CROP_EXTRA_SCALE = 1.2
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def box_to_affine(box: np.ndarray, size: int = 256, extra_scale: float = CROP_EXTRA_SCALE) -> np.ndarray:
+    """The (2, 3) affine taking frame pixels to crop pixels for a box x1 y1 x2 y2 (extra columns ignored)."""
+    x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)[:4]
+    side = max(x2 - x1, y2 - y1) * extra_scale
+    if not side > 0:
+        raise ValueError(f"degenerate box {box[:4]}")
+    scale = size / side
+    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+    return np.array(
+        [[scale, 0.0, size / 2 - scale * centre_x], [0.0, scale, size / 2 - scale * centre_y]]
+    )
+
+
+def invert_affine(affine: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(affine, dtype=np.float64))
+
+
+def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine, or a stack (..., 2, 3) matching points' leading axes, to points (..., N, 2)."""
+    affine = np.asarray(affine, dtype=np.float64)
+    return points @ np.swapaxes(affine[..., :2], -1, -2) + affine[..., None, :, 2]
+
+
+def crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    return cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
+    """uint8 RGB crops (B, H, W, 3) -> ImageNet-normalised float tensor (B, 3, H, W)."""
+    scaled = (crops.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(scaled).permute(0, 3, 1, 2).contiguous()
