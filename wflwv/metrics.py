@@ -1,0 +1,197 @@
+"""Accuracy and stability of landmark predictions: NME, NMF, failure rate, AUC and CED.
+
+Landmarks are (..., 98, 2) arrays in pixels; a set of videos is (videos, frames, 98, 2), shorter videos
+padded with NaN. A frame whose ground truth has any NaN is not scored, and scores count such frames.
+Values are fractions: whoever prints a table multiplies by 100. The residual is r = gt - pred.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.integrate import simpson
+
+from wflwv.errors import WflwvError
+from wflwv.landmarks import LEFT_EYE_OUTER, LEFT_PUPIL, N_LANDMARKS, RIGHT_EYE_OUTER, RIGHT_PUPIL
+
+NORMS = ("interocular", "interpupil", "diagonal")
+NMF_DEFINITIONS = ("paper", "released")
+FAILURE_THRESHOLD = 0.10
+RELEASED_CROP_SIZE = 256  # the released NMJ measures the face scale in units of a 256-pixel crop
+
+
+def _landmarks(array: np.ndarray, what: str, leading: str = "...") -> np.ndarray:
+    """`array` as floats, checked to be shaped (<leading>, 98, 2); a "..." in `leading` allows extra dimensions."""
+    array = np.asarray(array, dtype=float)
+    names = leading.split(", ")
+    named = len(names) - names.count("...")
+    ndim_ok = array.ndim >= named + 2 if "..." in names else array.ndim == named + 2
+    if not ndim_ok or array.shape[-2:] != (N_LANDMARKS, 2):
+        raise WflwvError(None, f"{what} have shape {array.shape}, expected ({leading}, {N_LANDMARKS}, 2)")
+    return array
+
+
+def _scored_pair(pred: np.ndarray, gt: np.ndarray, leading: str = "...") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked (pred, gt) and the mask of scored frames: those whose ground truth has no NaN."""
+    pred = _landmarks(pred, "predictions", leading)
+    gt = _landmarks(gt, "ground truth", leading)
+    if pred.shape != gt.shape:
+        raise WflwvError(None, f"predictions have shape {pred.shape} but ground truth has shape {gt.shape}")
+    scored = ~np.isnan(gt).any(axis=(-2, -1))
+    unpredicted = np.isnan(pred).any(axis=(-2, -1)) & scored
+    if unpredicted.any():
+        raise WflwvError(None, f"predictions have NaN in {unpredicted.sum()} frames that have ground truth")
+    return pred, gt, scored
+
+
+def _require_positive(values: np.ndarray, scored: np.ndarray, what: str) -> None:
+    degenerate = scored & ~(values > 0)
+    if degenerate.any():
+        raise WflwvError(None, f"ground truth has a zero {what} in {degenerate.sum()} frames")
+
+
+def _extent(gt: np.ndarray) -> np.ndarray:
+    """Bounding box (..., 4) of the landmarks as x1 y1 x2 y2."""
+    return np.concatenate([gt.min(axis=-2), gt.max(axis=-2)], axis=-1)
+
+
+def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Mean over the non-NaN values; NaN (without a warning) where there are none."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nansum(values, axis=axis) / np.sum(~np.isnan(values), axis=axis)
+
+
+def normaliser(gt: np.ndarray, kind: str = "interocular", boxes: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame normalising distance (...) of ground truth (..., 98, 2).
+
+    "interocular": outer eye corners 60-72; "interpupil": pupils 96-97; "diagonal": diagonal of `boxes`
+    (..., >=4, x1 y1 x2 y2 first) when given, else of the ground-truth landmarks' bounding box.
+    """
+    gt = _landmarks(gt, "ground truth")
+    if kind == "interocular":
+        return np.linalg.norm(gt[..., LEFT_EYE_OUTER, :] - gt[..., RIGHT_EYE_OUTER, :], axis=-1)
+    if kind == "interpupil":
+        return np.linalg.norm(gt[..., LEFT_PUPIL, :] - gt[..., RIGHT_PUPIL, :], axis=-1)
+    if kind != "diagonal":
+        raise ValueError(f"unknown normalisation {kind!r}, expected one of {NORMS}")
+    if boxes is None:
+        corners = _extent(gt)
+    else:
+        corners = np.asarray(boxes, dtype=float)
+        if corners.shape[:-1] != gt.shape[:-2] or corners.shape[-1] < 4:
+            expected = ", ".join([*map(str, gt.shape[:-2]), ">=4"])
+            raise WflwvError(None, f"boxes have shape {corners.shape}, expected ({expected})")
+    return np.linalg.norm(corners[..., 2:4] - corners[..., 0:2], axis=-1)
+
+
+def nme(pred: np.ndarray, gt: np.ndarray, norm: str = "interocular", boxes: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame normalised mean error (...): mean over the landmarks of ||r|| / d0; NaN where gt is missing."""
+    pred, gt, scored = _scored_pair(pred, gt)
+    distance = normaliser(gt, norm, boxes)
+    _require_positive(distance, scored, f"{norm} distance")
+    errors = np.linalg.norm(gt - pred, axis=-1).mean(axis=-1) / np.where(scored, distance, 1.0)
+    return np.where(scored, errors, np.nan)
+
+
+def nmf(pred: np.ndarray, gt: np.ndarray, definition: str = "paper") -> np.ndarray:
+    """Per-video flicker (...) of videos (..., frames, 98, 2); NaN for a video without two consecutive scored frames.
+
+    Frame n's value is the RMS over landmarks of ||r_n - r_(n-1)|| / s_n, s_n a scale of frame n's ground truth;
+    a video's value is the RMS over the pairs of consecutive scored frames.
+    "paper": s_n = sqrt(area of the ground-truth landmarks' box).
+    "released": the authors' NMJ, 100 ||.|| / s_n with s_n = sqrt(area / 256^2); it equals 25600 x "paper".
+    """
+    pred, gt, scored = _scored_pair(pred, gt, "..., frames")
+    box = _extent(gt)
+    area = (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])
+    _require_positive(area, scored, "landmark box area")
+    if definition == "paper":
+        scale, factor = np.sqrt(area), 1.0
+    elif definition == "released":
+        scale, factor = np.sqrt(area) / RELEASED_CROP_SIZE, 100.0
+    else:
+        raise ValueError(f"unknown NMF definition {definition!r}, expected one of {NMF_DEFINITIONS}")
+    jump = np.linalg.norm(np.diff(gt - pred, axis=-3), axis=-1)  # (..., frames - 1, 98)
+    # NaN, and so left out of the mean, wherever either frame of the pair lacks ground truth
+    frame_squares = np.mean((factor * jump / scale[..., 1:, None]) ** 2, axis=-1)
+    return np.sqrt(_nanmean(frame_squares, axis=-1))
+
+
+def ced(nmes: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Cumulative error distribution: the fraction of the (non-NaN) NMEs <= each threshold."""
+    errors = np.sort(np.asarray(nmes, dtype=float).ravel())
+    errors = errors[~np.isnan(errors)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.searchsorted(errors, np.asarray(thresholds, dtype=float), side="right") / errors.size
+
+
+def failure_rate(nmes: np.ndarray, threshold: float = FAILURE_THRESHOLD) -> float:
+    """Fraction of the (non-NaN) NMEs above `threshold`."""
+    return float(1.0 - ced(nmes, [threshold])[0])
+
+
+def auc(nmes: np.ndarray, threshold: float = FAILURE_THRESHOLD, step: float = 1e-4) -> float:
+    """Area under the CED from 0 to `threshold` (Simpson's rule on a grid of `step`), divided by `threshold`."""
+    thresholds = np.linspace(0.0, threshold, round(threshold / step) + 1)
+    return float(simpson(ced(nmes, thresholds), x=thresholds) / threshold)
+
+
+@dataclass(frozen=True)
+class VideoScores:
+    """Scores of a set of videos, as fractions."""
+
+    nme: float  # mean of the per-video NMEs
+    nmf: float  # mean of the per-video NMFs
+    video_nme: np.ndarray  # (videos,) mean over each video's scored frames
+    video_nmf: np.ndarray  # (videos,)
+    frames_scored: int
+    frames_excluded: int  # frames without ground truth; padding (all NaN in both arrays) is not counted
+    norm: str
+    nmf_definition: str
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """Scores of a set of still images, as fractions."""
+
+    nme: float
+    fr10: float
+    auc10: float
+    image_nme: np.ndarray  # (images,), NaN where excluded
+    images_scored: int
+    images_excluded: int
+    norm: str
+
+
+def score_videos(
+    pred: np.ndarray, gt: np.ndarray, norm: str = "interocular", nmf_definition: str = "paper", boxes: np.ndarray | None = None
+) -> VideoScores:
+    """Score predictions against ground truth, both (videos, frames, 98, 2) padded with NaN."""
+    pred, gt, scored = _scored_pair(pred, gt, "videos, frames")
+    padding = np.isnan(pred).all(axis=(-2, -1)) & np.isnan(gt).all(axis=(-2, -1))
+    video_nme = _nanmean(nme(pred, gt, norm, boxes), axis=-1)
+    video_nmf = nmf(pred, gt, nmf_definition)
+    return VideoScores(
+        nme=float(_nanmean(video_nme)),
+        nmf=float(_nanmean(video_nmf)),
+        video_nme=video_nme,
+        video_nmf=video_nmf,
+        frames_scored=int(scored.sum()),
+        frames_excluded=int((~scored & ~padding).sum()),
+        norm=norm,
+        nmf_definition=nmf_definition,
+    )
+
+
+def score_images(pred: np.ndarray, gt: np.ndarray, norm: str = "interocular", boxes: np.ndarray | None = None) -> ImageScores:
+    """Score still-image predictions against ground truth, both (images, 98, 2)."""
+    pred, gt, scored = _scored_pair(pred, gt, "images")
+    image_nme = nme(pred, gt, norm, boxes)
+    return ImageScores(
+        nme=float(_nanmean(image_nme)),
+        fr10=failure_rate(image_nme, FAILURE_THRESHOLD),
+        auc10=auc(image_nme, FAILURE_THRESHOLD),
+        image_nme=image_nme,
+        images_scored=int(scored.sum()),
+        images_excluded=int((~scored).sum()),
+        norm=norm,
+    )
