@@ -1,0 +1,237 @@
+"""LDEQ: landmarks as the fixed point z* = f(z*, x) of a heatmap refinement, f(z, x) = sigma(h([z, x])).
+
+The module layout, parameter names and shapes match the authors' released checkpoints, and the
+model is built from their argparse options (see OPTIONS). Released options that only steered their
+training script or debugging (stochastic_max_iters, JFB, take_one_less_inference_step,
+verbose_solver, ...) are not interpreted.
+
+Differences from the release, all at inference: an iteration is one evaluation of f and the
+solution is the last evaluation's output, so a cap of k costs exactly k evaluations (the release
+returns its lowest-residual iterate and then applies f once more, and its Anderson solver spends
+two evaluations before its first counted iteration); every sample of a batch stops on its own.
+"""
+
+import argparse
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wflwv.models.heatmaps import normalize_heatmaps, soft_argmax
+from wflwv.models.solvers import SOLVERS, STOP_MODES, FixedPointResult, anderson, fixed_point_iteration, residual
+
+OPTIONS = (
+    "im_size", "heatmap_size", "n_keypoints", "cell_extra_latent_width", "z_width",
+    "injection_width", "cell_base_width", "cell_width_increment", "cell_gn_groups", "cell_use_bn_for_explicit",
+    "cell_norm", "cell_softargmax_beta",
+    "solver", "max_iters", "anderson_m", "anderson_lam", "anderson_beta",
+    "stop_mode", "rel_diff_target", "abs_diff_target",
+    "z0_mode", "model_mode", "explicit_depth",
+)  # fmt: skip
+HOURGLASS_LEVELS = 4
+NormFactory = Callable[[int], nn.Module]
+
+
+@dataclass(frozen=True)
+class LDEQOutput:
+    landmarks: torch.Tensor  # (B, n_keypoints, 2) in [0, 1] crop units
+    z_star: torch.Tensor  # (B, z_width, D, D), detached: the next frame's z0 under RwR
+    iterations: torch.Tensor  # (B,) long: evaluations of f per sample
+    residual: torch.Tensor  # (B,) final residual per sample, in the config's stop mode
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Raise ValueError unless args name a model this module builds."""
+    missing = [name for name in OPTIONS if not hasattr(args, name)]
+    if missing:
+        raise ValueError(f"missing options: {', '.join(missing)}")
+    expected = {
+        "cell_norm": ("softargmax",),
+        "z0_mode": ("zeros",),
+        "solver": tuple(SOLVERS),
+        "stop_mode": STOP_MODES,
+        "model_mode": ("implicit", "explicit"),
+    }
+    for name, allowed in expected.items():
+        if getattr(args, name) not in allowed:
+            raise ValueError(f"{name} = {getattr(args, name)!r} is not supported (use one of {', '.join(allowed)})")
+    if args.im_size != 4 * args.heatmap_size:
+        raise ValueError(f"im_size ({args.im_size}) must be 4 x heatmap_size ({args.heatmap_size}): the stem downsamples by 4")
+    if args.heatmap_size % 2**HOURGLASS_LEVELS:
+        raise ValueError(f"heatmap_size ({args.heatmap_size}) must be a multiple of {2**HOURGLASS_LEVELS} for the hourglass")
+    if args.z_width != args.n_keypoints + args.cell_extra_latent_width:
+        raise ValueError(f"z_width ({args.z_width}) must be n_keypoints ({args.n_keypoints}) + cell_extra_latent_width ({args.cell_extra_latent_width})")
+    if args.injection_width % 4:
+        raise ValueError(f"injection_width ({args.injection_width}) must be a multiple of 4")
+
+
+def build_solver(args: argparse.Namespace) -> Callable[..., FixedPointResult]:
+    """solve(f, z0, max_iters) with the solver, stop mode and tolerance of args."""
+    tol = args.rel_diff_target if args.stop_mode == "rel" else args.abs_diff_target
+    if args.solver == "fpi":
+        return functools.partial(fixed_point_iteration, tol=tol, stop_mode=args.stop_mode)
+    return functools.partial(
+        anderson, tol=tol, stop_mode=args.stop_mode, m=args.anderson_m, lam=args.anderson_lam, beta=args.anderson_beta
+    )
+
+
+class ConvBlock(nn.Module):
+    """Conv2d with bias and same padding, then LeakyReLU, then a norm: the release's block order."""
+
+    def __init__(self, in_width: int, out_width: int, kernel_size: int, stride: int = 1, norm: NormFactory | None = None, activation: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(in_width, out_width, kernel_size, stride, padding=(kernel_size - 1) // 2)
+        self.act = nn.LeakyReLU() if activation else nn.Identity()
+        self.norm = norm(out_width) if norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.conv(x)))
+
+
+class Hourglass(nn.Module):
+    """Four levels down (average pooling), a bottleneck, four levels up (nearest upsampling, skips).
+
+    Widths w, w+i, ..., w+4i from the top level down. Going down, level l has same{l} and
+    upchan{l}; going up, the j-th level has downchan{2j-1} (narrow, then upsample), downchan{2j}
+    (1x1 over [skip, upsampled]) and same{4+j} (5x5, residual): the release's names.
+    """
+
+    def __init__(self, base_width: int, width_increment: int, norm: NormFactory):
+        super().__init__()
+        widths = [base_width + level * width_increment for level in range(HOURGLASS_LEVELS + 1)]
+        for level in range(HOURGLASS_LEVELS):
+            self.add_module(f"same{level + 1}", ConvBlock(widths[level], widths[level], 3, norm=norm))
+            self.add_module(f"upchan{level + 1}", ConvBlock(widths[level], widths[level + 1], 3, norm=norm))
+        self.bottlneck = ConvBlock(widths[-1], widths[-1], 3, norm=norm)  # sic, the release's name
+        for step, level in enumerate(reversed(range(HOURGLASS_LEVELS)), start=1):
+            self.add_module(f"downchan{2 * step - 1}", ConvBlock(widths[level + 1], widths[level], 3, norm=norm))
+            self.add_module(f"downchan{2 * step}", ConvBlock(2 * widths[level], widths[level], 1, norm=norm))
+            self.add_module(f"same{HOURGLASS_LEVELS + step}", ConvBlock(widths[level], widths[level], 5, norm=norm))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level in range(1, HOURGLASS_LEVELS + 1):
+            x = self.get_submodule(f"same{level}")(x)
+            skips.append(x)
+            x = self.get_submodule(f"upchan{level}")(F.avg_pool2d(x, 2))
+        x = self.bottlneck(x)
+        for step in range(1, HOURGLASS_LEVELS + 1):
+            x = F.interpolate(self.get_submodule(f"downchan{2 * step - 1}")(x), scale_factor=2, mode="nearest")
+            x = self.get_submodule(f"downchan{2 * step}")(torch.cat((skips.pop(), x), dim=1))
+            x = x + self.get_submodule(f"same{HOURGLASS_LEVELS + step}")(x)
+        return x
+
+
+class Cell(nn.Module):
+    """f(z, x) = sigma(h([z, x])): a 1x1 conv over the concatenation, the hourglass, a 1x1 head."""
+
+    def __init__(self, args: argparse.Namespace):
+        super().__init__()
+        use_batch_norm = args.cell_use_bn_for_explicit and args.model_mode == "explicit"
+        norm = nn.BatchNorm2d if use_batch_norm else functools.partial(nn.GroupNorm, args.cell_gn_groups)
+        self.tail = ConvBlock(args.z_width + args.injection_width, args.cell_base_width, 1, norm=norm)
+        self.hourglass = Hourglass(args.cell_base_width, args.cell_width_increment, norm)
+        self.head = ConvBlock(args.cell_base_width, args.z_width, 1, activation=False)
+        self.beta = args.cell_softargmax_beta
+
+    def forward(self, z: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
+        features = self.head(self.hourglass(self.tail(torch.cat((z, injection), dim=1))))
+        return normalize_heatmaps(features, self.beta)
+
+
+class _ImplicitGradient(torch.autograd.Function):
+    """Identity on z = f(z*, x) whose backward turns the incoming gradient g into u = J^T u + g, J = df/dz at z*.
+
+    That u, sent back through the one tracked evaluation of f, is the implicit function theorem's
+    gradient, so the graph holds one evaluation of f whatever the number of forward iterations.
+    """
+
+    @staticmethod
+    def forward(ctx, z_next: torch.Tensor, z_star: torch.Tensor, solve: Callable, max_iters: int) -> torch.Tensor:
+        ctx.z_next, ctx.z_star, ctx.solve, ctx.max_iters = z_next, z_star, solve, max_iters
+        return z_next.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        def adjoint(u: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            every_row = len(rows) == len(grad)
+            if not every_row:  # J^T is block-diagonal over samples: zeros in the other rows are inert
+                u = torch.zeros_like(grad).index_copy_(0, rows, u)
+            new_u = torch.autograd.grad(ctx.z_next, ctx.z_star, u, retain_graph=True)[0] + grad
+            return new_u if every_row else new_u[rows]
+
+        return ctx.solve(adjoint, torch.zeros_like(grad), ctx.max_iters).z, None, None, None
+
+
+class DEQLayer(nn.Module):
+    """Finds z* = cell(z*, x) from z0.
+
+    Evaluation: the solver, without autograd. Training, model_mode "implicit": the solver without
+    autograd, one tracked evaluation of the cell at z*, and the implicit gradient (a backward
+    fixed-point solve with the same solver and cap); "explicit": explicit_depth tracked evaluations
+    of the cell from z0, backpropagated through all of them. max_iters, when given, replaces the
+    cap or the depth.
+    """
+
+    def __init__(self, cell: Cell, args: argparse.Namespace):
+        super().__init__()
+        self.cell = cell
+        self.solve = build_solver(args)
+        self.model_mode, self.stop_mode = args.model_mode, args.stop_mode
+        self.max_iters, self.explicit_depth = args.max_iters, args.explicit_depth
+
+    def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None) -> FixedPointResult:
+        if self.training and self.model_mode == "explicit":
+            return self._unrolled(injection, z0, self.explicit_depth if max_iters is None else max_iters)
+        max_iters = self.max_iters if max_iters is None else max_iters
+        solution = self.solve(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters)
+        if not self.training:
+            return solution
+        z_star = solution.z.detach().requires_grad_()
+        z = _ImplicitGradient.apply(self.cell(z_star, injection), z_star, self.solve, max_iters)
+        return FixedPointResult(z, solution.iterations, solution.residual)
+
+    def _unrolled(self, injection: torch.Tensor, z0: torch.Tensor, depth: int) -> FixedPointResult:
+        z_previous, z = z0, self.cell(z0, injection)
+        for _ in range(depth - 1):
+            z_previous, z = z, self.cell(z, injection)
+        iterations = torch.full((len(z),), depth, dtype=torch.long, device=z.device)
+        return FixedPointResult(z, iterations, residual(z.detach(), z_previous.detach(), self.stop_mode))
+
+
+class LDEQ(nn.Module):
+    """Stem (image -> injection x at heatmap resolution), DEQ layer, soft-argmax of the first n_keypoints heatmaps."""
+
+    def __init__(self, args: argparse.Namespace):
+        super().__init__()
+        check_args(args)
+        self.args = args
+        width = args.injection_width
+        self.tail = nn.Sequential(
+            ConvBlock(3, width // 4, 7, stride=2, norm=nn.BatchNorm2d),
+            ConvBlock(width // 4, width // 2, 3, norm=nn.BatchNorm2d),
+            nn.MaxPool2d(2),
+            ConvBlock(width // 2, width, 3, norm=nn.BatchNorm2d),
+        )
+        self.deq_layer = DEQLayer(Cell(args), args)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):  # the release's initialisation
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None) -> LDEQOutput:
+        """images (B, 3, im_size, im_size), ImageNet-normalised; z0 None means zeros.
+
+        max_iters overrides the config's cap (explicit training: its depth) for this call; at
+        evaluation it may be a (B,) tensor of per-sample caps.
+        """
+        injection = self.tail(images)
+        if z0 is None:
+            size = self.args.heatmap_size
+            z0 = injection.new_zeros(len(images), self.args.z_width, size, size)
+        solution = self.deq_layer(injection, z0, max_iters)
+        landmarks = soft_argmax(solution.z[:, : self.args.n_keypoints])
+        return LDEQOutput(landmarks, solution.z.detach(), solution.iterations, solution.residual)

@@ -1,0 +1,114 @@
+"""Fixed-point solvers for z = f(z) with per-sample stopping: fixed-point iteration and Anderson acceleration.
+
+Written here rather than taken from torchdeq 0.1.0, whose solvers stop a batch only when its worst
+sample meets the tolerance and keep updating the samples that already have, so a sample's result
+depends on its batch-mates. The video scheduler batches frames of unrelated videos with different
+iteration caps, so here each sample stops on its own: once it meets the tolerance or its cap it is
+frozen and f is no longer evaluated on it.
+
+f is called as f(z, rows): z holds the still-active samples and rows (a long tensor) their indices
+in the batch, so f can pick its per-sample inputs. One iteration is one evaluation of f, and the
+result is that evaluation's output: after k iterations from z0 the solution is f applied k times
+(plain iteration) or to k Anderson iterates. The residual is that of the last input x:
+||f(x) - x|| ("abs") or ||f(x) - x|| / ||f(x)|| ("rel"), an L2 norm over each whole sample.
+Solvers never record autograd history.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+FixedPointFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+STOP_MODES = ("rel", "abs")
+
+
+@dataclass(frozen=True)
+class FixedPointResult:
+    z: torch.Tensor  # (B, ...) the solution
+    iterations: torch.Tensor  # (B,) long: evaluations of f spent on each sample
+    residual: torch.Tensor  # (B,) the stop mode's residual of each sample's last iterate
+
+
+def residual(fz: torch.Tensor, z: torch.Tensor, stop_mode: str) -> torch.Tensor:
+    """Per-sample ||f(z) - z||, divided by ||f(z)|| in "rel" mode."""
+    return _residual(fz - z, fz, stop_mode)
+
+
+@torch.no_grad()
+def anderson(
+    f: FixedPointFunction,
+    z0: torch.Tensor,
+    max_iters: int | torch.Tensor,
+    tol: float,
+    stop_mode: str = "rel",
+    m: int = 6,
+    lam: float = 1e-4,
+    beta: float = 1.0,
+) -> FixedPointResult:
+    """Anderson acceleration with memory m, Tikhonov regularisation lam and mixing beta (1: undamped).
+
+    max_iters is one cap for the batch or a (B,) tensor of per-sample caps, each at least 1.
+    """
+    batch, shape = len(z0), z0.shape[1:]
+    caps = torch.as_tensor(max_iters, device=z0.device).expand(batch)
+    if batch == 0 or caps.min() < 1:
+        raise ValueError(f"need a non-empty batch and max_iters of at least 1, got {batch} samples and max_iters {max_iters}")
+    solution = torch.empty_like(z0).flatten(1)
+    iterations = torch.zeros(batch, dtype=torch.long, device=z0.device)
+    residuals = torch.empty(batch, dtype=z0.dtype, device=z0.device)
+
+    # Only the running samples are kept below: rows maps them to the batch, the histories of past
+    # values f(x) and residuals f(x) - x shrink with them.
+    rows, x = torch.arange(batch, device=z0.device), z0.flatten(1)
+    past_f, past_g = z0.new_empty(batch, m, x.shape[1]), z0.new_empty(batch, m, x.shape[1])
+    for k in range(int(caps.max())):
+        fx = f(x.reshape(-1, *shape), rows).flatten(1)
+        g = fx - x
+        r = _residual(g, fx, stop_mode)
+        done = ~(r >= tol) | (caps[rows] <= k + 1)  # a NaN residual stops too
+        if done.any():
+            finished = rows[done]
+            solution[finished], iterations[finished], residuals[finished] = fx[done], k + 1, r[done]
+            if done.all():
+                break
+            running = ~done
+            rows, fx, g, past_f, past_g = rows[running], fx[running], g[running], past_f[running], past_g[running]
+        past_f[:, k % m], past_g[:, k % m] = fx, g
+        memory = min(k + 1, m)
+        x = _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta)
+    return FixedPointResult(solution.view_as(z0), iterations, residuals)
+
+
+def fixed_point_iteration(
+    f: FixedPointFunction, z0: torch.Tensor, max_iters: int | torch.Tensor, tol: float, stop_mode: str = "rel"
+) -> FixedPointResult:
+    """Plain iteration z <- f(z): Anderson acceleration with a memory of one, undamped."""
+    return anderson(f, z0, max_iters, tol, stop_mode, m=1, beta=1.0)
+
+
+SOLVERS = {"anderson": anderson, "fpi": fixed_point_iteration}
+
+
+def _residual(g: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> torch.Tensor:
+    if stop_mode not in STOP_MODES:
+        raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
+    distance = g.flatten(1).norm(dim=1)
+    return distance / (fz.flatten(1).norm(dim=1) + 1e-9) if stop_mode == "rel" else distance
+
+
+def _anderson_mix(past_f: torch.Tensor, past_g: torch.Tensor, lam: float, beta: float) -> torch.Tensor:
+    """Next iterate from past values f(x_i) and residuals g_i = f(x_i) - x_i, each (B, n, D).
+
+    alpha minimises ||sum_i alpha_i g_i||^2 + lam ||alpha||^2 subject to sum_i alpha_i = 1, that is
+    alpha = H^-1 1 / (1^T H^-1 1) with H the regularised Gram matrix of the g_i; the next iterate is
+    sum_i alpha_i (beta f(x_i) + (1 - beta) x_i) = sum_i alpha_i (f(x_i) - (1 - beta) g_i), which
+    for beta = 1 and one past value is f(x) exactly.
+    """
+    memory = past_f.shape[1]
+    if memory == 1:
+        return past_f[:, 0] - (1 - beta) * past_g[:, 0]
+    gram = (past_g @ past_g.transpose(1, 2)).double() + lam * torch.eye(memory, dtype=torch.float64, device=past_g.device)
+    weights = torch.linalg.solve(gram, gram.new_ones(len(gram), memory, 1))
+    alpha = (weights / weights.sum(dim=1, keepdim=True)).transpose(1, 2).to(past_f.dtype)  # (B, 1, n)
+    return (alpha @ past_f - (1 - beta) * (alpha @ past_g))[:, 0]
