@@ -152,9 +152,9 @@ def demo_config_text(**replacements) -> str:
 
 def test_load_config_by_name_and_by_path(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text(demo_config_text() + "\n[train]\nepochs = 3\n")
+    path.write_text(demo_config_text(epochs=3))
     by_name, by_path = load_config("ldeq_demo"), load_config(path)
-    assert by_path["args"] == by_name["args"] and by_path["train"] == {"epochs": 3}
+    assert by_path["args"] == by_name["args"] and by_path["train"] == by_name["train"] | {"epochs": 3}
     assert model_args(by_path) == argparse.Namespace(**by_name["args"])
     assert isinstance(create_model(by_path), LDEQ)
 
