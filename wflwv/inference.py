@@ -1,0 +1,150 @@
+"""LDEQ on video: Recurrence without Recurrence, with frames of many videos batched by a slot scheduler.
+
+RwR solves frame n from z0 = z* of frame n-1 of the same video under a hard cap on solver
+iterations. The first frame of a video has no predecessor: it starts from zero and gets
+`first_frame_max_iters` (by default the config's full max_iters). The authors' release capped every
+frame, the first included; pass first_frame_max_iters=max_iters to do the same. Cold start solves
+every frame from zero with cap max_iters.
+
+The scheduler keeps `slots` videos in flight, one per slot. Each step takes the next frame of every
+occupied slot and solves them as one batch, each from its own slot's z0 and with its own cap; a
+slot whose video has ended is handed the next video, with its state reset to zero. The solver stops
+each sample on its own, so a frame's result does not depend on its batch-mates and slots=1, one
+frame at a time, is the reference the batched schedule reproduces. Frames are pulled lazily, so
+memory does not grow with a video's length beyond its predictions.
+"""
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine, transform_points
+from wflwv.errors import WflwvError
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    id: str
+    frames: Iterable[np.ndarray]  # RGB uint8 (H, W, 3), may be a lazy iterator
+    boxes: np.ndarray  # (T, >= 4), x1 y1 x2 y2 first
+
+
+@dataclass(frozen=True)
+class VideoPrediction:
+    id: str
+    landmarks: np.ndarray  # (T, 98, 2) frame pixels
+    iterations: np.ndarray  # (T,) solver iterations per frame
+    residuals: np.ndarray  # (T,) final solver residual per frame
+
+
+@dataclass
+class _Track:
+    """A video in a slot: its frames still to come and its predictions so far."""
+
+    stream: VideoStream
+    frames: Iterator[np.ndarray]
+    boxes: np.ndarray
+    landmarks: list[np.ndarray] = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)
+    residuals: list[float] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, stream: VideoStream) -> "_Track":
+        boxes = np.asarray(stream.boxes)
+        if boxes.ndim != 2 or boxes.shape[1] < 4:
+            raise WflwvError(stream.id, f"boxes have shape {boxes.shape}, expected (frames, >=4)")
+        return cls(stream, iter(stream.frames), boxes)
+
+    @property
+    def frame_index(self) -> int:
+        return len(self.landmarks)
+
+    def next_frame(self) -> np.ndarray | None:
+        """The next frame, or None at the end of the video (checked against the number of boxes)."""
+        frame, n_boxes = next(self.frames, None), len(self.boxes)
+        if frame is None:
+            if self.frame_index == 0 or self.frame_index != n_boxes:
+                raise WflwvError(self.stream.id, f"video has {self.frame_index} frames but {n_boxes} boxes")
+            return None
+        if self.frame_index >= n_boxes:
+            raise WflwvError(self.stream.id, f"video has more frames than its {n_boxes} boxes")
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise WflwvError(self.stream.id, f"frame {self.frame_index} is {frame.dtype} {frame.shape}, expected RGB uint8 (height, width, 3)")
+        return frame
+
+    def affine(self, size: int) -> np.ndarray:
+        try:
+            return box_to_affine(self.boxes[self.frame_index], size=size)
+        except ValueError as error:
+            raise WflwvError(self.stream.id, f"frame {self.frame_index}: {error}") from None
+
+    def prediction(self) -> VideoPrediction:
+        return VideoPrediction(self.stream.id, np.stack(self.landmarks), np.array(self.iterations, dtype=np.int64), np.array(self.residuals))
+
+
+def predict_videos(
+    model: torch.nn.Module,
+    streams: Iterable[VideoStream],
+    *,
+    slots: int = 8,
+    warm_start: bool = True,
+    max_iters: int | None = None,
+    first_frame_max_iters: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Iterator[VideoPrediction]:
+    """Landmarks of every video, yielded as each one finishes (so not necessarily in input order).
+
+    warm_start: RwR (z0 = previous z*) or cold start (z0 = 0 on every frame). max_iters caps the
+    solver on every frame but a warm-started video's first, which gets first_frame_max_iters; None
+    means the config's max_iters. The model is put in eval mode and must already be on `device`.
+    """
+    if slots < 1:
+        raise ValueError(f"slots must be at least 1, got {slots}")
+    model.eval()
+    args = model.args
+    cap = args.max_iters if max_iters is None else max_iters
+    first_cap = (args.max_iters if first_frame_max_iters is None else first_frame_max_iters) if warm_start else cap
+    pending = iter(streams)
+    tracks: list[_Track | None] = [None] * slots
+    states = torch.zeros(slots, args.z_width, args.heatmap_size, args.heatmap_size, device=device)
+    with torch.no_grad():
+        while True:
+            frames, finished = _next_frames(tracks, pending, states)
+            yield from finished
+            if not frames:
+                return
+            occupied = list(frames)
+            affines = [tracks[slot].affine(args.im_size) for slot in occupied]
+            crops = np.stack([crop(frames[slot], affine, args.im_size) for slot, affine in zip(occupied, affines)])
+            caps = torch.tensor([first_cap if tracks[slot].frame_index == 0 else cap for slot in occupied], device=device)
+            index = torch.tensor(occupied, device=device)
+            output = model(crops_to_tensor(crops).to(device), z0=states[index] if warm_start else None, max_iters=caps)
+            if warm_start:
+                states[index] = output.z_star
+            points = output.landmarks.cpu().numpy() * args.im_size
+            for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points, output.iterations.tolist(), output.residual.tolist()):
+                tracks[slot].landmarks.append(transform_points(crop_points, invert_affine(affine)))
+                tracks[slot].iterations.append(iterations)
+                tracks[slot].residuals.append(residual)
+
+
+def _next_frames(tracks: list[_Track | None], pending: Iterator[VideoStream], states: torch.Tensor) -> tuple[dict[int, np.ndarray], list[VideoPrediction]]:
+    """The next frame of every slot that has one (refilling ended slots from `pending`), and the videos that ended."""
+    frames, finished = {}, []
+    for slot in range(len(tracks)):
+        while slot not in frames:
+            if tracks[slot] is None:
+                stream = next(pending, None)
+                if stream is None:
+                    break
+                tracks[slot] = _Track.open(stream)
+                states[slot] = 0
+            frame = tracks[slot].next_frame()
+            if frame is None:
+                finished.append(tracks[slot].prediction())
+                tracks[slot] = None
+            else:
+                frames[slot] = frame
+    return frames, finished
