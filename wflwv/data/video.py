@@ -1,0 +1,138 @@
+"""Video files through PyAV: exact frame counts, streamed RGB frames, atomic H.264 mp4 writing."""
+
+import contextlib
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from wflwv import io
+from wflwv.errors import WflwvError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+@contextlib.contextmanager
+def open_video(path: Path) -> Iterator[av.container.InputContainer]:
+    """An input container with at least one video stream; errors name the file and what is wrong."""
+    if not path.is_file():
+        raise WflwvError(path, "no such video file")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as error:
+        raise WflwvError(path, f"{unreadable_kind(path)} (ffmpeg: {error.strerror})") from None
+    with container:
+        if not container.streams.video:
+            raise WflwvError(path, "has no video stream")
+        yield container
+
+
+def unreadable_kind(path: Path) -> str:
+    # An mp4 cut short loses the index written at its end, so ffmpeg reads it as it reads any non-video.
+    with open(path, "rb") as f:
+        is_mp4 = f.read(8)[4:] == b"ftyp"
+    return "truncated or corrupt mp4" if is_mp4 else "not a video file"
+
+
+def video_packets(path: Path, container: av.container.InputContainer) -> Iterator[av.Packet]:
+    """Demuxed packets of the first video stream, the final flush packet included; raises where the file is cut short.
+
+    Packets of a cut video's edit list that are decoded only to be dropped come with is_discard set.
+    """
+    stream = container.streams.video[0]
+    n_packets = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.is_corrupt:
+                raise WflwvError(path, f"truncated or corrupt video: packet {n_packets} is damaged")
+            n_packets += packet.size > 0
+            yield packet
+    except av.FFmpegError as error:
+        raise WflwvError(path, f"corrupt video after {n_packets} packets (ffmpeg: {error.strerror})") from None
+    if n_packets < stream.frames:
+        raise WflwvError(path, f"truncated video: its index lists {stream.frames} frames, the file holds {n_packets}")
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Frame count, rate and size of a video's first video stream.
+
+    The frame count is that of the decoded frames, found by demuxing without decoding: the count in
+    the container's header also includes the frames an edit list drops.
+    """
+    path = Path(path)
+    with open_video(path) as container:
+        n_frames = sum(packet.size > 0 and not packet.is_discard for packet in video_packets(path, container))
+        stream = container.streams.video[0]
+        return VideoInfo(n_frames, float(stream.average_rate or stream.guessed_rate), stream.codec_context.width, stream.codec_context.height)
+
+
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Decoded frames as uint8 RGB (H, W, 3), one at a time."""
+    path = Path(path)
+    with open_video(path) as container:
+        container.streams.video[0].thread_type = "AUTO"
+        for packet in video_packets(path, container):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as error:
+                raise WflwvError(path, f"corrupt video: cannot decode packet at {packet.pts} (ffmpeg: {error.strerror})") from None
+            for frame in frames:
+                yield frame.to_ndarray(format="rgb24")
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames, uint8 RGB (T, H, W, 3)."""
+    frames = list(iter_frames(path))
+    if not frames:
+        raise WflwvError(path, "video has no frames")
+    return np.stack(frames)
+
+
+def check_frame(path: Path, frame: np.ndarray, index: int, expected_shape: tuple[int, ...]) -> tuple[int, ...]:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise WflwvError(path, f"frame {index} is {frame.dtype} of shape {frame.shape}, expected uint8 RGB (height, width, 3)")
+    if frame.shape != expected_shape:
+        raise WflwvError(path, f"frame {index} has shape {frame.shape}, the first frame {expected_shape}")
+    return frame.shape
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, crf: int = 23) -> int:
+    """Write uint8 RGB frames (H, W, 3) as an H.264 (libx264, yuv420p) mp4, atomically; returns the frame count.
+
+    yuv420p needs an even width and height: an odd one gets one more column or row at the right or
+    bottom, a copy of the last, so pixel coordinates stay those of the frames given.
+    """
+    path = Path(path)
+    if not (np.isfinite(fps) and fps > 0):
+        raise WflwvError(path, f"frame rate {fps} is not a positive number")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise WflwvError(path, "no frames to write")
+    shape = check_frame(path, np.asarray(first), 0, np.shape(first))
+    padding = ((0, shape[0] % 2), (0, shape[1] % 2), (0, 0))
+
+    n_frames = 0
+    with io.atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in itertools.chain([first], frames):
+            frame = np.asarray(frame)
+            check_frame(path, frame, n_frames, shape)
+            even = np.pad(frame, padding, mode="edge")
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(even, format="rgb24")))
+            n_frames += 1
+        container.mux(stream.encode(None))
+    return n_frames

@@ -1,0 +1,145 @@
+"""The WFLW-V layout: videos/<ID>.mp4, landmarks/<ID>.npy, bboxes/<ID>.npy and optional <split>_video_IDs.txt lists."""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wflwv import io
+from wflwv.data.video import probe, write_video
+from wflwv.errors import WflwvError
+from wflwv.landmarks import N_LANDMARKS
+
+
+def validate_id(video_id: str) -> str:
+    """An ID names files: not empty, '.' or '..', and without path separators, whitespace or control characters."""
+    if not video_id or video_id in (".", ".."):
+        raise WflwvError(None, f"video ID {video_id!r} cannot be a file name")
+    if "/" in video_id or "\\" in video_id:
+        raise WflwvError(None, f"video ID {video_id!r} contains a path separator")
+    if any(c.isspace() or not c.isprintable() for c in video_id):
+        raise WflwvError(None, f"video ID {video_id!r} contains whitespace or a control character")
+    return video_id
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    id: str
+    frames_path: Path
+    landmarks: np.ndarray  # (frames, 98, 2) frame pixels
+    boxes: np.ndarray  # (frames, >=4) x1 y1 x2 y2 first
+    n_frames: int
+    fps: float
+
+
+def load_array(path: Path, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise WflwvError(path, f"no such {what} file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise WflwvError(path, f"not a readable .npy array ({error})") from None
+
+
+def check_finite(path: Path, array: np.ndarray, what: str) -> None:
+    if not np.isfinite(array).all():
+        frame = int(np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))[0])
+        raise WflwvError(path, f"{what} of frame {frame} are not finite")
+
+
+def check_landmarks(path: Path, landmarks: np.ndarray) -> np.ndarray:
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 2):
+        raise WflwvError(path, f"landmarks have shape {landmarks.shape}, expected (frames, {N_LANDMARKS}, 2)")
+    if not np.issubdtype(landmarks.dtype, np.floating):
+        raise WflwvError(path, f"landmarks have dtype {landmarks.dtype}, expected floating point")
+    check_finite(path, landmarks, "landmarks")
+    return landmarks
+
+
+def check_boxes(path: Path, boxes: np.ndarray) -> np.ndarray:
+    if boxes.ndim != 2 or boxes.shape[1] < 4:
+        raise WflwvError(path, f"boxes have shape {boxes.shape}, expected (frames, >=4) with x1 y1 x2 y2 first")
+    if not np.issubdtype(boxes.dtype, np.number):
+        raise WflwvError(path, f"boxes have dtype {boxes.dtype}, expected numbers")
+    boxes = boxes.astype(np.float64)
+    check_finite(path, boxes, "boxes")
+    empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if empty.any():
+        frame = int(np.flatnonzero(empty)[0])
+        raise WflwvError(path, f"box of frame {frame} is empty: {boxes[frame, :4].tolist()} (x1 y1 x2 y2)")
+    return boxes
+
+
+class VideoSet:
+    """A folder in the WFLW-V layout."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def split_path(self, split: str) -> Path:
+        return self.root / f"{validate_id(split)}_video_IDs.txt"
+
+    def has_split(self, split: str) -> bool:
+        return self.split_path(split).is_file()
+
+    def ids(self, split: str | None = None) -> list[str]:
+        """All IDs with a video, sorted; or the IDs listed for a split ("hard", "easy"), in the list's order."""
+        if split is None:
+            # Names starting with a dot are temporary files of writes in progress.
+            return sorted(p.stem for p in (self.root / "videos").glob("*.mp4") if not p.name.startswith("."))
+        path = self.split_path(split)
+        if not path.is_file():
+            raise WflwvError(path, f"no such ID list for split {split!r}")
+        ids = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                ids += [validate_id(line.strip())] if line.strip() else []
+            except WflwvError as error:
+                raise WflwvError(path, f"line {number}: {error.problem}") from None
+        return ids
+
+    def video_path(self, video_id: str) -> Path:
+        return self.root / "videos" / f"{validate_id(video_id)}.mp4"
+
+    def landmarks_path(self, video_id: str) -> Path:
+        return self.root / "landmarks" / f"{validate_id(video_id)}.npy"
+
+    def boxes_path(self, video_id: str) -> Path:
+        return self.root / "bboxes" / f"{validate_id(video_id)}.npy"
+
+    def load_landmarks(self, video_id: str) -> np.ndarray:
+        """(frames, 98, 2) float, frame pixels."""
+        path = self.landmarks_path(video_id)
+        return check_landmarks(path, load_array(path, "landmarks"))
+
+    def load_boxes(self, video_id: str) -> np.ndarray:
+        """(frames, >=4) float64, x1 y1 x2 y2 first."""
+        path = self.boxes_path(video_id)
+        return check_boxes(path, load_array(path, "boxes"))
+
+    def load(self, video_id: str) -> VideoItem:
+        """Landmarks, boxes and video facts, checked to cover the same frames."""
+        landmarks, boxes = self.load_landmarks(video_id), self.load_boxes(video_id)
+        info = probe(self.video_path(video_id))
+        for path, what, count in ((self.landmarks_path(video_id), "landmarks", len(landmarks)), (self.boxes_path(video_id), "boxes", len(boxes))):
+            if count != info.n_frames:
+                raise WflwvError(path, f"video has {info.n_frames} frames, {what} have {count}")
+        return VideoItem(video_id, self.video_path(video_id), landmarks, boxes, info.n_frames, info.fps)
+
+    def write(self, video_id: str, frames: Iterable[np.ndarray], landmarks: np.ndarray, boxes: np.ndarray, fps: float) -> None:
+        """Write one item's three files, each atomically; the video, which makes the ID visible to ids(), goes last."""
+        landmarks_path, boxes_path, video_path = self.landmarks_path(video_id), self.boxes_path(video_id), self.video_path(video_id)
+        landmarks = check_landmarks(landmarks_path, np.asarray(landmarks))
+        boxes = check_boxes(boxes_path, np.asarray(boxes))
+        if len(boxes) != len(landmarks):
+            raise WflwvError(boxes_path, f"landmarks have {len(landmarks)} frames, boxes have {len(boxes)}")
+        with io.atomic_path(video_path) as tmp:
+            n_frames = write_video(tmp, frames, fps)
+            if n_frames != len(landmarks):
+                raise WflwvError(video_path, f"video has {n_frames} frames, landmarks have {len(landmarks)}")
+            io.save_npy(landmarks_path, landmarks)
+            io.save_npy(boxes_path, boxes)
+
+    def write_split(self, name: str, ids: Sequence[str]) -> None:
+        io.save_text(self.split_path(name), "".join(f"{validate_id(video_id)}\n" for video_id in ids))
