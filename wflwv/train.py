@@ -1,0 +1,121 @@
+"""Training: one loop for every landmark model, readable in one sitting.
+
+MSE between predicted and true landmarks (crop units), AdamW with a cosine schedule, a checkpoint
+in the released format after every epoch, resume from it after an interruption.
+"""
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from wflwv import io
+from wflwv.data.wflw import WflwStills
+from wflwv.errors import WflwvError
+from wflwv.metrics import nme
+from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
+from wflwv.stills import Augmentation, StillCrops, predict_stills
+
+CHECKPOINT_NAME = "checkpoint.pth.tar"
+HISTORY_NAME = "history.parquet"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """The [train] table of a model config."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    loader_workers: int = 1
+    augmentation: Augmentation = Augmentation()
+
+    @classmethod
+    def from_config(cls, config: dict, epochs: int | None = None) -> "TrainSettings":
+        table = dict(config.get("train", {}))
+        augmentation = Augmentation(**table.pop("augmentation", {}))
+        settings = cls(**table, augmentation=augmentation)
+        return settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train(data: Path, config_name: str, out: Path, epochs: int | None = None, seed: int = 0, force: bool = False, device: str | None = None) -> Path:
+    """Train the model of `config_name` on the stills in `data`; returns the checkpoint path."""
+    device = device or default_device()
+    config = load_config(config_name)
+    settings = TrainSettings.from_config(config, epochs)
+    stills = WflwStills(data)
+    train_faces, test_faces = stills.faces("train"), stills.faces("test")
+    torch.manual_seed(seed)
+
+    model = create_model(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    dataset = StillCrops(stills, train_faces, model.args.im_size, settings.augmentation, seed)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=settings.batch_size, shuffle=True, drop_last=True,
+        num_workers=settings.loader_workers, generator=torch.Generator().manual_seed(seed),
+    )
+    total_steps = settings.epochs * len(loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, total_steps, settings.warmup_steps))
+
+    checkpoint_path = out / CHECKPOINT_NAME
+    history = []
+    if checkpoint_path.exists() and not force:
+        history = resume(checkpoint_path, model, optimizer, schedule)
+
+    with progress_bar() as progress:
+        for epoch in range(len(history), settings.epochs):
+            dataset.epoch = epoch
+            task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), iters=float("nan"))
+            model.train()
+            losses, iterations = [], []
+            for images, targets in loader:
+                output = model(images.to(device))
+                loss = F.mse_loss(output.landmarks, targets.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.item())
+                iterations.append(output.iterations.float().mean().item())
+                progress.update(task, advance=1, loss=np.mean(losses[-20:]), iters=np.mean(iterations[-20:]))
+            test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "solver_iterations": float(np.mean(iterations)), "test_nme": float(test_nme)})
+            progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}, solver iterations {history[-1]['solver_iterations']:.2f}, test NME {100 * test_nme:.2f}")
+            save_checkpoint(checkpoint_path, model, extra={"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history})
+            io.save_parquet(out / HISTORY_NAME, pd.DataFrame(history))
+    return checkpoint_path
+
+
+def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule) -> list[dict]:
+    """Load weights, optimizer and schedule state from a run's checkpoint; returns the epochs done."""
+    restored, checkpoint = load_checkpoint(path)
+    if vars(restored.args) != vars(model.args):
+        raise WflwvError(path, "checkpoint was trained with another model config; use --force to start again")
+    model.load_state_dict(restored.state_dict())
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    schedule.load_state_dict(checkpoint["schedule"])
+    return list(checkpoint["history"])
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.5f}  solver iters {task.fields[iters]:.1f}"), TimeRemainingColumn(),
+    )
