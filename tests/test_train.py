@@ -1,0 +1,63 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from wflwv.data.wflw import Face, WflwStills, write_annotations, write_image
+from wflwv.models import load_checkpoint
+from wflwv.stills import Augmentation, StillCrops
+from wflwv.train import train
+
+
+def still_set(root, counts={"train": 64, "test": 8}):
+    """Discs with landmarks scattered on them: enough for the loop to run, not to learn faces."""
+    stills = WflwStills(root)
+    rng = np.random.default_rng(0)
+    for split, count in counts.items():
+        faces = []
+        for index in range(count):
+            centre = rng.uniform(40, 56, 2)
+            image = np.full((96, 96, 3), 30, dtype=np.uint8)
+            yy, xx = np.mgrid[:96, :96]
+            image[(xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 < 24**2] = (210, 170, 150)
+            name = f"{split}/{index}.png"
+            write_image(root / "WFLW_images" / name, image)
+            landmarks = centre + rng.uniform(-18, 18, (98, 2))
+            landmarks[60], landmarks[72] = centre + (-12, -6), centre + (12, -6)
+            faces.append(Face(landmarks, np.concatenate([centre - 24, centre + 24]), np.zeros(6, int), name))
+        write_annotations(stills.annotation_path(split), faces)
+    return stills
+
+
+def test_training_writes_a_checkpoint_and_resumes_where_it_stopped(tmp_path):
+    still_set(tmp_path / "stills")
+    checkpoint = train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=1)
+    model, saved = load_checkpoint(checkpoint)
+    assert [row["epoch"] for row in saved["history"]] == [1]
+    first_weights = {k: v.clone() for k, v in model.state_dict().items()}
+
+    train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=2)
+    model, saved = load_checkpoint(checkpoint)
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    assert list(history.epoch) == [1, 2] and history.loss.notna().all() and (history.solver_iterations > 0).all()
+    assert saved["history"][0] == history.iloc[0].to_dict() | {"epoch": 1}
+    assert any(not torch.equal(first_weights[k], v) for k, v in model.state_dict().items())
+
+    train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=1, force=True)
+    assert [row["epoch"] for row in load_checkpoint(checkpoint)[1]["history"]] == [1]
+
+
+def test_augmented_crops_keep_landmarks_on_the_face(tmp_path):
+    stills = still_set(tmp_path, {"train": 4})
+    faces = stills.faces("train")
+    plain = StillCrops(stills, faces, 64)
+    augmented = StillCrops(stills, faces, 64, Augmentation(blur_prob=0, occlusion_prob=0), seed=3)
+    for index in range(len(faces)):
+        image, points = augmented[index]
+        pixels = np.clip((points.numpy() * 64).round().astype(int), 0, 63)
+        mean_red = image[0, pixels[:, 1], pixels[:, 0]].mean()
+        assert mean_red > plain[index][0][0].mean()  # points land on the bright disc, not the dark background
+    a, b = augmented[1], augmented[1]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # same (seed, epoch, index), same sample
+    augmented.epoch = 1
+    assert not torch.equal(augmented[1][1], b[1])
