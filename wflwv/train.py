@@ -62,13 +62,15 @@ def train(data: Path, config_name: str, out: Path, epochs: int | None = None, se
     settings = TrainSettings.from_config(config, epochs)
     stills = WflwStills(data)
     train_faces, test_faces = stills.faces("train"), stills.faces("test")
+    if not train_faces or not test_faces:
+        raise WflwvError(data, "training needs faces in both the train and the test annotation files")
     torch.manual_seed(seed)
 
     model = create_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     dataset = StillCrops(stills, train_faces, model.args.im_size, settings.augmentation, seed)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=settings.batch_size, shuffle=True, drop_last=True,
+        dataset, batch_size=settings.batch_size, shuffle=True, drop_last=len(dataset) > settings.batch_size,
         num_workers=settings.loader_workers, generator=torch.Generator().manual_seed(seed),
     )
     total_steps = settings.epochs * len(loader)
