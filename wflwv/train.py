@@ -34,7 +34,7 @@ class TrainSettings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
-    loader_workers: int = 1
+    loader_workers: int = 0  # on a 2-core machine a loader process slows the model more than it helps
     augmentation: Augmentation = Augmentation()
 
     @classmethod
