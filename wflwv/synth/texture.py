@@ -191,12 +191,21 @@ def noise_field(rng: np.random.Generator, shape: tuple[int, int], sigma: tuple[f
 
 
 def paint_base(identity: Identity, look: Look, texels_per_unit: float) -> Canvas:
-    """What does not move with the expression: skin, hair, cheeks, eye sockets, brow ridge, chin."""
+    """What does not move with the expression: skin, hair, the nose's details and the face's relief."""
     canvas = Canvas(texels_per_unit)
     rng = np.random.default_rng(look.seed)
     t = build_head(identity, Expression()).template
+    _paint_skin(canvas, t, look, rng)
+    _paint_relief(canvas, t, identity)
+    _paint_nose(canvas, t)
+    _paint_hair(canvas, look, identity, rng)
+    return canvas
+
+
+def _paint_skin(canvas: Canvas, t: np.ndarray, look: Look, rng: np.random.Generator) -> None:
+    """Skin tone with blotches and pores, rosy cheeks, shadowed eye sockets, stubble and moles."""
     rows, cols = canvas.height.shape
-    blotches = noise_field(rng, (rows, cols), (0.08 * texels_per_unit,) * 2)
+    blotches = noise_field(rng, (rows, cols), (0.08 * canvas.texels_per_unit,) * 2)
     pores = noise_field(rng, (rows, cols), (0.6, 0.6))
     skin = np.asarray(look.skin, np.float32) * (1 + 0.02 * blotches + 0.015 * pores)[..., None]
     canvas.colour[:] = np.clip(skin * 255 + 0.5, 0, 255)
@@ -211,18 +220,6 @@ def paint_base(identity: Identity, look: Look, texels_per_unit: float) -> Canvas
         hollow = socket.ellipse(socket_centre, (0.27, 0.15), soft=0.07)
         socket.raise_(hollow, -0.06)
         socket.shade(hollow, 0.93)
-    ridge_x = np.linspace(-0.75, 0.75, 9)
-    ridge_line = np.column_stack([ridge_x, -0.3 - 0.06 * np.cos(1.9 * ridge_x)])
-    ridge = canvas.region(ridge_line, 0.3)
-    ridge.raise_(ridge.line(ridge_line, 0.12, soft=0.08), 0.05)
-    chin_centre = np.array([0.0, t[16, 1] - 0.2])
-    chin = canvas.region(chin_centre, 0.4)
-    chin.raise_(chin.ellipse(chin_centre, (0.22, 0.13), soft=0.08), 0.05)
-    for side in (-1, 1):  # the eyeballs bulge a little under the lids
-        eye_centre = t[[60, 64] if side < 0 else [68, 72]].mean(axis=0)
-        eye = canvas.region(eye_centre, 0.3)
-        eye.raise_(eye.ellipse(eye_centre, (identity.eye_width * 0.9, identity.eye_height * 0.9), soft=0.03), 0.025)
-    _paint_nose(canvas, t)
     if look.stubble > 0:
         beard_outline = np.vstack([t[2:31], t[[57]] + [0, 0.02]])
         beard = canvas.region(beard_outline, 0.15)
@@ -231,8 +228,21 @@ def paint_base(identity: Identity, look: Look, texels_per_unit: float) -> Canvas
     for _ in range(rng.integers(0, 4)):  # moles, where the face looks forward (the sides stretch the texture)
         spot = rng.uniform([-0.5, -0.6], [0.5, 1.1])
         canvas.region(spot, 0.03).disc(spot, (0.012, 0.012), np.multiply(look.skin, 0.5))
-    _paint_hair(canvas, look, identity, rng)
-    return canvas
+
+
+def _paint_relief(canvas: Canvas, t: np.ndarray, identity: Identity) -> None:
+    """The brow ridge, the chin, and the eyeballs bulging a little under the lids."""
+    ridge_x = np.linspace(-0.75, 0.75, 9)
+    ridge_line = np.column_stack([ridge_x, -0.3 - 0.06 * np.cos(1.9 * ridge_x)])
+    ridge = canvas.region(ridge_line, 0.3)
+    ridge.raise_(ridge.line(ridge_line, 0.12, soft=0.08), 0.05)
+    chin_centre = np.array([0.0, t[16, 1] - 0.2])
+    chin = canvas.region(chin_centre, 0.4)
+    chin.raise_(chin.ellipse(chin_centre, (0.22, 0.13), soft=0.08), 0.05)
+    for corners in ([60, 64], [68, 72]):
+        eye_centre = t[corners].mean(axis=0)
+        eye = canvas.region(eye_centre, 0.3)
+        eye.raise_(eye.ellipse(eye_centre, (identity.eye_width * 0.9, identity.eye_height * 0.9), soft=0.03), 0.025)
 
 
 def paint_features(base: Canvas, head: Head, identity: Identity, look: Look, mask: FaceMask | None = None) -> Canvas:
