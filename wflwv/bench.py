@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.progress import track
 
 from wflwv import io
 from wflwv.data.video import iter_frames
@@ -53,9 +54,10 @@ def run_bench(videos_root: Path, checkpoint: Path, out: Path, settings: BenchSet
     model, _ = load_checkpoint(checkpoint, map_location=settings.device)
     cache = out / "predictions" / hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
     videos = VideoSet(videos_root)
-    if not videos.ids():
+    all_ids = videos.ids()
+    if not all_ids:
         raise WflwvError(videos_root, "no videos found (expected videos/<ID>.mp4)")
-    splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": videos.ids()}
+    splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": all_ids}
     ids = sorted({video_id for split_ids in splits.values() for video_id in split_ids})
     items = {video_id: videos.load(video_id) for video_id in ids}
 
@@ -90,7 +92,8 @@ def predict_run(model, items: dict[str, VideoItem], run: ModelRun, folder: Path,
     if todo:
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
         start, frames = time.perf_counter(), 0
-        for prediction in predict_videos(model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device):
+        predictions = predict_videos(model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device)
+        for prediction in track(predictions, total=len(todo), description=f"{run.name}: videos"):
             save_npz(folder / f"{prediction.id}.npz", landmarks=prediction.landmarks, iterations=prediction.iterations, residuals=prediction.residuals)
             frames += len(prediction.landmarks)
         timing_path = folder / "timing.parquet"
