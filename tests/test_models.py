@@ -271,3 +271,12 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path):
         with pytest.raises(WflwvError, match=problem) as error:
             load_checkpoint(tmp_path / name)
         assert str(error.value).startswith(str(tmp_path / name))
+
+
+def test_output_heatmaps_are_probabilities_whose_soft_argmax_is_the_landmarks():
+    model = create_model(load_config("ldeq_demo")).eval()
+    with torch.no_grad():
+        output = model(torch.randn(2, 3, 64, 64))
+    assert output.heatmaps.shape == (2, 98, 16, 16)
+    torch.testing.assert_close(output.heatmaps.sum(dim=(2, 3)), torch.ones(2, 98))
+    torch.testing.assert_close(soft_argmax(output.heatmaps), output.landmarks)

@@ -42,6 +42,12 @@ class LDEQOutput:
     iterations: torch.Tensor  # (B,) long: evaluations of f per sample
     residual: torch.Tensor  # (B,) final residual per sample, in the config's stop mode
 
+    @property
+    def heatmaps(self) -> torch.Tensor:
+        """(B, n_keypoints, D, D) the landmarks' heatmaps as probabilities (each sums to 1), detached."""
+        maps = self.z_star[:, : self.landmarks.shape[1]]
+        return maps / maps.sum(dim=(2, 3), keepdim=True)
+
 
 def check_args(args: argparse.Namespace) -> None:
     """Raise ValueError unless args name a model this module builds."""
