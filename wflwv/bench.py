@@ -27,7 +27,7 @@ from wflwv.report import NMF_TABLE_SCALE, Leaderboard, plot_nme_vs_nmf
 @dataclass(frozen=True)
 class BenchSettings:
     slots: int = 8
-    rwr_iters: int = 2
+    rwr_iters: tuple[int, ...] = (1, 2, 3)
     ema_alphas: tuple[float, ...] = (0.3, 0.5, 0.7)
     nmf_definition: str = "paper"
     norm: str = "interocular"
@@ -44,9 +44,8 @@ class ModelRun:
 
 
 def model_runs(settings: BenchSettings) -> list[ModelRun]:
-    return [
-        ModelRun("LDEQ cold start", warm_start=False, max_iters=None),
-        ModelRun(f"LDEQ + RwR ({settings.rwr_iters} it)", warm_start=True, max_iters=settings.rwr_iters),
+    return [ModelRun("LDEQ cold start", warm_start=False, max_iters=None)] + [
+        ModelRun(f"LDEQ + RwR ({cap} it)", warm_start=True, max_iters=cap) for cap in settings.rwr_iters
     ]
 
 

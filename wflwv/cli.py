@@ -12,6 +12,18 @@ EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 OUT_DIR = click.Path(file_okay=False, path_type=Path)
 
 
+def comma_separated(kind: type):
+    """A click callback reading "a,b,c" as a tuple of `kind`."""
+
+    def parse(ctx, param, value: str) -> tuple:
+        try:
+            return tuple(kind(part) for part in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list of {kind.__name__} values") from None
+
+    return parse
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wflwv")
 def cli() -> None:
@@ -52,20 +64,15 @@ def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, for
 @click.option("--model", "checkpoint", required=True, type=EXISTING_FILE, help="An LDEQ checkpoint (wflwv's or the authors').")
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboard, predictions and plots go.")
 @click.option("--slots", default=8, show_default=True, help="Video streams batched together.")
-@click.option("--rwr-iters", default=2, show_default=True, help="RwR's cap on solver iterations per frame.")
-@click.option("--ema", "ema_alphas", default="0.3,0.5,0.7", show_default=True, help="EMA smoothing coefficients (comma-separated).")
+@click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one leaderboard row each.")
+@click.option("--ema", "ema_alphas", default="0.3,0.5,0.7", show_default=True, callback=comma_separated(float), help="EMA smoothing coefficients (comma-separated).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True)
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(videos: Path, checkpoint: Path, out: Path, slots: int, rwr_iters: int, ema_alphas: str, nmf_definition: str, force: bool) -> None:
+def bench(videos: Path, checkpoint: Path, out: Path, slots: int, rwr_iters: tuple[int, ...], ema_alphas: tuple[float, ...], nmf_definition: str, force: bool) -> None:
     """Benchmark LDEQ cold start, LDEQ + RwR and LDEQ + EMA on WFLW-V-layout videos."""
     from wflwv.bench import BenchSettings, run_bench
 
-    settings = BenchSettings(
-        slots=slots,
-        rwr_iters=rwr_iters,
-        ema_alphas=tuple(float(a) for a in ema_alphas.split(",")),
-        nmf_definition=nmf_definition,
-    )
+    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, ema_alphas=ema_alphas, nmf_definition=nmf_definition)
     board = run_bench(videos, checkpoint, out, settings, force=force)
     click.echo(board.markdown)
     click.echo(f"\nleaderboard written to {out}")
