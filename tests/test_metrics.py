@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from wflwv.errors import WflwvError
-from wflwv.metrics import auc, ced, failure_rate, nme, nmf, normaliser, score_images, score_videos
+from wflwv.filters import EMA
+from wflwv.metrics import auc, ced, failure_rate, memory, nme, nmf, normaliser, score_images, score_videos
 
 NAN_FRAME = np.full((98, 2), np.nan)
 
@@ -172,3 +173,20 @@ def test_bad_input_is_a_one_line_error_naming_the_problem(pred, gt, problem):
 def test_boxes_of_the_wrong_shape_are_refused():
     with pytest.raises(WflwvError, match=r"boxes have shape \(3, 4\), expected \(2, >=4\)"):
         normaliser(np.stack([face(), face()]), "diagonal", np.zeros((3, 4)))
+
+
+def test_memory_of_an_ema_is_one_minus_alpha_and_of_raw_predictions_zero():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(3, 20, 98, 2)).cumsum(axis=1)
+    raw[2, 15:] = np.nan  # a shorter video
+    smoothed = np.stack([EMA(0.3).apply(video, fps=30) for video in raw])
+    assert memory(smoothed, raw) == pytest.approx(0.7)
+    assert memory(raw, raw) == 0.0
+
+
+def test_memory_of_a_method_that_halves_its_distance_to_the_raw_prediction():
+    raw = np.random.default_rng(1).normal(size=(1, 10, 98, 2))
+    smoothed = raw.copy()
+    for n in range(1, 10):
+        smoothed[0, n] = raw[0, n] + 0.5 * (smoothed[0, n - 1] - raw[0, n])
+    assert memory(smoothed, raw) == pytest.approx(0.5)

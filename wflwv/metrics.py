@@ -116,6 +116,23 @@ def nmf(pred: np.ndarray, gt: np.ndarray, definition: str = "paper") -> np.ndarr
     return np.sqrt(_nanmean(frame_squares, axis=-1))
 
 
+def memory(smoothed: np.ndarray, raw: np.ndarray) -> float:
+    """How much of its previous output a temporal method keeps: the least-squares m in y_n - x_n = m (y_(n-1) - x_n).
+
+    smoothed (y) and raw (x) are (videos, frames, 98, 2) (NaN padding allowed), x the per-frame
+    predictions the method starts from. An EMA of coefficient alpha keeps exactly 1 - alpha; the raw
+    predictions themselves keep 0. For RwR, x is the cold-start prediction of the same model.
+    """
+    smoothed = _landmarks(smoothed, "smoothed predictions", "videos, frames")
+    raw = _landmarks(raw, "raw predictions", "videos, frames")
+    if smoothed.shape != raw.shape:
+        raise WflwvError(None, f"smoothed predictions have shape {smoothed.shape} but raw predictions have shape {raw.shape}")
+    kept = smoothed[:, 1:] - raw[:, 1:]
+    previous = smoothed[:, :-1] - raw[:, 1:]
+    pairs = ~(np.isnan(kept) | np.isnan(previous))
+    return float(np.sum(kept[pairs] * previous[pairs]) / np.sum(previous[pairs] ** 2))
+
+
 def ced(nmes: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Cumulative error distribution: the fraction of the (non-NaN) NMEs <= each threshold."""
     errors = np.sort(np.asarray(nmes, dtype=float).ravel())
