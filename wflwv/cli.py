@@ -78,6 +78,22 @@ def bench(videos: Path, checkpoint: Path, out: Path, slots: int, rwr_iters: tupl
     click.echo(f"\nleaderboard written to {out}")
 
 
+@cli.command()
+@click.option("--videos", required=True, type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/).")
+@click.option("--model", "checkpoint", required=True, type=EXISTING_FILE, help="An LDEQ checkpoint.")
+@click.option("--pairs", default=8, show_default=True, help="Pairs of consecutive frames measured per video.")
+def diagnose(videos: Path, checkpoint: Path, pairs: int) -> None:
+    """Why RwR does or does not stabilise an LDEQ: its fixed points' spread and contraction between frames."""
+    from wflwv.equilibrium import diagnose as measure
+    from wflwv.models import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    click.echo(measure(videos, model, pairs).to_string(index=False, float_format="{:.4f}".format))
+    click.echo("\nshift: NME x100 between the fixed points of frames n-1 and n.")
+    click.echo("spread: NME x100 between frame n's fixed points from z0 = 0 and from z*_(n-1) (0: one fixed point).")
+    click.echo("contraction: share of the gap to frame n's fixed point left after one iteration from z*_(n-1).")
+
+
 def main() -> None:
     try:
         sys.exit(cli.main(standalone_mode=False) or 0)
