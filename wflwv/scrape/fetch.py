@@ -23,6 +23,7 @@ import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DownloadError, ExtractorError
 
+from wflwv.data.video import probe
 from wflwv.scrape.sources import Candidate, load_info_json
 
 CREATIVE_COMMONS = re.compile(r"creative\s*commons|\bcc[\s-]?(by|0)\b", re.IGNORECASE)
@@ -63,7 +64,7 @@ def licence_refusal(licence: str | None) -> str | None:
 
 def ytdl_params(settings: FetchSettings, folder: Path) -> dict:
     return {
-        "format": f"bv*[height<={settings.max_height}]/b[height<={settings.max_height}]",
+        "format": f"bv*[height<=?{settings.max_height}]/b[height<=?{settings.max_height}]",
         "outtmpl": {"default": str(folder / "video.%(ext)s")},
         "cookiefile": str(settings.cookies) if settings.cookies else None,
         "socket_timeout": settings.timeout,
@@ -92,7 +93,11 @@ def fetch(candidate: Candidate, settings: FetchSettings, folder: Path, start_loc
                 if refusal:
                     return Fetched(info, None, attempts, refusal=refusal)
                 downloaded = ydl.process_ie_result(info, download=True)
-            return Fetched(info, Path(downloaded["requested_downloads"][0]["filepath"]), attempts)
+            path = Path(downloaded["requested_downloads"][0]["filepath"])
+            height = probe(path).height  # a format of unknown height may be chosen: check what came
+            if height > settings.max_height:
+                return Fetched(info, None, attempts, failure=f"the video is {height} pixels high, more than {settings.max_height}")
+            return Fetched(info, path, attempts)
         except (DownloadError, ExtractorError) as error:  # format selection raises ExtractorError itself
             if attempts > settings.retries or not is_retryable(error):
                 return Fetched(info, None, attempts, failure=describe(error))

@@ -52,7 +52,7 @@ class LoopbackSite:
             raise WflwvError(self.folder, "no such folder of videos to serve")
         self.failures = dict(failures or {})
         self.lifetime = lifetime
-        self.requests: Counter[str] = Counter()  # video name -> requests received for its file
+        self.requests: Counter[str] = Counter()  # video name -> requests received for its file (served or not)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -149,11 +149,11 @@ def _handler_for(site: LoopbackSite) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             match = re.fullmatch(r"/videos/([^/]+)\.mp4", urlsplit(self.path).path)
             name = unquote(match.group(1)) if match else None
+            failure = site._failure_for(name) if name else None
             path = site.folder / f"{name}.mp4"
             if name is None or "/" in name or name.startswith(".") or not path.is_file():
                 self.send_error(404)
                 return
-            failure = site._failure_for(name)
             if failure is not None and isinstance(failure.mode, int):
                 self.send_error(failure.mode)
                 return
