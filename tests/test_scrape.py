@@ -288,3 +288,4 @@ def test_cli_bad_input_is_one_line_naming_the_file(tmp_path, case):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1
     assert lines[0] == (f"error: {ids}: line 2: expected 'ID start end', got 'bad'" if case == "malformed" else f"error: {ids}: no such file")
+

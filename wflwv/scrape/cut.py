@@ -47,12 +47,25 @@ def find_face_window(source: Path, seconds: float, samples_per_second: float = 2
     detector = MTCNN(device="cpu", min_face_size=min_face)
 
     def samples() -> Iterator[tuple[int, bool]]:
-        with contextlib.closing(iter_frames(source)) as frames:
+        with contextlib.closing(iter_frames(source)) as frames, one_torch_thread():
             for index, frame in enumerate(frames):
                 if index % step == 0:
                     yield index, has_face(detector, frame, min_face)
 
     return first_window(samples(), length, facts.n_frames)
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Concurrency comes from the executor, one video per CPU; torch's threads would only wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def has_face(detector, frame: np.ndarray, min_face: int) -> bool:
