@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,21 @@ from wflwv.data.video import probe, read_video, write_video
 from wflwv.errors import WflwvError
 from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_info_jsons, read_queries, read_urls, safe_name, scrape
 from wflwv.scrape.cut import first_window
+from wflwv.scrape.fetch import wait_for_start
 from wflwv.scrape.loopback import STANDARD_LICENCE, Failure, LoopbackSite
 from wflwv.scrape.sources import search_url
 
 OFFICIAL = Path("/work/shared/reference/wflwv-official")
 SIZE, BITS, FPS = (64, 128), 8, 25.0
 FAST = ScrapeSettings(FetchSettings(timeout=0.5, retries=2, backoff=0.01, min_interval=0.0))
+
+
+@pytest.fixture(autouse=True)
+def no_proxies(monkeypatch):
+    """Requests go to 127.0.0.1 itself, never through a proxy named by the environment."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
 
 
 def coded_frames(n: int) -> list[np.ndarray]:
@@ -55,6 +65,18 @@ def site(site_folder):
     failures = {"drop_once": Failure("drop", times=1), "drop_always": Failure("drop"), "missing": Failure(404), "stall": Failure("stall")}
     with LoopbackSite(site_folder, failures, lifetime=60) as site:
         yield site
+
+
+def test_the_site_serves_ranges_and_stops_by_itself(site_folder):
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    whole = (site_folder / "coded.mp4").read_bytes()
+    with LoopbackSite(site_folder, lifetime=0.5) as site:
+        assert direct.open(site.url("coded"), timeout=2).read() == whole
+        ranged = direct.open(urllib.request.Request(site.url("coded"), headers={"Range": "bytes=100-199"}), timeout=2)
+        assert ranged.status == 206 and ranged.read() == whole[100:200]
+        time.sleep(1.0)
+        with pytest.raises(OSError):
+            direct.open(site.url("coded"), timeout=2)
 
 
 def info_dir(site: LoopbackSite, tmp_path: Path) -> Path:
@@ -184,6 +206,21 @@ def test_rerun_skips_finished_items_and_force_redoes_them(site, tmp_path):
     assert manifest.loc["coded", "status"] == "done"
     scrape_ids(site, tmp_path, ["coded 0 9"], force=True)
     assert site.requests["coded"] == 2 and video.stat().st_ino != first.st_ino
+
+
+def test_a_cookies_file_is_sent_with_the_requests(site, tmp_path):
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tSID\tnot-a-bot\n")
+    settings = ScrapeSettings(dataclasses.replace(FAST.fetch, cookies=cookies))
+    assert scrape_ids(site, tmp_path, ["coded 0 4"], settings).loc["coded", "status"] == "done"
+    assert [headers.get("Cookie") for name, headers in site.log if name == "coded"] == ["SID=not-a-bot"]
+
+
+def test_attempts_start_at_least_min_interval_apart(tmp_path):
+    started = time.monotonic()
+    for _ in range(3):
+        wait_for_start(tmp_path / "start.lock", 0.2)
+    assert time.monotonic() - started >= 0.4
 
 
 def test_keep_downloads_keeps_the_full_download(site, tmp_path):

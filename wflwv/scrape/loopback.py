@@ -52,7 +52,7 @@ class LoopbackSite:
             raise WflwvError(self.folder, "no such folder of videos to serve")
         self.failures = dict(failures or {})
         self.lifetime = lifetime
-        self.requests: Counter[str] = Counter()  # video name -> requests received for its file (served or not)
+        self.log: list[tuple[str, dict[str, str]]] = []  # (video name, request headers) of every request for a file
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -77,6 +77,12 @@ class LoopbackSite:
         self._timer.cancel()
         self._server.shutdown()
         self._server.server_close()
+
+    @property
+    def requests(self) -> Counter[str]:
+        """Requests received for each video's file, served or not."""
+        with self._lock:
+            return Counter(name for name, _ in self.log)
 
     @property
     def base_url(self) -> str:
@@ -133,10 +139,10 @@ class LoopbackSite:
             paths.append(path)
         return paths
 
-    def _failure_for(self, name: str) -> Failure | None:
+    def _failure_for(self, name: str, headers: dict[str, str]) -> Failure | None:
         with self._lock:
-            self.requests[name] += 1
-            count = self.requests[name]
+            self.log.append((name, headers))
+            count = sum(logged == name for logged, _ in self.log)
         failure = self.failures.get(name)
         return failure if failure is not None and (failure.times is None or count <= failure.times) else None
 
@@ -149,7 +155,7 @@ def _handler_for(site: LoopbackSite) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             match = re.fullmatch(r"/videos/([^/]+)\.mp4", urlsplit(self.path).path)
             name = unquote(match.group(1)) if match else None
-            failure = site._failure_for(name) if name else None
+            failure = site._failure_for(name, dict(self.headers)) if name else None
             path = site.folder / f"{name}.mp4"
             if name is None or "/" in name or name.startswith(".") or not path.is_file():
                 self.send_error(404)
