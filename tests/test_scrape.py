@@ -238,6 +238,7 @@ def test_a_url_list_goes_through_extract_info(site, tmp_path):
     assert manifest.loc["open", "status"] == "done" and manifest.loc["open", "licence"] == "CC BY 4.0"
     assert frame_codes(read_video(tmp_path / "build" / "videos" / "open.mp4")) == list(range(5, 15))
     assert manifest.loc["closed", "status"] == "refused" and manifest.loc["closed", "reason"] == "no licence in the metadata"
+    assert site.requests["closed"] == 1  # the generic extractor's look at the link, no download after it
 
 
 def test_an_automatic_window_has_a_face_throughout(tmp_path):
