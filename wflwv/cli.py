@@ -10,6 +10,9 @@ from wflwv.errors import WflwvError
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 OUT_DIR = click.Path(file_okay=False, path_type=Path)
+# Inputs checked by the command itself, so that a missing one is a one-line error naming it.
+IN_FILE = click.Path(dir_okay=False, path_type=Path)
+IN_DIR = click.Path(file_okay=False, path_type=Path)
 
 
 def comma_separated(kind: type):
@@ -92,6 +95,59 @@ def diagnose(videos: Path, checkpoint: Path, pairs: int) -> None:
     click.echo("\nshift: NME x100 between the fixed points of frames n-1 and n.")
     click.echo("spread: NME x100 between frame n's fixed points from z0 = 0 and from z*_(n-1) (0: one fixed point).")
     click.echo("contraction: share of the gap to frame n's fixed point left after one iteration from z*_(n-1).")
+
+
+def byte_rate(ctx, param, value: str | None) -> float | None:
+    """A click callback reading "500K" or "2M" (bytes per second) as a number."""
+    if value is None:
+        return None
+    from yt_dlp.utils import parse_bytes
+
+    rate = parse_bytes(value)
+    if rate is None or rate <= 0:
+        raise click.BadParameter(f"{value!r} is not a rate in bytes per second, such as 500K or 2M")
+    return float(rate)
+
+
+@cli.command()
+@click.option("--out", required=True, type=OUT_DIR, help="Build folder: videos/<ID>.mp4 and stages/scrape/ (manifest.parquet, rows).")
+@click.option("--queries", type=IN_FILE, help="Search queries, one a line (UTF-8, any language): YouTube search with the Creative Commons filter.")
+@click.option("--per-query", default=20, show_default=True, help="Videos taken from each query's results.")
+@click.option("--ids", type=IN_FILE, help="Official ID list: 'ID start end' lines (inclusive frames; download_ranges.txt) or 'ID None None' (skipped).")
+@click.option("--urls", type=IN_FILE, help="CSV of other sites' videos: columns url, licence, optional id, start, end.")
+@click.option("--info-json", type=IN_DIR, help="Folder of recorded <ID>.info.json metadata (yt-dlp's --load-info-json path); with --ids, the metadata of the listed IDs.")
+@click.option("--cookies", type=IN_FILE, help="Netscape cookies file for yt-dlp (YouTube's 'confirm you're not a bot').")
+@click.option("--max-height", default=720, show_default=True, help="Largest video height downloaded (video only).")
+@click.option("--window-seconds", default=5.0, show_default=True, help="Length of the window chosen when none is given: the first one with a face throughout.")
+@click.option("--retries", default=3, show_default=True, help="Further attempts after a retryable failure (HTTP 5xx, cut transfer, timeout).")
+@click.option("--backoff", default=2.0, show_default=True, help="Seconds before the first retry, doubled before each next one.")
+@click.option("--timeout", default=20.0, show_default=True, help="Seconds without data before a connection is given up.")
+@click.option("--rate-limit", callback=byte_rate, help="Bandwidth of each download in bytes per second, such as 2M (yt-dlp's ratelimit).")
+@click.option("--min-interval", default=1.0, show_default=True, help="Seconds between the starts of any two downloads, across all workers.")
+@click.option("--keep-downloads", is_flag=True, help="Keep the full downloads in stages/scrape/downloads/.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: one video at a time; ray: as many as the Ray instance has CPUs.")
+@click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
+@click.option("--force", is_flag=True, help="Redo candidates already finished (and searches already made).")
+def scrape(out: Path, queries: Path | None, per_query: int, ids: Path | None, urls: Path | None, info_json: Path | None, cookies: Path | None, max_height: int, window_seconds: float, retries: int, backoff: float, timeout: float, rate_limit: float | None, min_interval: float, keep_downloads: bool, executor: str, address: str | None, force: bool) -> None:
+    """Download Creative Commons videos and cut frame-accurate windows, with a manifest of every candidate."""
+    from wflwv.pipeline.stage import Executor
+    from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_info_jsons, read_queries, read_urls, search, summary
+    from wflwv.scrape import scrape as run_scrape
+
+    given = [name for name, value in (("--queries", queries), ("--ids", ids), ("--urls", urls), ("--info-json", info_json)) if value]
+    if len(given) != 1 and given != ["--ids", "--info-json"]:
+        raise click.UsageError("give one source: --queries, --ids, --urls or --info-json (or --ids with --info-json)")
+    if cookies and not cookies.is_file():
+        raise WflwvError(cookies, "no such cookies file")
+    fetch = FetchSettings(max_height, cookies, timeout, retries, backoff, rate_limit, min_interval)
+    if queries:
+        candidates = search(read_queries(queries), per_query, out, fetch, force=force)
+    elif ids:
+        candidates = read_ids(ids, info_json)
+    else:
+        candidates = read_urls(urls) if urls else read_info_jsons(info_json)
+    manifest = run_scrape(out, candidates, ScrapeSettings(fetch, window_seconds, keep_downloads), Executor(executor, address), force=force)
+    click.echo(f"scrape: {summary(manifest)}; manifest in {out / 'stages' / 'scrape' / 'manifest.parquet'}")
 
 
 def main() -> None:
