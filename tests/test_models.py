@@ -1,4 +1,5 @@
 import argparse
+import math
 import os
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 
 from wflwv.errors import WflwvError
 from wflwv.models import create_model, load_checkpoint, load_config, model_args, save_checkpoint
-from wflwv.models.heatmaps import normalize_heatmaps, soft_argmax
+from wflwv.models.heatmaps import heatmap_nll, normalize_heatmaps, soft_argmax
 from wflwv.models.ldeq import LDEQ
 
 
@@ -280,3 +281,14 @@ def test_output_heatmaps_are_probabilities_whose_soft_argmax_is_the_landmarks():
     assert output.heatmaps.shape == (2, 98, 16, 16)
     torch.testing.assert_close(output.heatmaps.sum(dim=(2, 3)), torch.ones(2, 98))
     torch.testing.assert_close(soft_argmax(output.heatmaps), output.landmarks)
+
+
+def test_heatmap_nll_of_sure_uniform_and_split_heatmaps():
+    sure = torch.zeros(1, 1, 8, 8)
+    sure[0, 0, 5, 3] = 1  # row 5, column 3: the point (3/8, 5/8)
+    assert heatmap_nll(sure, torch.tensor([[[3 / 8, 5 / 8]]])).item() == pytest.approx(0, abs=1e-6)
+    uniform = torch.full((1, 1, 8, 8), 1 / 64)
+    assert heatmap_nll(uniform, torch.tensor([[[0.3, 0.6]]])).item() == pytest.approx(math.log(64))
+    split = torch.full((1, 1, 8, 8), 1e-12)
+    split[0, 0, 2, 4] = split[0, 0, 2, 5] = 0.5
+    assert heatmap_nll(split, torch.tensor([[[4.5 / 8, 2 / 8]]])).item() == pytest.approx(math.log(2), abs=1e-6)

@@ -1,12 +1,15 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from wflwv.data.wflw import Face, WflwStills, write_annotations, write_image
-from wflwv.models import load_checkpoint
+from wflwv.errors import WflwvError
+from wflwv.models import create_model, load_checkpoint, load_config
 from wflwv.stills import Augmentation, StillCrops
-from wflwv.train import train
+from wflwv.train import LOSSES, TrainSettings, train
 
 
 def still_set(root, counts={"train": 64, "test": 8}):
@@ -61,3 +64,18 @@ def test_augmented_crops_keep_landmarks_on_the_face(tmp_path):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # same (seed, epoch, index), same sample
     augmented.epoch = 1
     assert not torch.equal(augmented[1][1], b[1])
+
+
+def test_each_training_loss_sends_gradients_to_every_cell_weight():
+    model = create_model(load_config("ldeq_demo")).train()
+    images, targets = torch.randn(4, 3, 64, 64), torch.rand(4, 98, 2)
+    for loss in LOSSES.values():
+        model.zero_grad()
+        loss(model(images), targets).backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.deq_layer.parameters())
+
+
+@pytest.mark.parametrize("table, problem", [({"loss": "l7"}, "unknown training loss 'l7'"), ({"epochz": 3}, "invalid [train] table")])
+def test_a_bad_train_table_is_an_error_naming_the_config(table, problem):
+    with pytest.raises(WflwvError, match=re.escape(f"my_config: {problem}")):
+        TrainSettings.from_config({"train": table}, source="my_config")

@@ -1,7 +1,8 @@
 """Training: one loop for every landmark model, readable in one sitting.
 
-MSE between predicted and true landmarks (crop units), AdamW with a cosine schedule, a checkpoint
-in the released format after every epoch, resume from it after an interruption.
+The config's loss (MSE between predicted and true landmarks in crop units, as the paper, or the
+heatmaps' negative log-likelihood of the true points), AdamW with a cosine schedule, a checkpoint in
+the released format after every epoch, resume from it after an interruption.
 """
 
 import dataclasses
@@ -19,8 +20,20 @@ from wflwv.data.wflw import WflwStills
 from wflwv.errors import WflwvError
 from wflwv.metrics import nme
 from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
+from wflwv.models.heatmaps import heatmap_nll
 from wflwv.stills import Augmentation, StillCrops, predict_stills
 
+def mse_loss(output, targets: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(output.landmarks, targets)
+
+
+def heatmap_nll_loss(output, targets: torch.Tensor) -> torch.Tensor:
+    return heatmap_nll(output.heatmaps, targets)
+
+
+# The MSE is the paper's. The likelihood trains the heatmaps directly: on the demo's small LDEQ it
+# more than halves the test NME for the same epochs (see docs/rwr.md).
+LOSSES = {"mse": mse_loss, "heatmap_nll": heatmap_nll_loss}
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 HISTORY_NAME = "history.parquet"
 
@@ -35,13 +48,19 @@ class TrainSettings:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     loader_workers: int = 0  # on a 2-core machine a loader process slows the model more than it helps
+    loss: str = "mse"  # a key of LOSSES
     augmentation: Augmentation = Augmentation()
 
     @classmethod
-    def from_config(cls, config: dict, epochs: int | None = None) -> "TrainSettings":
+    def from_config(cls, config: dict, epochs: int | None = None, source: str | Path | None = None) -> "TrainSettings":
         table = dict(config.get("train", {}))
-        augmentation = Augmentation(**table.pop("augmentation", {}))
-        settings = cls(**table, augmentation=augmentation)
+        augmentation = table.pop("augmentation", {})
+        try:
+            settings = cls(**table, augmentation=Augmentation(**augmentation))
+        except TypeError as error:
+            raise WflwvError(source, f"invalid [train] table: {error}") from None
+        if settings.loss not in LOSSES:
+            raise WflwvError(source, f"unknown training loss {settings.loss!r} (known: {', '.join(LOSSES)})")
         return settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
 
 
@@ -59,7 +78,7 @@ def train(data: Path, config_name: str, out: Path, epochs: int | None = None, se
     """Train the model of `config_name` on the stills in `data`; returns the checkpoint path."""
     device = device or default_device()
     config = load_config(config_name)
-    settings = TrainSettings.from_config(config, epochs)
+    settings = TrainSettings.from_config(config, epochs, source=config_name)
     stills = WflwStills(data)
     train_faces, test_faces = stills.faces("train"), stills.faces("test")
     if not train_faces or not test_faces:
@@ -89,7 +108,7 @@ def train(data: Path, config_name: str, out: Path, epochs: int | None = None, se
             losses, iterations = [], []
             for images, targets in loader:
                 output = model(images.to(device))
-                loss = F.mse_loss(output.landmarks, targets.to(device))
+                loss = LOSSES[settings.loss](output, targets.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -1,6 +1,7 @@
-"""Heatmaps: LDEQ's normalisation sigma and the soft-argmax read-out of landmarks."""
+"""Heatmaps: LDEQ's normalisation sigma, the soft-argmax read-out of landmarks, and the heatmaps' likelihood loss."""
 
 import torch
+import torch.nn.functional as F
 
 
 def normalize_heatmaps(features: torch.Tensor, beta: float) -> torch.Tensor:
@@ -17,9 +18,28 @@ def soft_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     already keeps it away from zero, so the division here is exact).
     """
     height, width = heatmaps.shape[-2:]
-    probabilities = heatmaps / heatmaps.sum(dim=(2, 3), keepdim=True)
+    weights = probabilities(heatmaps)
     columns = torch.arange(width, dtype=heatmaps.dtype, device=heatmaps.device) / width
     rows = torch.arange(height, dtype=heatmaps.dtype, device=heatmaps.device) / height
-    x = probabilities.sum(dim=2) @ columns
-    y = probabilities.sum(dim=3) @ rows
+    x = weights.sum(dim=2) @ columns
+    y = weights.sum(dim=3) @ rows
     return torch.stack((x, y), dim=-1)
+
+
+def probabilities(heatmaps: torch.Tensor) -> torch.Tensor:
+    """Non-negative heatmaps (B, L, H, W) scaled so that each sums to 1."""
+    return heatmaps / heatmaps.sum(dim=(2, 3), keepdim=True)
+
+
+def heatmap_nll(probability_maps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of the true points (B, L, 2) under heatmaps (B, L, D, D) that sum to 1.
+
+    Points are in soft_argmax's units (pixel index / D); the log-probability is read between pixels
+    by bilinear interpolation, and points outside the map are read at its border.
+    """
+    batch, count, height, width = probability_maps.shape
+    log_maps = torch.log(probability_maps.clamp_min(1e-12)).reshape(batch * count, 1, height, width)
+    size = points.new_tensor([width, height])
+    grid = points * size / (size - 1) * 2 - 1  # pixel index 0 -> -1, D-1 -> 1 (align_corners)
+    values = F.grid_sample(log_maps, grid.reshape(batch * count, 1, 1, 2), mode="bilinear", padding_mode="border", align_corners=True)
+    return -values.mean()

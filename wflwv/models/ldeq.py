@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wflwv.models.heatmaps import normalize_heatmaps, soft_argmax
+from wflwv.models.heatmaps import normalize_heatmaps, probabilities, soft_argmax
 from wflwv.models.solvers import SOLVERS, STOP_MODES, FixedPointResult, anderson, fixed_point_iteration, residual
 
 OPTIONS = (
@@ -41,12 +41,7 @@ class LDEQOutput:
     z_star: torch.Tensor  # (B, z_width, D, D), detached: the next frame's z0 under RwR
     iterations: torch.Tensor  # (B,) long: evaluations of f per sample
     residual: torch.Tensor  # (B,) final residual per sample, in the config's stop mode
-
-    @property
-    def heatmaps(self) -> torch.Tensor:
-        """(B, n_keypoints, D, D) the landmarks' heatmaps as probabilities (each sums to 1), detached."""
-        maps = self.z_star[:, : self.landmarks.shape[1]]
-        return maps / maps.sum(dim=(2, 3), keepdim=True)
+    heatmaps: torch.Tensor  # (B, n_keypoints, D, D) the landmarks' heatmaps as probabilities, differentiable in training
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -239,5 +234,5 @@ class LDEQ(nn.Module):
             size = self.args.heatmap_size
             z0 = injection.new_zeros(len(images), self.args.z_width, size, size)
         solution = self.deq_layer(injection, z0, max_iters)
-        landmarks = soft_argmax(solution.z[:, : self.args.n_keypoints])
-        return LDEQOutput(landmarks, solution.z.detach(), solution.iterations, solution.residual)
+        heatmaps = probabilities(solution.z[:, : self.args.n_keypoints])
+        return LDEQOutput(soft_argmax(heatmaps), solution.z.detach(), solution.iterations, solution.residual, heatmaps)
