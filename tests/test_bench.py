@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 from conftest import VIDEO_LENGTHS, face_video, ldeq_checkpoint, write_official_stills, write_precropped_stills, write_wflwv
 
 from wflwv.bench import BenchSettings, padded, run_bench
+from wflwv.cli import main
 from wflwv.data.videoset import VideoSet
 from wflwv.data.wflw import SUBSETS, WflwStills
 from wflwv.filters import SavitzkyGolay, sweep
@@ -23,6 +25,14 @@ FILTER_ROWS = sum(len(sweep(name)) for name in ("ema", "one_euro", "savgol", "ka
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     environment = os.environ | {"OMP_NUM_THREADS": "1"}  # as in conftest: tiny models, shared machine
     return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, env=environment)
+
+
+def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The CLI's main() in this process (as run_cli, without the start-up of a new interpreter)."""
+    with mock.patch.object(sys, "argv", ["wflwv", *map(str, args)]), pytest.raises(SystemExit) as exit:
+        main()
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exit.value.code, captured.out, captured.err)
 
 
 def test_video_leaderboard_gives_every_model_raw_rwr_and_every_filter_setting(bench_run, bench_world):
@@ -135,29 +145,29 @@ def test_cli_benches_a_released_checkpoint_on_wflwv_and_precropped_wflw(tmp_path
     assert "wflwv report" in result.stdout
 
 
-def test_cli_refuses_bad_requests_in_one_line(bench_world, tmp_path):
+def test_cli_refuses_bad_requests_in_one_line(bench_world, tmp_path, capsys):
     checkpoint = bench_world.checkpoints[0]
-    nothing = run_cli("bench", "--model", checkpoint, "--out", tmp_path / "out")
+    nothing = run_main(capsys, "bench", "--model", checkpoint, "--out", tmp_path / "out")
     assert nothing.returncode == 2 and "--videos, --stills or both" in nothing.stderr
-    unknown = run_cli("bench", "--model", checkpoint, "--videos", bench_world.videos, "--filters", "ema,butterworth", "--out", tmp_path / "out")
+    unknown = run_main(capsys, "bench", "--model", checkpoint, "--videos", bench_world.videos, "--filters", "ema,butterworth", "--out", tmp_path / "out")
     assert unknown.returncode == 2 and "butterworth" in unknown.stderr
     (tmp_path / "empty").mkdir()
-    layout = run_cli("bench", "--model", checkpoint, "--stills", tmp_path / "empty", "--out", tmp_path / "out")
+    layout = run_main(capsys, "bench", "--model", checkpoint, "--stills", tmp_path / "empty", "--out", tmp_path / "out")
     assert layout.returncode == 2 and layout.stderr.count("\n") == 1 and "pre-cropped" in layout.stderr
 
 
-def test_bench_names_the_landmarks_file_of_the_wrong_shape(bench_world, tmp_path):
+def test_bench_names_the_landmarks_file_of_the_wrong_shape(bench_world, tmp_path, capsys):
     videos = VideoSet(tmp_path / "videos")
     frames, landmarks, boxes = face_video(5, 0)
     videos.write("v", frames, landmarks, boxes, fps=30)
     np.save(videos.landmarks_path("v"), landmarks[:, :68])
-    result = run_cli("bench", "--videos", tmp_path / "videos", "--model", bench_world.checkpoints[0], "--out", tmp_path / "out")
+    result = run_main(capsys, "bench", "--videos", tmp_path / "videos", "--model", bench_world.checkpoints[0], "--out", tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and str(videos.landmarks_path("v")) in result.stderr and "98" in result.stderr
 
 
-def test_still_bench_of_an_official_set_without_test_faces_is_one_line(bench_world, tmp_path):
+def test_still_bench_of_an_official_set_without_test_faces_is_one_line(bench_world, tmp_path, capsys):
     root = write_official_stills(tmp_path / "wflw")
     WflwStills(root).annotation_path("test").write_text("")
-    result = run_cli("bench", "--stills", root, "--model", bench_world.checkpoints[0], "--out", tmp_path / "out")
+    result = run_main(capsys, "bench", "--stills", root, "--model", bench_world.checkpoints[0], "--out", tmp_path / "out")
     assert result.returncode == 2 and "no faces" in result.stderr and "list_98pt_rect_attr_test.txt" in result.stderr
