@@ -44,6 +44,7 @@ from wflwv.report import (
     plot_nme_vs_nmf,
     still_leaderboard,
     video_leaderboard,
+    video_summary,
 )
 from wflwv.stills import predict_crops
 
@@ -145,6 +146,7 @@ def bench_videos(models: list[BenchModel], root: Path, out: Path, settings: Benc
                 rows.append(row | {"solver_iters_per_frame": iterations, "fps": fps})
     board = video_leaderboard(pd.DataFrame(rows), settings.norm, settings.nmf_definition)
     board.write(out)
+    video_summary(board).write(out)
     io.save_parquet(out / "per_video.parquet", pd.DataFrame(per_video))
     plot_nme_vs_nmf(board, out / "nme_vs_nmf.png")
     plot_worst_flicker(board, pd.DataFrame(per_video), models, items, out, filters, next(iter(splits)))

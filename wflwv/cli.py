@@ -74,6 +74,7 @@ def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | Non
     """Leaderboards of one or more models: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost)."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.filters import FILTERS
+    from wflwv.report import video_summary
 
     if videos is None and stills is None:
         raise click.UsageError("give --videos, --stills or both")
@@ -82,8 +83,10 @@ def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | Non
         raise click.BadParameter(f"unknown filter {unknown[0]!r}, expected some of {', '.join(FILTERS)}", param_hint="--filters")
     settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force)
-    for board in boards.values():
-        click.echo(board.markdown)
+    if "stills" in boards:
+        click.echo(boards["stills"].markdown)
+    if "videos" in boards:
+        click.echo(video_summary(boards["videos"]).markdown)
     click.echo(f"leaderboards written to {out}; see them with: wflwv report {out}")
 
 

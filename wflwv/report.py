@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from wflwv import io  # noqa: E402
@@ -99,6 +100,19 @@ def video_leaderboard(table: pd.DataFrame, norm: str, nmf_definition: str) -> Le
     return Leaderboard("video_leaderboard", table, columns, norm, nmf_definition, VIDEO_NOTE)
 
 
+def video_summary(board: Leaderboard) -> Leaderboard:
+    """The video leaderboard cut to each model's raw and RwR rows and the best setting of each filter
+    (lowest NME + NMF on the first split)."""
+    table = board.table
+    split = next(c.removeprefix("nme_") for c in table.columns if c.startswith("nme_"))
+    score = table[f"nme_{split}"] + table[f"nmf_{split}"]
+    filtered = ~table["curve"].isin(["raw", "rwr"])
+    best = score[filtered].groupby([table["model"], table["curve"]], sort=False).idxmin()
+    kept = table[~filtered | table.index.isin(best)]
+    note = f"Each filter's row is its setting with the lowest NME + NMF on the {split} videos (all settings: video_leaderboard.*). {board.note}"
+    return Leaderboard("video_summary", kept.reset_index(drop=True), board.columns, board.norm, board.nmf_definition, note)
+
+
 def still_leaderboard(table: pd.DataFrame, norm: str) -> Leaderboard:
     """Rows: model, params_m, macs_m, latency_ms and nme/fr10/auc10_<set> for the full test set and each subset (x100)."""
     columns = {"model": ("model", ""), "params_m": ("params (M)", ".2f"), "macs_m": ("MACs (M)", ".1f"), "latency_ms": ("latency (ms)", ".1f")}
@@ -174,6 +188,7 @@ def plot_flicker_trace(gt: np.ndarray, series: dict[str, np.ndarray], title: str
         ax.grid(alpha=0.3)
     axes[0].set_title(title, fontsize=10)
     axes[1].set_xlabel("frame")
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8, ncol=2)
     save_figure(figure, path)
 
@@ -202,7 +217,7 @@ def write_overlay_gif(frames_path: Path, landmarks: dict[str, np.ndarray], boxes
         for colour, points in zip(CLIP_COLOURS, landmarks.values()):
             for x, y in (points[index] - (left, top)) * scale:
                 if np.isfinite(x) and np.isfinite(y):
-                    cv2.circle(region, (round(x), round(y)), 1, colour, -1, lineType=cv2.LINE_AA)
+                    cv2.circle(region, (round(x), round(y)), 2, colour, -1, lineType=cv2.LINE_AA)
         images.append(Image.fromarray(region))
     step = n_frames / len(images)
     with io.atomic_path(path) as tmp:
@@ -216,7 +231,8 @@ h1 { font-size: 24px; } h2 { font-size: 20px; margin-top: 32px; border-bottom: 1
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 caption { caption-side: bottom; text-align: left; font-size: 12px; color: #555; padding-top: 6px; }
 th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; } td:first-child, td:nth-child(2) { text-align: left; }
+th { background: #f0f0f0; } th:first-child, th:nth-child(2), td:first-child, td:nth-child(2) { text-align: left; }
+details { margin: 8px 0; } summary { cursor: pointer; color: #036; }
 tbody tr:nth-child(even) { background: #fafafa; }
 img { max-width: 100%; } figure { display: inline-block; margin: 8px 12px 8px 0; vertical-align: top; }
 figcaption { font-size: 12px; color: #555; max-width: 320px; }
@@ -235,7 +251,7 @@ def write_report(run: Path) -> Path:
         sections.append(section("Still images", manifest["stills"], board, ["ced.png"]))
     if manifest.get("videos"):
         board = read_leaderboard(run / "video_leaderboard.parquet")
-        sections.append(section("Videos", manifest["videos"], board, ["nme_vs_nmf.png", "flicker.png"]))
+        sections.append(section("Videos", manifest["videos"], video_summary(board), ["nme_vs_nmf.png", "flicker.png"], board))
         sections.append(clips_section(run, manifest, board))
     title = f"wflwv benchmark: {html.escape(run.resolve().name)}"
     page = f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{PAGE_STYLE}</style></head>\n<body><h1>{title}</h1>\n{"".join(sections)}\n</body></html>\n'
@@ -243,9 +259,13 @@ def write_report(run: Path) -> Path:
     return run / "report.html"
 
 
-def section(heading: str, source: str, board: Leaderboard, images: list[str]) -> str:
+def section(heading: str, source: str, board: Leaderboard, images: list[str], full: Leaderboard | None = None) -> str:
+    """A heading, the board, optionally the full board it summarises (folded), and the images."""
+    tables = f'<div class="scroll">{board.html}</div>'
+    if full is not None:
+        tables += f'<details><summary>All {len(full.table)} rows</summary><div class="scroll">{full.html}</div></details>'
     figures = "".join(f'<figure><img src="{name}" alt="{name}"></figure>' for name in images)
-    return f"<h2>{heading}</h2><p>Data: <code>{html.escape(source)}</code></p><div class=\"scroll\">{board.html}</div>{figures}\n"
+    return f"<h2>{heading}</h2><p>Data: <code>{html.escape(source)}</code></p>{tables}{figures}\n"
 
 
 def clips_section(run: Path, manifest: dict, board: Leaderboard, count: int = 3) -> str:
