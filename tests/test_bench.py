@@ -113,6 +113,13 @@ def test_still_leaderboard_scores_the_full_set_and_each_subset(bench_run, bench_
     assert set(pd.read_csv(out / "still_leaderboard.csv")["norm"]) == {"interocular"}
 
 
+def test_still_predictions_do_not_depend_on_the_batch_size(bench_world):
+    stills = WflwStills(bench_world.stills)
+    model, _ = load_checkpoint(bench_world.checkpoints[2])
+    faces = stills.faces("test")
+    assert np.allclose(predict_stills(model, stills, faces, batch_size=4), predict_stills(model, stills, faces), atol=1e-5)
+
+
 def test_the_precropped_layout_scores_as_the_official_one_does(bench_run, bench_world, tmp_path):
     """The pre-cropped set holds the official set's crops at the model's input size: same crops, same NME."""
     _, boards = bench_run

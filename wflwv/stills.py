@@ -95,7 +95,7 @@ def predict_crops(model: torch.nn.Module, images: Iterable[np.ndarray], affines:
     images, predictions = iter(images), []
     for start in range(0, len(affines), batch_size):
         batch = affines[start : start + batch_size]
-        crops = np.stack([crop(image, affine, size) for image, affine in zip(images, batch)])
+        crops = np.stack([crop(next(images), affine, size) for affine in batch])
         landmarks = model(crops_to_tensor(crops).to(device)).landmarks.cpu().numpy() * size
         predictions.append(transform_points(landmarks, np.stack([invert_affine(affine) for affine in batch])))
     return np.concatenate(predictions)
