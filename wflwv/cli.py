@@ -69,8 +69,9 @@ def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, for
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=comma_separated(str), help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True, help="NMF definition: the paper's, or the authors' released NMJ.")
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, force: bool) -> None:
+def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
     """Leaderboards of one or more models: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost)."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.filters import FILTERS
@@ -81,7 +82,7 @@ def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | Non
     unknown = [name for name in filters if name not in FILTERS]
     if unknown:
         raise click.BadParameter(f"unknown filter {unknown[0]!r}, expected some of {', '.join(FILTERS)}", param_hint="--filters")
-    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm)
+    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)
