@@ -156,8 +156,7 @@ def plot_nme_vs_nmf(board: Leaderboard, path: Path) -> None:
                 style = "none" if curve == "raw" else "-"
                 ax.plot(points[f"nmf_{split}"], points[f"nme_{split}"], marker=CURVE_MARKERS.get(curve, "x"), linestyle=style, color=f"C{colour}", markersize=9 if curve == "rwr" else 5, alpha=0.85)
         ax.set(title=f"{split} videos", xlabel=f"NMF ({board.nmf_definition})", ylabel=f"NME ({board.norm}) x100")
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=f"C{i}", lw=3, label=model) for i, model in enumerate(models)]
     handles += [Line2D([], [], color="grey", marker=m, linestyle="none", label=curve) for curve, m in CURVE_MARKERS.items() if curve in set(table["curve"])]
     axes[0][-1].legend(handles=handles, fontsize=8, loc="best")
@@ -231,7 +230,7 @@ h1 { font-size: 24px; } h2 { font-size: 20px; margin-top: 32px; border-bottom: 1
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 caption { caption-side: bottom; text-align: left; font-size: 12px; color: #555; padding-top: 6px; }
 th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; } th:first-child, th:nth-child(2), td:first-child, td:nth-child(2) { text-align: left; }
+th { background: #f0f0f0; white-space: normal; vertical-align: bottom; } th:first-child, th:nth-child(2), td:first-child, td:nth-child(2) { text-align: left; }
 details { margin: 8px 0; } summary { cursor: pointer; color: #036; }
 tbody tr:nth-child(even) { background: #fafafa; }
 img { max-width: 100%; } figure { display: inline-block; margin: 8px 12px 8px 0; vertical-align: top; }
