@@ -1,14 +1,17 @@
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from wflwv.bench import BenchSettings, run_bench
+from wflwv.cli import main
 from wflwv.errors import WflwvError
 from wflwv.report import write_report
 
@@ -88,9 +91,12 @@ def test_report_renders_tables_plots_and_clips_in_chromium(bench_run, tmp_path):
     assert screenshot.std() > 20 and len(np.unique(screenshot.reshape(-1, 3), axis=0)) > 100
 
 
-def test_report_of_a_stills_only_run_has_no_video_section(bench_world, tmp_path):
+def test_report_of_a_stills_only_run_has_no_video_section(bench_world, tmp_path, capsys):
     run_bench(bench_world.checkpoints[2:], tmp_path, stills=bench_world.stills, settings=BenchSettings(latency_runs=1))
-    page = write_report(tmp_path).read_text()
+    with mock.patch.object(sys, "argv", ["wflwv", "report", str(tmp_path)]), pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == 0 and capsys.readouterr().out == f"report: {tmp_path / 'report.html'}\n"
+    page = (tmp_path / "report.html").read_text()
     assert 'id="still_leaderboard"' in page and "ced.png" in page
     assert "video_leaderboard" not in page and "clips/" not in page
 

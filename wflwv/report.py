@@ -130,7 +130,9 @@ def read_leaderboard(path: Path) -> Leaderboard:
     norm = labelled["norm"].iloc[0]
     if path.stem == "video_leaderboard":
         return video_leaderboard(table, norm, labelled["nmf_definition"].iloc[0])
-    return still_leaderboard(table, norm)
+    if path.stem == "still_leaderboard":
+        return still_leaderboard(table, norm)
+    raise WflwvError(path, "expected video_leaderboard.parquet or still_leaderboard.parquet")
 
 
 def save_figure(figure: plt.Figure, path: Path) -> None:
