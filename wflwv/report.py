@@ -195,21 +195,20 @@ def plot_flicker_trace(gt: np.ndarray, series: dict[str, np.ndarray], title: str
 
 
 CLIP_COLOURS = [(0, 200, 0), (230, 40, 40), (40, 120, 255), (240, 200, 0)]  # RGB; ground truth first
-CLIP_WIDTH, CLIP_FRAMES = 240, 48
+CLIP_WIDTH, CLIP_FRAMES = 240, 60
 
 
 def write_overlay_gif(frames_path: Path, landmarks: dict[str, np.ndarray], boxes: np.ndarray, fps: float, path: Path) -> None:
     """An animated GIF of the video around the face with each method's landmarks (T, 98, 2) drawn as dots in CLIP_COLOURS.
 
-    At most CLIP_FRAMES frames, evenly spaced, at CLIP_WIDTH pixels wide."""
-    n_frames = len(boxes)
-    keep = set(np.linspace(0, n_frames - 1, min(n_frames, CLIP_FRAMES)).round().astype(int).tolist())
-    x1, y1 = np.floor(boxes[:, :2].min(axis=0) - 0.2 * (boxes[:, 2:4] - boxes[:, :2]).max()).astype(int)
-    x2, y2 = np.ceil(boxes[:, 2:4].max(axis=0) + 0.2 * (boxes[:, 2:4] - boxes[:, :2]).max()).astype(int)
+    The first CLIP_FRAMES frames at the video's frame rate (flicker shows only between consecutive
+    frames), CLIP_WIDTH pixels wide, over the region that holds the face in all of them."""
+    shown = boxes[:CLIP_FRAMES]
+    margin = 0.2 * (shown[:, 2:4] - shown[:, :2]).max()
+    x1, y1 = np.floor(shown[:, :2].min(axis=0) - margin).astype(int)
+    x2, y2 = np.ceil(shown[:, 2:4].max(axis=0) + margin).astype(int)
     images = []
-    for index, frame in enumerate(iter_frames(frames_path)):
-        if index not in keep:
-            continue
+    for index, frame in zip(range(len(shown)), iter_frames(frames_path)):
         h, w = frame.shape[:2]
         left, top = max(x1, 0), max(y1, 0)
         region = np.ascontiguousarray(frame[top : min(y2, h), left : min(x2, w)])
@@ -220,9 +219,8 @@ def write_overlay_gif(frames_path: Path, landmarks: dict[str, np.ndarray], boxes
                 if np.isfinite(x) and np.isfinite(y):
                     cv2.circle(region, (round(x), round(y)), 2, colour, -1, lineType=cv2.LINE_AA)
         images.append(Image.fromarray(region))
-    step = n_frames / len(images)
     with io.atomic_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 * step / fps), loop=0)
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
 
 
 PAGE_STYLE = """
@@ -285,7 +283,7 @@ def clips_section(run: Path, manifest: dict, board: Leaderboard, count: int = 3)
         landmarks = {"ground truth": item.landmarks} | {m: np.load(run / model["runs"][m] / f"{video_id}.npz")["landmarks"] for m in methods}
         write_overlay_gif(item.frames_path, landmarks, item.boxes, item.fps, run / "clips" / f"{video_id}.gif")
         figures.append(f'<figure><img src="clips/{video_id}.gif" alt="{video_id}"><figcaption>{html.escape(video_id)}: raw NME {raw[raw["id"] == video_id]["nme"].mean():.2f}</figcaption></figure>')
-    intro = f"<p>The {len(figures)} {split} videos with the highest raw NME, model {html.escape(model['label'])} (animated GIFs): {html.escape(legend)}.</p>"
+    intro = f"<p>The {len(figures)} {split} videos with the highest raw NME, model {html.escape(model['label'])}: animated GIFs of their first {CLIP_FRAMES} frames, {html.escape(legend)}.</p>"
     return f"<h2>Hardest videos</h2>{intro}{''.join(figures)}\n"
 
 
