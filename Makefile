@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup system-deps demo test clean
 
 setup: $(STAMP)
 
@@ -14,12 +14,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# Debian packages the tests need (headless Chromium renders the report); installs only what is missing, as root.
+system-deps:
+	@command -v chromium >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "system-deps: chromium is missing; run 'make system-deps' as root" >&2; exit 1; }; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
 demo: setup
 	$(BIN)/wflwv synth --out $(RUN)/data --preset demo
 	$(BIN)/wflwv train --data $(RUN)/data/stills --config ldeq_demo --out $(RUN)/ldeq
-	$(BIN)/wflwv bench --videos $(RUN)/data/videos --model $(RUN)/ldeq/checkpoint.pth.tar --out $(RUN)/bench
+	$(BIN)/wflwv bench --model $(RUN)/ldeq/checkpoint.pth.tar --stills $(RUN)/data/stills --videos $(RUN)/data/videos --out $(RUN)/bench
+	$(BIN)/wflwv report $(RUN)/bench
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,95 +1,180 @@
+import json
+import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import VIDEO_LENGTHS, face_video, ldeq_checkpoint, write_official_stills, write_precropped_stills, write_wflwv
 
 from wflwv.bench import BenchSettings, padded, run_bench
-from wflwv.filters import EMA
-from wflwv.metrics import score_videos
+from wflwv.cli import main
 from wflwv.data.videoset import VideoSet
-from wflwv.models import create_model, load_config, save_checkpoint
+from wflwv.data.wflw import SUBSETS, WflwStills
+from wflwv.filters import SavitzkyGolay, sweep
+from wflwv.inference import VideoStream, predict_videos
+from wflwv.metrics import score_images, score_videos
+from wflwv.models import load_checkpoint
+from wflwv.stills import predict_stills
 
-LENGTHS = {"h1": 12, "h2": 9, "e1": 10, "e2": 11}
-
-
-def face_video(length: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A bright disc drifting over a dark frame, with landmarks scattered on it and its box."""
-    rng = np.random.default_rng(seed)
-    centres = np.array([48.0, 40.0]) + np.cumsum(rng.normal(0, 0.5, (length, 2)), axis=0)
-    offsets = rng.uniform(-14, 14, (98, 2))
-    offsets[60], offsets[72] = (-10, -4), (10, -4)  # outer eye corners apart, as on a face
-    frames = np.zeros((length, 80, 96, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[:80, :96]
-    for frame, (cx, cy) in zip(frames, centres):
-        frame[(xx - cx) ** 2 + (yy - cy) ** 2 < 18**2] = (200, 160, 140)
-    landmarks = centres[:, None, :] + offsets[None]
-    boxes = np.concatenate([centres - 18, centres + 18], axis=1)
-    return frames, landmarks, boxes
+FILTER_ROWS = sum(len(sweep(name)) for name in ("ema", "one_euro", "savgol", "kalman"))
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    videos = VideoSet(root / "videos")
-    for seed, (video_id, length) in enumerate(LENGTHS.items()):
-        videos.write(video_id, *face_video(length, seed), fps=30)
-    videos.write_split("hard", ["h1", "h2"])
-    videos.write_split("easy", ["e1", "e2"])
-    config = load_config("ldeq_demo")
-    checkpoint = root / "model.pth.tar"
-    save_checkpoint(checkpoint, create_model(config))
-    return root, checkpoint
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}  # as in conftest: tiny models, shared machine
+    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, env=environment)
 
 
-def test_bench_writes_a_leaderboard_with_every_method(world):
-    root, checkpoint = world
-    settings = BenchSettings(slots=3, rwr_iters=(1, 2), ema_alphas=(0.5, 0.2))
-    board = run_bench(root / "videos", checkpoint, root / "out", settings)
-    methods = list(board.table["method"])
-    assert methods == ["LDEQ cold start", "LDEQ + ema(alpha=0.5)", "LDEQ + ema(alpha=0.2)", "LDEQ + RwR (1 it)", "LDEQ + RwR (2 it)"]
-    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.parquet", "per_video.parquet", "nme_vs_nmf.png"):
-        assert (root / "out" / name).stat().st_size > 0
-    table = board.table.set_index("method")
-    assert np.isfinite(table[["nme_hard", "nmf_hard", "nme_easy", "nmf_easy"]].to_numpy()).all()
-    # RwR: the first frame of each video gets the full solve, every other frame at most `it` iterations
-    frames, cap = sum(LENGTHS.values()), load_config("ldeq_demo")["args"]["max_iters"]
+def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The CLI's main() in this process (as run_cli, without the start-up of a new interpreter)."""
+    with mock.patch.object(sys, "argv", ["wflwv", *map(str, args)]), pytest.raises(SystemExit) as exit:
+        main()
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exit.value.code, captured.out, captured.err)
+
+
+def test_video_leaderboard_gives_every_model_raw_rwr_and_every_filter_setting(bench_run, bench_world):
+    out, boards = bench_run
+    table = boards["videos"].table
+    assert list(dict.fromkeys(table["model"])) == ["ldeq_a", "ldeq_b", "regression"]
+    for model in ("ldeq_a", "ldeq_b"):
+        methods = list(table[table["model"] == model]["method"])
+        assert methods[:1] == ["raw"] and methods[-2:] == ["RwR (1 it)", "RwR (2 it)"] and len(methods) == 3 + FILTER_ROWS
+    regression = table[table["model"] == "regression"]
+    assert len(regression) == 1 + FILTER_ROWS and set(regression["curve"]) == {"raw", "ema", "one_euro", "savgol", "kalman"}
+    assert (regression["solver_iters_per_frame"] == 0).all()
+    assert np.isfinite(table[["nme_hard", "nmf_hard", "nme_easy", "nmf_easy", "fps"]].to_numpy()).all()
+    # two seeds, two different models
+    raw = table[table["method"] == "raw"].set_index("model")
+    assert raw.loc["ldeq_a", "nme_hard"] != raw.loc["ldeq_b", "nme_hard"]
+    # RwR: each video's first frame gets the full solve, every other frame at most `it` iterations
+    frames, cap = sum(VIDEO_LENGTHS.values()), load_checkpoint(bench_world.checkpoints[0])[0].args.max_iters
+    rwr = table[table["model"] == "ldeq_a"].set_index("method")
     for it in (1, 2):
-        assert table.loc[f"LDEQ + RwR ({it} it)", "solver_iters_per_frame"] <= (it * (frames - 4) + cap * 4) / frames
-    # an EMA row scores the cold-start predictions smoothed by that EMA
-    cold = {p.stem: np.load(p)["landmarks"] for p in (root / "out" / "predictions").glob("*/ldeq_cold_start/*.npz")}
-    videos = VideoSet(root / "videos")
-    smoothed = padded([EMA(0.2).apply(cold[i], 30) for i in ("h1", "h2")])
-    expected = score_videos(smoothed, padded([videos.load_landmarks(i) for i in ("h1", "h2")]))
-    assert table.loc["LDEQ + ema(alpha=0.2)", "nmf_hard"] == pytest.approx(100 * expected.nmf)
-    assert table.loc["LDEQ + ema(alpha=0.2)", "nme_hard"] == pytest.approx(100 * expected.nme)
-    assert table.loc["LDEQ + ema(alpha=0.2)", "nmf_hard"] != table.loc["LDEQ cold start", "nmf_hard"]
-    assert "inter-ocular" in board.markdown and "NMF as in the paper" in board.markdown
-    per_video = pd.read_parquet(root / "out" / "per_video.parquet")
-    assert len(per_video) == 5 * len(LENGTHS)
+        assert rwr.loc[f"RwR ({it} it)", "solver_iters_per_frame"] <= (it * (frames - 4) + cap * 4) / frames
+    for name in ("video_leaderboard.md", "video_leaderboard.csv", "video_leaderboard.parquet", "per_video.parquet", "nme_vs_nmf.png", "flicker.png", "bench.json"):
+        assert (out / name).stat().st_size > 0
+    assert len(pd.read_parquet(out / "per_video.parquet")) == len(table) * len(VIDEO_LENGTHS)
 
 
-def test_bench_rerun_reuses_cached_predictions(world):
-    root, checkpoint = world
-    settings = BenchSettings(slots=2, ema_alphas=(0.5,))
-    first = run_bench(root / "videos", checkpoint, root / "again", settings)
-    cached = sorted((root / "again" / "predictions").rglob("*.npz"))
+def test_a_filter_row_scores_the_online_form_of_the_filter_over_the_raw_predictions(bench_run, bench_world):
+    out, boards = bench_run
+    table = boards["videos"].table.set_index(["model", "method"])
+    regression = json.loads((out / "bench.json").read_text())["models"][2]
+    videos, savgol = VideoSet(bench_world.videos), SavitzkyGolay(11, 2)
+    raw = {i: np.load(out / regression["runs"]["raw"] / f"{i}.npz")["landmarks"] for i in ("h1", "h2")}
+    gt = padded([videos.load_landmarks(i) for i in ("h1", "h2")])
+    online = score_videos(padded([savgol.apply_online(raw[i], 30) for i in raw]), gt)
+    offline = score_videos(padded([savgol.apply(raw[i], 30) for i in raw]), gt)
+    row = table.loc[("regression", savgol.describe())]
+    assert row["nmf_hard"] == pytest.approx(100 * online.nmf) and row["nme_hard"] == pytest.approx(100 * online.nme)
+    assert row["nmf_hard"] != pytest.approx(100 * offline.nmf)
+
+
+def test_non_deq_models_run_through_the_slot_scheduler_frame_by_frame(bench_world):
+    model, _ = load_checkpoint(bench_world.checkpoints[2])
+    frames, _, boxes = face_video(5, 0)
+
+    def run(slots: int):
+        streams = [VideoStream(name, iter(frames[:length]), boxes[:length]) for name, length in (("a", 5), ("b", 2), ("c", 4))]
+        return {p.id: p for p in predict_videos(model, streams, slots=slots, warm_start=False)}
+
+    alone, batched = run(1), run(2)
+    for video_id, prediction in alone.items():
+        assert np.allclose(prediction.landmarks, batched[video_id].landmarks, atol=1e-5)
+        assert (prediction.iterations == 0).all() and np.isnan(prediction.residuals).all()
+    with pytest.raises(ValueError, match="not a DEQ"):
+        next(predict_videos(model, [VideoStream("a", iter(frames), boxes)], warm_start=True))
+
+
+def test_still_leaderboard_scores_the_full_set_and_each_subset(bench_run, bench_world):
+    out, boards = bench_run
+    table = boards["stills"].table.set_index("model")
+    assert list(table.index) == ["ldeq_a", "ldeq_b", "regression"]
+    stills = WflwStills(bench_world.stills)
+    model, _ = load_checkpoint(bench_world.checkpoints[0])
+    faces = stills.faces("test", "blur")
+    expected = score_images(predict_stills(model, stills, faces), np.stack([f.landmarks for f in faces]))
+    assert table.loc["ldeq_a", "nme_blur"] == pytest.approx(100 * expected.nme)
+    assert table.loc["ldeq_a", "fr10_blur"] == pytest.approx(100 * expected.fr10)
+    assert table.loc["ldeq_a", "auc10_blur"] == pytest.approx(100 * expected.auc10)
+    assert table.loc["ldeq_a", "images_full"] == 6 and table.loc["ldeq_a", "images_blur"] == 2
+    assert np.isnan(table.loc["ldeq_a", "nme_makeup"]) and table.loc["ldeq_a", "images_makeup"] == 0
+    # the regression model's multiply-adds by hand: a 5x5 stride-4 convolution 3 -> 8 on 64x64 (15x15 outputs), a 128 -> 196 linear head
+    assert table.loc["regression", "macs_m"] == pytest.approx((15 * 15 * 8 * 3 * 25 + 128 * 196) / 1e6)
+    assert table.loc["regression", "params_m"] == pytest.approx((8 * 3 * 25 + 8 + 128 * 196 + 196) / 1e6)
+    assert (table["latency_ms"] > 0).all() and table.loc["ldeq_a", "macs_m"] > table.loc["regression", "macs_m"]
+    markdown = boards["stills"].markdown
+    assert "inter-ocular" in markdown and "FR10" in markdown and all(f"NME {s}" in markdown for s in SUBSETS)
+    for name in ("still_leaderboard.md", "still_leaderboard.csv", "still_leaderboard.parquet", "per_image.parquet", "ced.png"):
+        assert (out / name).stat().st_size > 0
+    assert set(pd.read_csv(out / "still_leaderboard.csv")["norm"]) == {"interocular"}
+
+
+def test_still_predictions_do_not_depend_on_the_batch_size(bench_world):
+    stills = WflwStills(bench_world.stills)
+    model, _ = load_checkpoint(bench_world.checkpoints[2])
+    faces = stills.faces("test")
+    assert np.allclose(predict_stills(model, stills, faces, batch_size=4), predict_stills(model, stills, faces), atol=1e-5)
+
+
+def test_the_precropped_layout_scores_as_the_official_one_does(bench_run, bench_world, tmp_path):
+    """The pre-cropped set holds the official set's crops at the model's input size: same crops, same NME."""
+    _, boards = bench_run
+    root = write_precropped_stills(tmp_path / "precropped", size=64)
+    board = run_bench(bench_world.checkpoints[:1], tmp_path / "out", stills=root, settings=BenchSettings(latency_runs=1))["stills"]
+    official = boards["stills"].table.set_index("model").loc["ldeq_a"]
+    row = board.table.iloc[0]
+    for column in ("nme_full", "fr10_full", "auc10_full", "nme_blur"):
+        assert row[column] == pytest.approx(official[column], abs=1e-3)
+    assert np.isnan(row["nme_largepose"]) and row["images_blur"] == 2
+
+
+def test_bench_rerun_reuses_cached_predictions(bench_world, tmp_path):
+    settings = BenchSettings(slots=2, rwr_iters=(1,), filters=("ema",))
+    first = run_bench(bench_world.checkpoints[:1], tmp_path, videos=bench_world.videos, settings=settings)["videos"]
+    cached = sorted((tmp_path / "predictions").rglob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in cached]
-    second = run_bench(root / "videos", checkpoint, root / "again", settings)
+    second = run_bench(bench_world.checkpoints[:1], tmp_path, videos=bench_world.videos, settings=settings)["videos"]
     assert [p.stat().st_mtime_ns for p in cached] == stamps
     pd.testing.assert_frame_equal(first.table.drop(columns="fps"), second.table.drop(columns="fps"))
 
 
-def test_bench_names_the_landmarks_file_of_the_wrong_shape(world, tmp_path):
-    root, checkpoint = world
+def test_cli_benches_a_released_checkpoint_on_wflwv_and_precropped_wflw(tmp_path):
+    checkpoint = ldeq_checkpoint(tmp_path / "WFLW_final.pth.tar", seed=2, released=True)
+    videos, stills = write_wflwv(tmp_path / "WFLW_V_release"), write_precropped_stills(tmp_path / "WFLW_precropped", size=256)
+    result = run_cli("bench", "--model", checkpoint, "--videos", videos, "--stills", stills, "--out", tmp_path / "out", "--rwr-iters", "1", "--filters", "ema")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.index("| model | params (M)") < result.stdout.index("| model | method |")
+    assert "| WFLW_final | RwR (1 it) |" in result.stdout and "NMF as in the paper" in result.stdout
+    assert "wflwv report" in result.stdout
+
+
+def test_cli_refuses_bad_requests_in_one_line(bench_world, tmp_path, capsys):
+    checkpoint = bench_world.checkpoints[0]
+    nothing = run_main(capsys, "bench", "--model", checkpoint, "--out", tmp_path / "out")
+    assert nothing.returncode == 2 and "--videos, --stills or both" in nothing.stderr
+    unknown = run_main(capsys, "bench", "--model", checkpoint, "--videos", bench_world.videos, "--filters", "ema,butterworth", "--out", tmp_path / "out")
+    assert unknown.returncode == 2 and "butterworth" in unknown.stderr
+    (tmp_path / "empty").mkdir()
+    layout = run_main(capsys, "bench", "--model", checkpoint, "--stills", tmp_path / "empty", "--out", tmp_path / "out")
+    assert layout.returncode == 2 and layout.stderr.count("\n") == 1 and "pre-cropped" in layout.stderr
+
+
+def test_bench_names_the_landmarks_file_of_the_wrong_shape(bench_world, tmp_path, capsys):
     videos = VideoSet(tmp_path / "videos")
     frames, landmarks, boxes = face_video(5, 0)
     videos.write("v", frames, landmarks, boxes, fps=30)
     np.save(videos.landmarks_path("v"), landmarks[:, :68])
-    result = subprocess.run(
-        [sys.executable, "-c", "from wflwv.cli import main; main()", "bench", "--videos", str(tmp_path / "videos"), "--model", str(checkpoint), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True,
-    )
+    result = run_main(capsys, "bench", "--videos", tmp_path / "videos", "--model", bench_world.checkpoints[0], "--out", tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and str(videos.landmarks_path("v")) in result.stderr and "98" in result.stderr
+
+
+def test_still_bench_of_an_official_set_without_test_faces_is_one_line(bench_world, tmp_path, capsys):
+    root = write_official_stills(tmp_path / "wflw")
+    WflwStills(root).annotation_path("test").write_text("")
+    result = run_main(capsys, "bench", "--stills", root, "--model", bench_world.checkpoints[0], "--out", tmp_path / "out")
+    assert result.returncode == 2 and "no faces" in result.stderr and "list_98pt_rect_attr_test.txt" in result.stderr

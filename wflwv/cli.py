@@ -63,22 +63,44 @@ def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, for
 
 
 @cli.command()
-@click.option("--videos", required=True, type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/).")
-@click.option("--model", "checkpoint", required=True, type=EXISTING_FILE, help="An LDEQ checkpoint (wflwv's or the authors').")
-@click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboard, predictions and plots go.")
+@click.option("--model", "checkpoints", required=True, multiple=True, type=EXISTING_FILE, help="A checkpoint of any family (wflwv's, or the authors' LDEQ .pth.tar); repeat for several models.")
+@click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt): the video leaderboard.")
+@click.option("--stills", type=EXISTING_DIR, help="A WFLW still set, official layout (WFLW_annotations/, WFLW_images/) or pre-cropped (test.txt, test/, test_<subset>...): the still-image leaderboard.")
+@click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
 @click.option("--slots", default=8, show_default=True, help="Video streams batched together.")
-@click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one leaderboard row each.")
-@click.option("--ema", "ema_alphas", default="0.3,0.5,0.7", show_default=True, callback=comma_separated(float), help="EMA smoothing coefficients (comma-separated).")
-@click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True)
+@click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
+@click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=comma_separated(str), help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated).")
+@click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True, help="NMF definition: the paper's, or the authors' released NMJ.")
+@click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(videos: Path, checkpoint: Path, out: Path, slots: int, rwr_iters: tuple[int, ...], ema_alphas: tuple[float, ...], nmf_definition: str, force: bool) -> None:
-    """Benchmark LDEQ cold start, LDEQ + RwR and LDEQ + EMA on WFLW-V-layout videos."""
+def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
+    """Leaderboards of one or more models: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost)."""
     from wflwv.bench import BenchSettings, run_bench
+    from wflwv.filters import FILTERS
+    from wflwv.report import video_summary
 
-    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, ema_alphas=ema_alphas, nmf_definition=nmf_definition)
-    board = run_bench(videos, checkpoint, out, settings, force=force)
-    click.echo(board.markdown)
-    click.echo(f"\nleaderboard written to {out}")
+    if videos is None and stills is None:
+        raise click.UsageError("give --videos, --stills or both")
+    unknown = [name for name in filters if name not in FILTERS]
+    if unknown:
+        raise click.BadParameter(f"unknown filter {unknown[0]!r}, expected some of {', '.join(FILTERS)}", param_hint="--filters")
+    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device)
+    boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force)
+    if "stills" in boards:
+        click.echo(boards["stills"].markdown)
+    if "videos" in boards:
+        click.echo(video_summary(boards["videos"]).markdown)
+    click.echo(f"leaderboards written to {out}; see them with: wflwv report {out}")
+
+
+@cli.command()
+@click.argument("run", type=EXISTING_DIR)
+def report(run: Path) -> None:
+    """Write RUN/report.html from a `wflwv bench` output folder: leaderboards, plots, overlay GIFs of the hardest videos."""
+    from wflwv.report import write_report
+
+    click.echo(f"report: {write_report(run)}")
 
 
 @cli.command()

@@ -47,6 +47,10 @@ class TemporalFilter(ABC):
 
     def apply(self, signal: np.ndarray, fps: float) -> np.ndarray:
         """Filter a whole (frames, ...) signal; by default, run the online form over it."""
+        return self.apply_online(signal, fps)
+
+    def apply_online(self, signal: np.ndarray, fps: float) -> np.ndarray:
+        """The online form run over a whole (frames, ...) signal: each output sees only the frames up to its own."""
         stream = self.stream(fps)
         return np.stack([stream.step(frame) for frame in _signal(signal)])
 

@@ -12,6 +12,9 @@ slot whose video has ended is handed the next video, with its state reset to zer
 each sample on its own, so a frame's result does not depend on its batch-mates and slots=1, one
 frame at a time, is the reference the batched schedule reproduces. Frames are pulled lazily, so
 memory does not grow with a video's length beyond its predictions.
+
+A model that is not a DEQ (no z0, no solver) goes through the same scheduler with warm_start=False:
+plain per-frame prediction, recorded as 0 solver iterations and a NaN residual.
 """
 
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ import torch
 
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine, transform_points
 from wflwv.errors import WflwvError
+from wflwv.models.ldeq import LDEQ
 
 
 @dataclass(frozen=True)
@@ -102,13 +106,16 @@ def predict_videos(
     """
     if slots < 1:
         raise ValueError(f"slots must be at least 1, got {slots}")
+    deq = is_deq(model)
+    if warm_start and not deq:
+        raise ValueError(f"{type(model).__name__} is not a DEQ: it has no state to warm-start from, use warm_start=False")
     model.eval()
     args = model.args
-    cap = args.max_iters if max_iters is None else max_iters
+    cap = args.max_iters if deq and max_iters is None else max_iters
     first_cap = (args.max_iters if first_frame_max_iters is None else first_frame_max_iters) if warm_start else cap
     pending = iter(streams)
     tracks: list[_Track | None] = [None] * slots
-    states = torch.zeros(slots, args.z_width, args.heatmap_size, args.heatmap_size, device=device)
+    states = torch.zeros(slots, args.z_width, args.heatmap_size, args.heatmap_size, device=device) if warm_start else torch.zeros(slots, 0)
     with torch.no_grad():
         while True:
             frames, finished = _next_frames(tracks, pending, states)
@@ -118,16 +125,27 @@ def predict_videos(
             occupied = list(frames)
             affines = [tracks[slot].affine(args.im_size) for slot in occupied]
             crops = np.stack([crop(frames[slot], affine, args.im_size) for slot, affine in zip(occupied, affines)])
-            caps = torch.tensor([first_cap if tracks[slot].frame_index == 0 else cap for slot in occupied], device=device)
-            index = torch.tensor(occupied, device=device)
-            output = model(crops_to_tensor(crops).to(device), z0=states[index] if warm_start else None, max_iters=caps)
-            if warm_start:
-                states[index] = output.z_star
+            images = crops_to_tensor(crops).to(device)
+            if deq:
+                caps = torch.tensor([first_cap if tracks[slot].frame_index == 0 else cap for slot in occupied], device=device)
+                index = torch.tensor(occupied, device=device)
+                output = model(images, z0=states[index] if warm_start else None, max_iters=caps)
+                if warm_start:
+                    states[index] = output.z_star
+                solver_iterations, residuals = output.iterations.tolist(), output.residual.tolist()
+            else:
+                output = model(images)
+                solver_iterations, residuals = [0] * len(occupied), [float("nan")] * len(occupied)
             points = output.landmarks.cpu().numpy() * args.im_size
-            for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points, output.iterations.tolist(), output.residual.tolist()):
+            for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points, solver_iterations, residuals):
                 tracks[slot].landmarks.append(transform_points(crop_points, invert_affine(affine)))
                 tracks[slot].iterations.append(iterations)
                 tracks[slot].residuals.append(residual)
+
+
+def is_deq(model: torch.nn.Module) -> bool:
+    """Whether the model solves for a fixed point (takes z0 and max_iters, reports its iterations)."""
+    return isinstance(model, LDEQ)
 
 
 def _next_frames(tracks: list[_Track | None], pending: Iterator[VideoStream], states: torch.Tensor) -> tuple[dict[int, np.ndarray], list[VideoPrediction]]:

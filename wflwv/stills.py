@@ -1,5 +1,6 @@
 """Still faces as model inputs: square crops around the face box, with training augmentations."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -80,17 +81,21 @@ class StillCrops(torch.utils.data.Dataset):
         return tensor, torch.from_numpy((points / self.size).astype(np.float32))
 
 
-@torch.no_grad()
 def predict_stills(model: torch.nn.Module, stills: WflwStills, faces: list[Face], batch_size: int = 64, device: str = "cpu") -> np.ndarray:
     """Landmarks (N, 98, 2) in image pixels for each face, from the crop of its box."""
+    affines = np.stack([box_to_affine(face.box, model.args.im_size) for face in faces])
+    return predict_crops(model, (stills.load_image(face) for face in faces), affines, batch_size, device)
+
+
+@torch.no_grad()
+def predict_crops(model: torch.nn.Module, images: Iterable[np.ndarray], affines: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """Landmarks (N, 98, 2) in image pixels of N images, each warped by its affine (N, 2, 3) to the model's input crop."""
     size = model.args.im_size
     model.eval()
-    predictions = []
-    for start in range(0, len(faces), batch_size):
-        batch = faces[start : start + batch_size]
-        affines = np.stack([box_to_affine(face.box, size) for face in batch])
-        crops = np.stack([crop(stills.load_image(face), affine, size) for face, affine in zip(batch, affines)])
+    images, predictions = iter(images), []
+    for start in range(0, len(affines), batch_size):
+        batch = affines[start : start + batch_size]
+        crops = np.stack([crop(next(images), affine, size) for affine in batch])
         landmarks = model(crops_to_tensor(crops).to(device)).landmarks.cpu().numpy() * size
-        inverse = np.stack([invert_affine(affine) for affine in affines])
-        predictions.append(transform_points(landmarks, inverse))
+        predictions.append(transform_points(landmarks, np.stack([invert_affine(affine) for affine in batch])))
     return np.concatenate(predictions)

@@ -1,0 +1,144 @@
+"""Tiny benchmark worlds shared by the bench and report tests: videos, still sets in both WFLW layouts, models."""
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from wflwv.data.crop import box_to_affine, crop, transform_points
+from wflwv.data.videoset import VideoSet
+from wflwv.data.wflw import IMAGES_DIR, Face, WflwStills, write_annotations, write_image, write_precropped
+from wflwv.models import LDEQ, load_config, register_family, save_checkpoint
+
+VIDEO_LENGTHS = {"h1": 7, "h2": 5, "e1": 6, "e2": 6}
+STILL_COUNT = 6
+# attribute flags (pose, expression, illumination, makeup, occlusion, blur) of each still: makeup is nobody's
+STILL_ATTRIBUTES = [(1, 0, 0, 0, 0, 1), (0, 1, 0, 0, 1, 0), (1, 1, 0, 0, 0, 0), (0, 0, 1, 0, 0, 1), (0, 0, 0, 0, 1, 0), (1, 0, 1, 0, 0, 0)]
+
+
+@dataclass(frozen=True)
+class RegressionOutput:
+    landmarks: torch.Tensor  # (B, 98, 2) in [0, 1] crop units
+
+
+class TinyRegression(nn.Module):
+    """A non-DEQ model following the family interface: a strided convolution, pooling and a linear head."""
+
+    def __init__(self, args: argparse.Namespace):
+        super().__init__()
+        self.args = args
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.head = nn.Linear(8 * 4 * 4, 98 * 2)
+
+    def forward(self, images: torch.Tensor) -> RegressionOutput:
+        return RegressionOutput(torch.sigmoid(self.head(self.features(images))).view(-1, 98, 2))
+
+
+register_family("tiny_regression", TinyRegression)
+# Tiny models gain nothing from intra-op threads, and on a shared machine their spin-waits cost 10-50x.
+torch.set_num_threads(1)
+
+
+def face_video(length: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bright disc drifting over a dark frame, with landmarks scattered on it and its box."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([48.0, 40.0]) + np.cumsum(rng.normal(0, 0.5, (length, 2)), axis=0)
+    offsets = face_offsets(rng)
+    frames = np.stack([disc_image(centre) for centre in centres])
+    landmarks = centres[:, None, :] + offsets[None]
+    boxes = np.concatenate([centres - 18, centres + 18], axis=1)
+    return frames, landmarks, boxes
+
+
+def face_offsets(rng: np.random.Generator) -> np.ndarray:
+    offsets = rng.uniform(-14, 14, (98, 2))
+    offsets[60], offsets[72] = (-10, -4), (10, -4)  # outer eye corners apart, as on a face
+    return offsets
+
+
+def disc_image(centre: np.ndarray, shape=(80, 96)) -> np.ndarray:
+    image = np.zeros((*shape, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image[(xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 < 18**2] = (200, 160, 140)
+    return image
+
+
+def write_wflwv(root: Path) -> Path:
+    videos = VideoSet(root)
+    for seed, (video_id, length) in enumerate(VIDEO_LENGTHS.items()):
+        videos.write(video_id, *face_video(length, seed), fps=30)
+    videos.write_split("hard", ["h1", "h2"])
+    videos.write_split("easy", ["e1", "e2"])
+    return root
+
+
+def still_faces() -> list[tuple[np.ndarray, Face]]:
+    rng = np.random.default_rng(7)
+    stills = []
+    for index, attributes in enumerate(STILL_ATTRIBUTES):
+        centre = rng.uniform((38, 34), (58, 46))
+        stills.append((disc_image(centre), Face(centre + face_offsets(rng), np.concatenate([centre - 18, centre + 18]), attributes, f"faces/{index}.png")))
+    return stills
+
+
+def write_official_stills(root: Path) -> Path:
+    """The official layout: WFLW_annotations/list_98pt_rect_attr_test.txt and WFLW_images/."""
+    stills = still_faces()
+    for image, face in stills:
+        write_image(root / IMAGES_DIR / face.image, image)
+    write_annotations(WflwStills(root).annotation_path("test"), [face for _, face in stills])
+    return root
+
+
+def write_precropped_stills(root: Path, size: int) -> Path:
+    """The pre-cropped layout with the crops of the official set's boxes: test/ and, of the subsets, test_blur/."""
+    stills = still_faces()
+    affines = [box_to_affine(face.box, size) for _, face in stills]
+    crops = np.stack([crop(image, affine, size) for (image, _), affine in zip(stills, affines)])
+    points01 = np.stack([transform_points(face.landmarks, affine) / size for (_, face), affine in zip(stills, affines)])
+    write_precropped(root, "test", [f"{i}.png" for i in range(len(stills))], crops, points01)
+    blurred = [i for i, (_, face) in enumerate(stills) if face.attributes[5]]
+    write_precropped(root, "test_blur", [f"{i}.png" for i in blurred], crops[blurred], points01[blurred])
+    return root
+
+
+def ldeq_checkpoint(path: Path, seed: int, released: bool = False) -> Path:
+    """An untrained, narrow ldeq_demo; `released`: in the authors' format, with no family key."""
+    # beta 0.1 keeps the untrained cell a contraction, so solves stop on the tolerance as a trained model's do
+    args = {**load_config("ldeq_demo")["args"], "injection_width": 8, "cell_base_width": 8, "cell_width_increment": 2, "cell_softargmax_beta": 0.1, "max_iters": 4}
+    torch.manual_seed(seed)
+    model = LDEQ(argparse.Namespace(**args))
+    if released:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"args": model.args, "state_dict": model.state_dict()}, path)
+    else:
+        save_checkpoint(path, model)
+    return path
+
+
+def regression_checkpoint(path: Path) -> Path:
+    torch.manual_seed(3)
+    save_checkpoint(path, TinyRegression(argparse.Namespace(im_size=64)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def bench_world(tmp_path_factory):
+    """Videos, an official-layout still set, two LDEQs with different seeds and a tiny regression model."""
+    root = tmp_path_factory.mktemp("bench_world")
+    checkpoints = [ldeq_checkpoint(root / "ldeq_a" / "checkpoint.pth.tar", 0), ldeq_checkpoint(root / "ldeq_b" / "checkpoint.pth.tar", 1), regression_checkpoint(root / "regression.pth.tar")]
+    return argparse.Namespace(root=root, videos=write_wflwv(root / "wflwv"), stills=write_official_stills(root / "wflw"), checkpoints=checkpoints)
+
+
+@pytest.fixture(scope="session")
+def bench_run(bench_world):
+    """One benchmark of the three models on the videos and the stills: (output folder, leaderboards)."""
+    from wflwv.bench import BenchSettings, run_bench
+
+    out = bench_world.root / "run"
+    settings = BenchSettings(slots=4, rwr_iters=(1, 2), latency_runs=1)
+    return out, run_bench(bench_world.checkpoints, out, videos=bench_world.videos, stills=bench_world.stills, settings=settings)
