@@ -73,6 +73,13 @@ def test_a_filter_row_scores_the_online_form_of_the_filter_over_the_raw_predicti
     assert row["nmf_hard"] != pytest.approx(100 * offline.nmf)
 
 
+def test_memory_column_is_zero_for_raw_rows_and_one_minus_alpha_for_an_ema(bench_run):
+    table = bench_run[1]["videos"].table.set_index(["model", "method"])
+    for model in table.index.get_level_values("model").unique():
+        assert table.loc[(model, "raw"), ["memory_hard", "memory_easy"]].tolist() == [0.0, 0.0]
+        assert table.loc[(model, "ema(alpha=0.3)"), "memory_hard"] == pytest.approx(0.7)
+
+
 def test_non_deq_models_run_through_the_slot_scheduler_frame_by_frame(bench_world):
     model, _ = load_checkpoint(bench_world.checkpoints[2])
     frames, _, boxes = face_video(5, 0)

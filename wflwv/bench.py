@@ -32,7 +32,7 @@ from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, re
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import VideoStream, is_deq, predict_videos
-from wflwv.metrics import score_images, score_videos
+from wflwv.metrics import memory, score_images, score_videos
 from wflwv.models import load_checkpoint
 from wflwv.report import (
     NMF_TABLE_SCALE,
@@ -135,13 +135,16 @@ def bench_videos(models: list[BenchModel], root: Path, out: Path, settings: Benc
             iterations = np.mean(np.concatenate([p["iterations"] for p in predictions.values()]))
             curve = "raw" if run.name == "raw" else "rwr"
             methods = {run.name: (curve, {i: p["landmarks"] for i, p in predictions.items()})}
+            if run.name == "raw":
+                raw = methods["raw"][1]
             if not run.warm_start:
                 methods |= {label: (f.name, {i: f.apply_online(p["landmarks"], items[i].fps) for i, p in predictions.items()}) for label, f in filters.items()}
             for method, (curve, landmarks) in methods.items():
                 row = {"model": bench_model.label, "method": method, "curve": curve}
                 for split, ids in splits.items():
                     scores = score_videos(padded([landmarks[i] for i in ids]), padded([items[i].landmarks for i in ids]), norm=settings.norm, nmf_definition=settings.nmf_definition)
-                    row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf}
+                    kept = memory(padded([landmarks[i] for i in ids]), padded([raw[i] for i in ids]))
+                    row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf, f"memory_{split}": kept}
                     per_video += [{"model": bench_model.label, "method": method, "split": split, "id": i, "nme": 100 * e, "nmf": nmf_scale * f} for i, e, f in zip(ids, scores.video_nme, scores.video_nmf)]
                 rows.append(row | {"solver_iters_per_frame": iterations, "fps": fps})
     board = video_leaderboard(pd.DataFrame(rows), settings.norm, settings.nmf_definition)

@@ -36,7 +36,8 @@ NMF_TEXT = {
 }
 VIDEO_NOTE = (
     "Filters run in their online (causal) form over the raw predictions (for a DEQ, its cold start); "
-    "their rows carry the raw run's solver iterations and frames/s."
+    "their rows carry the raw run's solver iterations and frames/s. "
+    "Memory: the share of its previous frame's output a method keeps, relative to the raw predictions (an EMA of alpha keeps 1 - alpha)."
 )
 STILL_NOTE = (
     "FR10: % of images with NME above 10; AUC10: area under the CED up to NME 10, x100. "
@@ -92,10 +93,11 @@ def cell(value, spec: str) -> str:
 
 
 def video_leaderboard(table: pd.DataFrame, norm: str, nmf_definition: str) -> Leaderboard:
-    """Rows: model, method, curve (raw, rwr or a filter's name), nme_<split>, nmf_<split>, solver_iters_per_frame, fps."""
+    """Rows: model, method, curve (raw, rwr or a filter's name), nme_<split>, nmf_<split>, memory_<split>, solver_iters_per_frame, fps."""
     splits = [c.removeprefix("nme_") for c in table.columns if c.startswith("nme_")]
     columns = {"model": ("model", ""), "method": ("method", "")}
     columns |= {f"{m}_{s}": (f"{m.upper()} {s}", ".3f") for s in splits for m in ("nme", "nmf")}
+    columns |= {f"memory_{s}": (f"memory {s}", ".2f") for s in splits}
     columns |= {"solver_iters_per_frame": ("solver iters/frame", ".2f"), "fps": ("frames/s", ".1f")}
     return Leaderboard("video_leaderboard", table, columns, norm, nmf_definition, VIDEO_NOTE)
 
