@@ -1,0 +1,90 @@
+"""The figures of docs/boxes.md: box accuracy and jitter on the tiny synthetic world.
+
+    python -m benchmarks.boxes_jitter [--out runs/boxes_bench]
+
+Renders the tiny world (2 hard and 2 easy videos of 120-151 frames), detects, tracks, calibrates
+and smooths boxes on its videos as the detection stage does, and bootstraps boxes from its true landmarks plus noise (a stand-in for a flickering
+labeller). Prints, per video, the IoU with the true boxes and the jitter of each kind of box, then
+the comparison of smoothers on the bootstrapped boxes.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.ndimage import gaussian_filter1d
+
+from wflwv.boxes import Calibration, box_jitter, detect_video, landmark_boxes, smooth_boxes, track_main_face
+from wflwv.boxes.calibration import centre_size
+from wflwv.boxes.track import iou
+from wflwv.data.videoset import VideoSet
+from wflwv.filters import SavitzkyGolay
+from wflwv.synth import generate
+
+NOISE = 0.03  # per-landmark noise, a share of the face's side; half as much again as a per-frame shift of all of them
+
+
+def noisy(truth: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    side = (truth.max(axis=1) - truth.min(axis=1)).max(axis=1)[:, None, None]
+    return truth + side * (NOISE / 2 * rng.standard_normal((len(truth), 1, 2)) + NOISE * rng.standard_normal(truth.shape))
+
+
+def median_iou(boxes: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.median([iou(box, true[None])[0] for box, true in zip(boxes, truth)]))
+
+
+def box_error(boxes: np.ndarray, truth: np.ndarray) -> float:
+    """RMS over frames of the centre and side errors, in percent of the true side, each video's mean error (its bias) removed."""
+    centre, size = centre_size(boxes)
+    true_centre, true_size = centre_size(truth)
+    side = true_size.max(axis=1)
+    error = np.column_stack([centre - true_centre, size.max(axis=1) - side]) / side[:, None]
+    return float(100 * np.sqrt(np.mean(np.sum((error - error.mean(axis=0)) ** 2, axis=1))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/boxes_bench"))
+    out = parser.parse_args().out
+    torch.set_num_threads(1)
+    generate(out / "world", "tiny", seed=0, workers=2)
+    truth = VideoSet(out / "world" / "videos")
+    calibration = Calibration.load()
+    rows, smoothers = [], []
+    for video_id in truth.ids():
+        true_boxes, landmarks, fps = truth.load_boxes(video_id), truth.load_landmarks(video_id), 30.0
+        row = {"video": video_id, "frames": len(landmarks), "true box jitter": box_jitter(true_boxes)}
+        track = track_main_face(detect_video(truth.video_path(video_id)), (256, 256))
+        if track is not None:
+            face, calibrated = track.face, calibration.detector(track.boxes)
+            smoothed = smooth_boxes(calibrated, fps)
+            row |= {
+                "MTCNN frames": f"{int(track.detected.sum())}/{len(landmarks)}",
+                "face frames": int(face.sum()),
+                "IoU MTCNN": median_iou(track.boxes[face], true_boxes[face]),
+                "IoU calibrated": median_iou(calibrated[face], true_boxes[face]),
+                "IoU smoothed": median_iou(smoothed[face], true_boxes[face]),
+                "jitter MTCNN": box_jitter(calibrated),
+                "jitter smoothed": box_jitter(smoothed),
+            }
+        labels = landmark_boxes(noisy(landmarks, 0), calibration)
+        bootstrapped = smooth_boxes(labels, fps)
+        target = landmark_boxes(landmarks, calibration)
+        row |= {"jitter noisy labels": box_jitter(labels), "jitter bootstrapped": box_jitter(bootstrapped), "IoU bootstrapped": median_iou(bootstrapped, target)}
+        rows.append(row)
+        for name, smoothed in [
+            ("none", labels),
+            *[(f"Gaussian sigma {s} frames", gaussian_filter1d(labels, s, axis=0, mode="nearest")) for s in (1, 2, 3, 4, 6)],
+            *[(f"Savitzky-Golay order 2, window {w}", SavitzkyGolay(w, 2).apply(labels, fps)) for w in (7, 11, 15, 21, 31)],
+        ]:
+            smoothers.append({"smoother": name, "jitter": box_jitter(smoothed), "error": box_error(smoothed, target)})
+    print(pd.DataFrame(rows).round(3).to_string(index=False))
+    print()
+    print(pd.DataFrame(smoothers).groupby("smoother", sort=False).mean().round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
