@@ -1,11 +1,12 @@
 """The figures of docs/boxes.md: box accuracy and jitter on the tiny synthetic world.
 
-    python -m benchmarks.boxes_jitter [--out runs/boxes_bench]
+    python -m benchmarks.boxes_jitter [--out runs/boxes_bench] [--model runs/demo/ldeq/checkpoint.pth.tar]
 
 Renders the tiny world (2 hard and 2 easy videos of 120-151 frames), detects, tracks, calibrates
 and smooths boxes on its videos as the detection stage does, and bootstraps boxes from its true landmarks plus noise (a stand-in for a flickering
 labeller). Prints, per video, the IoU with the true boxes and the jitter of each kind of box, then
-the comparison of smoothers on the bootstrapped boxes.
+the comparison of smoothers on the bootstrapped boxes. With --model, the boxes are also bootstrapped
+with that LDEQ as the predictor, from the detected boxes, and its landmarks scored on each round's boxes.
 """
 
 import argparse
@@ -16,10 +17,14 @@ import pandas as pd
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from wflwv.boxes import Calibration, box_jitter, detect_video, landmark_boxes, smooth_boxes, track_main_face
+from wflwv.boxes import Calibration, bootstrap_boxes, box_jitter, detect_video, landmark_boxes, smooth_boxes, track_main_face
 from wflwv.boxes.calibration import centre_size
 from wflwv.boxes.track import iou
+from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet
+from wflwv.inference import VideoStream, predict_videos
+from wflwv.metrics import nme, nmf
+from wflwv.models import load_checkpoint
 from wflwv.filters import SavitzkyGolay
 from wflwv.synth import generate
 
@@ -48,12 +53,15 @@ def box_error(boxes: np.ndarray, truth: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/boxes_bench"))
-    out = parser.parse_args().out
+    parser.add_argument("--model", type=Path, help="an LDEQ checkpoint to bootstrap with")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    out = args.out
     torch.set_num_threads(1)
     generate(out / "world", "tiny", seed=0, workers=2)
     truth = VideoSet(out / "world" / "videos")
     calibration = Calibration.load()
-    rows, smoothers = [], []
+    rows, smoothers, detected = [], [], {}
     for video_id in truth.ids():
         true_boxes, landmarks, fps = truth.load_boxes(video_id), truth.load_landmarks(video_id), 30.0
         row = {"video": video_id, "frames": len(landmarks), "true box jitter": box_jitter(true_boxes)}
@@ -61,6 +69,7 @@ def main() -> None:
         if track is not None:
             face, calibrated = track.face, calibration.detector(track.boxes)
             smoothed = smooth_boxes(calibrated, fps)
+            detected[video_id] = smoothed
             row |= {
                 "MTCNN frames": f"{int(track.detected.sum())}/{len(landmarks)}",
                 "face frames": int(face.sum()),
@@ -84,6 +93,28 @@ def main() -> None:
     print(pd.DataFrame(rows).round(3).to_string(index=False))
     print()
     print(pd.DataFrame(smoothers).groupby("smoother", sort=False).mean().round(3).to_string())
+    if args.model:
+        print()
+        print(ldeq_rounds(args.model, truth, detected, args.rounds, calibration).round(3).to_string(index=False))
+
+
+def ldeq_rounds(checkpoint: Path, truth: VideoSet, detected: dict[str, np.ndarray], rounds: int, calibration: Calibration) -> pd.DataFrame:
+    """Per round, mean over videos: the jitter of the boxes and the NME and NMF of the landmarks predicted on them."""
+    model, _ = load_checkpoint(checkpoint)
+
+    def predict(video_path: Path, boxes: np.ndarray) -> np.ndarray:
+        stream = VideoStream(video_path.stem, iter_frames(video_path), boxes)
+        return next(predict_videos(model, [stream], slots=1, warm_start=False)).landmarks
+
+    rows = []
+    for video_id, boxes in detected.items():
+        for round_number in range(rounds + 1):
+            landmarks = predict(truth.video_path(video_id), boxes)
+            gt = truth.load_landmarks(video_id)
+            rows.append({"round": round_number, "box jitter": box_jitter(boxes), "IoU": median_iou(boxes, landmark_boxes(gt, calibration)),
+                         "NME": 100 * float(np.nanmean(nme(landmarks, gt))), "NMF": float(nmf(landmarks, gt))})
+            boxes = bootstrap_boxes(truth.video_path(video_id), boxes, lambda *_: landmarks, rounds=1, calibration=calibration)
+    return pd.DataFrame(rows).groupby("round", as_index=False).mean()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from wflwv.boxes import (
     track_main_face,
 )
 from wflwv.boxes.stage import detect_item
-from wflwv.boxes.track import iou
+from wflwv.boxes.track import candidate_scores, iou
 from wflwv.data.video import probe, write_video
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
@@ -111,10 +111,12 @@ def test_tracking_follows_the_main_face_past_a_distractor():
     distractor = np.array([200, 10, 250, 60], dtype=float)
     detections = []
     for t in range(n):
-        faces = [(distractor * (2.5 if t in (4, 5) else 1), 1.0)]
+        faces = [(np.array([150.0, 0, 300, 150]) if t in (4, 5) else distractor, 1.0)]
         if t not in (10, 11, 12):
             faces.append((main[t], 0.95))
         detections.append(frame_detections(*faces))
+    frame_scores = candidate_scores(detections[4], (320, 240), TrackSettings())
+    assert frame_scores[0] > frame_scores[1]  # on frame 4 alone the distractor looks like the main face
     track = track_main_face(detections, (320, 240))
     assert np.allclose(track.boxes, main)  # the three frames without it are interpolated
     assert track.face.all() and track.detected.sum() == n - 3

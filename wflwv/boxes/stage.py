@@ -46,7 +46,10 @@ def detect_item(build: Path, settings: BoxSettings, video_id: str) -> dict:
     path = videos.video_path(video_id)
     info = probe(path)
     calibration = Calibration.load(settings.calibration)
-    track = track_main_face(detect_video(path, settings.batch_size, settings.device, settings.max_side), (info.width, info.height), settings.track)
+    detections = detect_video(path, settings.batch_size, settings.device, settings.max_side)
+    if len(detections) != info.n_frames:
+        raise WflwvError(path, f"{len(detections)} frames decoded, {info.n_frames} expected")
+    track = track_main_face(detections, (info.width, info.height), settings.track)
     face_frames = 0 if track is None else int(track.face.sum())
     if face_frames < settings.min_face * info.n_frames:
         raise WflwvError(path, f"no usable face track: the main face is on {face_frames} of {info.n_frames} frames, at least {settings.min_face:.0%} needed")

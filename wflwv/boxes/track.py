@@ -1,9 +1,10 @@
 """The main face track of a video: detections linked frame to frame, short gaps filled.
 
-Each frame's candidates are scored by how large, central and confident they are and by their
-overlap with the track's previous box; the track starts from the best-scoring candidate of the
-whole video and is followed forwards and backwards from there, so a distractor that is briefly
-larger or more central than the main face does not steal the track once it is established.
+Detections are linked into tracks by their overlap (IoU) with each track's previous box, greedily,
+best overlap first; a track survives frames where its face is not found. Each track is scored by
+the sum over its frames of how large, central and confident its boxes are, so the main face is the
+one that is large, central and there for long: a distractor that is briefly larger or more
+confident does not win, and one that is there throughout but small or off-centre does not either.
 """
 
 from dataclasses import dataclass
@@ -18,8 +19,7 @@ class TrackSettings:
     weight_size: float = 1.0  # box side over the frame's shorter side
     weight_centre: float = 0.5  # 1 at the frame centre, 0 at a corner
     weight_prob: float = 0.5  # MTCNN's detection probability
-    weight_iou: float = 2.0  # overlap with the track's previous box
-    min_iou: float = 0.2  # a candidate overlapping the previous box less is another face (or a false one)
+    min_iou: float = 0.2  # a detection overlapping a track's previous box less is not that track's face
     min_prob: float = 0.8  # candidates below are ignored
     max_gap: int = 10  # frames without a detection filled by interpolation; longer gaps are marked as no face
 
@@ -50,32 +50,37 @@ def candidate_scores(detections: Detections, frame_size: tuple[int, int], settin
     return settings.weight_size * side / min(width, height) + settings.weight_centre * (1 - offset) + settings.weight_prob * detections.probs
 
 
+def link(detections: list[Detections], min_iou: float) -> list[dict[int, int]]:
+    """Tracks as {frame: index of its detection in that frame}."""
+    tracks: list[dict[int, int]] = []
+    for t, frame in enumerate(detections):
+        last_boxes = [detections[max(track)].boxes[track[max(track)]] for track in tracks]
+        overlaps = np.array([iou(box, frame.boxes) for box in last_boxes]).reshape(len(tracks), len(frame.boxes))
+        free = np.ones(len(frame.boxes), dtype=bool)
+        for flat in np.argsort(-overlaps, axis=None):
+            track, candidate = np.unravel_index(flat, overlaps.shape)
+            if overlaps[track, candidate] < min_iou:
+                break
+            if free[candidate] and t not in tracks[track]:
+                tracks[track][t] = int(candidate)
+                free[candidate] = False
+        tracks += [{t: int(candidate)} for candidate in np.flatnonzero(free)]
+    return tracks
+
+
 def track_main_face(detections: list[Detections], frame_size: tuple[int, int], settings: TrackSettings = TrackSettings()) -> Track | None:
     """The main face's track, or None when no frame has a candidate."""
     detections = [Detections(d.boxes[d.probs >= settings.min_prob], d.probs[d.probs >= settings.min_prob]) for d in detections]
-    scores = [candidate_scores(d, frame_size, settings) for d in detections]
-    best = [s.max() if len(s) else -np.inf for s in scores]
-    seed = int(np.argmax(best))
-    if not np.isfinite(best[seed]):
+    tracks = link(detections, settings.min_iou)
+    if not tracks:
         return None
-    chosen: dict[int, np.ndarray] = {seed: detections[seed].boxes[np.argmax(scores[seed])]}
-    for order in (range(seed + 1, len(detections)), range(seed - 1, -1, -1)):
-        previous, last_seen = chosen[seed], seed
-        for t in order:
-            if not len(detections[t].probs):
-                continue
-            overlap = iou(previous, detections[t].boxes)
-            lost = abs(t - last_seen) > settings.max_gap  # the face left for a while: take whichever face is best now
-            total = scores[t] + settings.weight_iou * overlap
-            allowed = np.ones_like(overlap, dtype=bool) if lost else overlap >= settings.min_iou
-            if allowed.any():
-                pick = int(np.argmax(np.where(allowed, total, -np.inf)))
-                chosen[t] = previous = detections[t].boxes[pick]
-                last_seen = t
+    scores = [candidate_scores(d, frame_size, settings) for d in detections]
+    main = max(tracks, key=lambda track: sum(scores[t][candidate] for t, candidate in track.items()))
     detected = np.zeros(len(detections), dtype=bool)
-    detected[list(chosen)] = True
+    detected[list(main)] = True
     boxes = np.zeros((len(detections), 4))
-    boxes[detected] = np.stack([chosen[t] for t in np.flatnonzero(detected)])
+    for t, candidate in main.items():
+        boxes[t] = detections[t].boxes[candidate]
     boxes, face = fill_gaps(boxes, detected, settings.max_gap)
     return Track(boxes, detected, face)
 
