@@ -16,6 +16,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from wflwv.boxes.calibration import Calibration, centre_size, tight_boxes
+from wflwv.boxes.track import fill_gaps
 from wflwv.data.video import probe
 
 SMOOTHING_SECONDS = 0.1  # the Gaussian's standard deviation: 3 frames at 30 fps
@@ -46,6 +47,13 @@ def box_jitter(boxes: np.ndarray) -> float:
     return float(100 * np.sqrt(np.mean(np.sum(acceleration**2, axis=1))))
 
 
+def stabilised_boxes(landmarks: np.ndarray, face: np.ndarray, fps: float, calibration: Calibration, seconds: float = SMOOTHING_SECONDS) -> tuple[np.ndarray, np.ndarray]:
+    """The model boxes (frames, 4) of landmarks, frames without a face (face False) taking the boxes
+    around them (all frames if none has one); returned before and after smoothing."""
+    raw, _ = fill_gaps(landmark_boxes(landmarks, calibration), face if face.any() else ~face, 0)
+    return raw, smooth_boxes(raw, fps, seconds)
+
+
 def bootstrap_boxes(
     video_path: str | Path,
     boxes: np.ndarray,
@@ -54,11 +62,14 @@ def bootstrap_boxes(
     calibration: Calibration | None = None,
     seconds: float = SMOOTHING_SECONDS,
 ) -> np.ndarray:
-    """`rounds` rounds of: landmarks = predict(video, boxes), boxes = the smoothed model boxes of those landmarks."""
+    """`rounds` rounds of: landmarks = predict(video, boxes), boxes = the smoothed model boxes of
+    those landmarks. Boxes (frames, >=4); a fifth column, if any, is the face flag of the boxes
+    file: frames flagged 0 take the boxes around them. Extra columns are kept as they are."""
     video_path = Path(video_path)
     calibration = calibration or Calibration.load()
     fps = probe(video_path).fps
-    boxes = np.asarray(boxes, dtype=np.float64)[:, :4]
+    boxes = np.array(boxes, dtype=np.float64)
+    face = boxes[:, 4] > 0 if boxes.shape[1] > 4 else np.ones(len(boxes), dtype=bool)
     for _ in range(rounds):
-        boxes = smooth_boxes(landmark_boxes(predict(video_path, boxes), calibration), fps, seconds)
+        boxes[:, :4] = stabilised_boxes(predict(video_path, boxes), face, fps, calibration, seconds)[1]
     return boxes

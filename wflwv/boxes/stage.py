@@ -21,8 +21,8 @@ import pandas as pd
 from wflwv import io
 from wflwv.boxes.calibration import DEFAULT_CALIBRATION, Calibration
 from wflwv.boxes.detect import detect_video
-from wflwv.boxes.stabilise import SMOOTHING_SECONDS, box_jitter, landmark_boxes, smooth_boxes
-from wflwv.boxes.track import TrackSettings, fill_gaps, runs, track_main_face
+from wflwv.boxes.stabilise import SMOOTHING_SECONDS, box_jitter, smooth_boxes, stabilised_boxes
+from wflwv.boxes.track import TrackSettings, runs, track_main_face
 from wflwv.data.video import probe
 from wflwv.data.videoset import VideoSet, load_array
 from wflwv.errors import WflwvError
@@ -76,8 +76,7 @@ def bootstrap_item(build: Path, settings: BoxSettings, video_id: str) -> dict:
     if len(landmarks) != info.n_frames:
         raise WflwvError(videos.landmarks_path(video_id), f"video has {info.n_frames} frames, landmarks have {len(landmarks)}")
     face = previous_face_flags(videos.boxes_path(video_id), info.n_frames)
-    raw, _ = fill_gaps(landmark_boxes(landmarks, Calibration.load(settings.calibration)), face, 0)
-    boxes = smooth_boxes(raw, info.fps, settings.smoothing)
+    raw, boxes = stabilised_boxes(landmarks, face, info.fps, Calibration.load(settings.calibration), settings.smoothing)
     io.save_npy(videos.boxes_path(video_id), np.column_stack([boxes, face]))
     return {"frames": info.n_frames, "no_face": int((~face).sum()), "jitter_before": box_jitter(raw), "jitter_after": box_jitter(boxes)}
 
@@ -85,7 +84,7 @@ def bootstrap_item(build: Path, settings: BoxSettings, video_id: str) -> dict:
 def previous_face_flags(path: Path, n_frames: int) -> np.ndarray:
     """The face column of an existing boxes file of the same length; every frame when there is none."""
     boxes = load_array(path, "boxes") if path.is_file() else np.zeros((0, 0))
-    if boxes.ndim == 2 and boxes.shape == (n_frames, 5) and boxes[:, 4].any():
+    if boxes.shape == (n_frames, 5):
         return boxes[:, 4] > 0
     return np.ones(n_frames, dtype=bool)
 
