@@ -10,6 +10,7 @@ with that LDEQ as the predictor, from the detected boxes, and its landmarks scor
 """
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,16 @@ import pandas as pd
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from wflwv.boxes import Calibration, bootstrap_boxes, box_jitter, detect_video, landmark_boxes, smooth_boxes, track_main_face
-from wflwv.boxes.calibration import centre_size
+from wflwv.boxes import Calibration, bootstrap_boxes, box_jitter, detect_video, fit_box_map, landmark_boxes, smooth_boxes, track_main_face
+from wflwv.boxes.calibration import centre_size, tight_boxes
 from wflwv.boxes.track import iou
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet
+from wflwv.data.wflw import WflwStills
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.metrics import nme, nmf
 from wflwv.models import load_checkpoint
+from wflwv.stills import predict_stills
 from wflwv.filters import SavitzkyGolay
 from wflwv.synth import generate
 
@@ -95,12 +98,19 @@ def main() -> None:
     print(pd.DataFrame(smoothers).groupby("smoother", sort=False).mean().round(3).to_string())
     if args.model:
         print()
-        print(ldeq_rounds(args.model, truth, detected, args.rounds, calibration).round(3).to_string(index=False))
+        model, _ = load_checkpoint(args.model)
+        stills = WflwStills(out / "world" / "stills")
+        faces = stills.faces("train") + stills.faces("test")
+        own_map = fit_box_map(tight_boxes(predict_stills(model, stills, faces)), np.stack([face.box for face in faces]))
+        print(f"landmark map fitted on the model's landmarks on {len(faces)} stills: {own_map}")
+        for name, landmark_map in (("true landmarks", calibration.landmarks), ("the model's landmarks", own_map)):
+            print(f"\nbootstrapping with the landmark map fitted on {name}")
+            rounds = ldeq_rounds(model, truth, detected, args.rounds, replace(calibration, landmarks=landmark_map))
+            print(rounds.round(3).to_string(index=False))
 
 
-def ldeq_rounds(checkpoint: Path, truth: VideoSet, detected: dict[str, np.ndarray], rounds: int, calibration: Calibration) -> pd.DataFrame:
+def ldeq_rounds(model: torch.nn.Module, truth: VideoSet, detected: dict[str, np.ndarray], rounds: int, calibration: Calibration) -> pd.DataFrame:
     """Per round, mean over videos: the jitter of the boxes and the NME and NMF of the landmarks predicted on them."""
-    model, _ = load_checkpoint(checkpoint)
 
     def predict(video_path: Path, boxes: np.ndarray) -> np.ndarray:
         stream = VideoStream(video_path.stem, iter_frames(video_path), boxes)

@@ -174,6 +174,18 @@ def test_calibration_fitted_on_stills_matches_their_box_convention(world, tmp_pa
         Calibration.load(tmp_path / "bad.json")
 
 
+def test_a_predictor_gets_its_own_landmark_map(world, one_torch_thread):
+    """A predictor whose landmarks shrink 10% about their centre needs boxes grown back by 1/0.9."""
+
+    def shrinking(stills, faces):
+        landmarks = np.stack([face.landmarks for face in faces])
+        centre = (landmarks.min(axis=1, keepdims=True) + landmarks.max(axis=1, keepdims=True)) / 2
+        return centre + 0.9 * (landmarks - centre)
+
+    fitted = fit_calibration(world / "stills", "train", max_faces=4, predict=shrinking)
+    assert np.allclose(astuple(fitted.landmarks), [0, -0.1 / 0.9, 1 / 0.9, 1.2 / 0.9])
+
+
 def test_box_jitter_is_zero_for_steady_motion_and_scale_free():
     steady = np.array([[t, 2 * t, 100 + t, 100 + 2 * t] for t in range(20)], dtype=float)
     assert box_jitter(steady) == pytest.approx(0, abs=1e-9)

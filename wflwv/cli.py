@@ -1,5 +1,6 @@
 """The `wflwv` command line. Each command is a thin shell over one stage module."""
 
+import functools
 import sys
 from pathlib import Path
 
@@ -84,11 +85,12 @@ def bench(videos: Path, checkpoint: Path, out: Path, slots: int, rwr_iters: int,
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Box calibration JSON to use, or to write with --fit-calibration [default: models/box_calibration.json].")
 @click.option("--fit-calibration", "fit_stills", type=EXISTING_DIR, help="Refit the calibration on this WFLW-layout still set, write it to --calibration and stop.")
 @click.option("--split", default="train", show_default=True, help="Still split that --fit-calibration fits on.")
+@click.option("--predictor", type=EXISTING_FILE, help="With --fit-calibration: fit the landmark map on this checkpoint's landmarks instead of the true ones.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run videos in this process or on Ray.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
 @click.option("--force", is_flag=True, help="Redo videos already done.")
 def boxes(build: Path | None, from_landmarks: bool, round_number: int, device: str, batch_size: int, max_side: int, max_gap: int, min_face: float,
-          smoothing: float, calibration: Path | None, fit_stills: Path | None, split: str, executor: str, address: str | None, force: bool) -> None:
+          smoothing: float, calibration: Path | None, fit_stills: Path | None, split: str, predictor: Path | None, executor: str, address: str | None, force: bool) -> None:
     """Face boxes for every video of a build folder: MTCNN, tracked, calibrated and smoothed, or bootstrapped from landmarks."""
     from wflwv.boxes import DEFAULT_CALIBRATION, BoxSettings, TrackSettings, fit_calibration, run_boxes
     from wflwv.boxes.stage import summary
@@ -96,7 +98,14 @@ def boxes(build: Path | None, from_landmarks: bool, round_number: int, device: s
 
     calibration = calibration or DEFAULT_CALIBRATION
     if fit_stills is not None:
-        fitted = fit_calibration(fit_stills, split, device)
+        predict = None
+        if predictor is not None:
+            from wflwv.models import load_checkpoint
+            from wflwv.stills import predict_stills
+
+            model, _ = load_checkpoint(predictor, device)
+            predict = functools.partial(predict_stills, model.to(device), device=device)
+        fitted = fit_calibration(fit_stills, split, device, predict=predict)
         fitted.save(calibration)
         click.echo(f"box calibration fitted on {fitted.faces} faces of {fit_stills} ({split}), written to {calibration}")
         return

@@ -8,16 +8,21 @@ with ground truth, and the pair is stored as data (models/box_calibration.json).
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from wflwv import io
+from wflwv.boxes.detect import detect_frames
+from wflwv.boxes.track import iou
+from wflwv.data.wflw import Face, WflwStills
 from wflwv.errors import WflwvError
 
 DEFAULT_CALIBRATION = Path(__file__).resolve().parents[2] / "models" / "box_calibration.json"
 MIN_MATCH_IOU = 0.3  # a detection overlapping the annotated box less is not that face
+StillsPredictor = Callable[[WflwStills, list[Face]], np.ndarray]  # (stills, faces) -> landmarks (faces, 98, 2), image pixels
 
 
 def centre_size(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,13 +89,12 @@ def tight_boxes(landmarks: np.ndarray) -> np.ndarray:
     return np.concatenate([landmarks.min(axis=-2), landmarks.max(axis=-2)], axis=-1)
 
 
-def fit_calibration(stills_root: str | Path, split: str = "train", device: str = "cpu", max_faces: int | None = None) -> Calibration:
+def fit_calibration(stills_root: str | Path, split: str = "train", device: str = "cpu", max_faces: int | None = None, predict: StillsPredictor | None = None) -> Calibration:
     """Fit both maps on a WFLW-layout still set: MTCNN is run on every image and each face's best
-    overlapping detection is paired with its annotated box."""
-    from wflwv.boxes.detect import detect_frames
-    from wflwv.boxes.track import iou
-    from wflwv.data.wflw import WflwStills
-
+    overlapping detection is paired with its annotated box. The landmark map is fitted on the true
+    landmarks, or on those of `predict` (such as wflwv.stills.predict_stills with a model): a
+    predictor whose landmarks spread less or more than the truth needs its own map, or each
+    bootstrap round would shrink or grow the boxes by that factor."""
     stills = WflwStills(stills_root)
     faces = stills.faces(split)[:max_faces]
     if not faces:
@@ -108,7 +112,7 @@ def fit_calibration(stills_root: str | Path, split: str = "train", device: str =
     boxes = np.stack([face.box for face in faces])
     return Calibration(
         detector=fit_box_map(np.stack(detected), np.stack(annotated)),
-        landmarks=fit_box_map(tight_boxes(np.stack([face.landmarks for face in faces])), boxes),
+        landmarks=fit_box_map(tight_boxes(predict(stills, faces) if predict else np.stack([face.landmarks for face in faces])), boxes),
         fitted_on=f"{stills_root} ({split})",
         faces=len(detected),
     )
