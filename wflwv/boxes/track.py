@@ -51,11 +51,11 @@ def candidate_scores(detections: Detections, frame_size: tuple[int, int], settin
 
 
 def link(detections: list[Detections], min_iou: float) -> list[dict[int, int]]:
-    """Tracks as {frame: index of its detection in that frame}."""
+    """Tracks as {frame: index of its detection in that frame}, frames in increasing order."""
     tracks: list[dict[int, int]] = []
     for t, frame in enumerate(detections):
-        last_boxes = [detections[max(track)].boxes[track[max(track)]] for track in tracks]
-        overlaps = np.array([iou(box, frame.boxes) for box in last_boxes]).reshape(len(tracks), len(frame.boxes))
+        last_frames = [next(reversed(track)) for track in tracks]
+        overlaps = np.array([iou(detections[last].boxes[track[last]], frame.boxes) for track, last in zip(tracks, last_frames)]).reshape(len(tracks), len(frame.boxes))
         free = np.ones(len(frame.boxes), dtype=bool)
         for flat in np.argsort(-overlaps, axis=None):
             track, candidate = np.unravel_index(flat, overlaps.shape)
