@@ -105,25 +105,31 @@ def main() -> None:
         print(f"landmark map fitted on the model's landmarks on {len(faces)} stills: {own_map}")
         for name, landmark_map in (("true landmarks", calibration.landmarks), ("the model's landmarks", own_map)):
             print(f"\nbootstrapping with the landmark map fitted on {name}")
-            rounds = ldeq_rounds(model, truth, detected, args.rounds, replace(calibration, landmarks=landmark_map))
+            rounds = ldeq_rounds(model, truth, detected, args.rounds, calibration, replace(calibration, landmarks=landmark_map))
             print(rounds.round(3).to_string(index=False))
 
 
-def ldeq_rounds(model: torch.nn.Module, truth: VideoSet, detected: dict[str, np.ndarray], rounds: int, calibration: Calibration) -> pd.DataFrame:
-    """Per round, mean over videos: the jitter of the boxes and the NME and NMF of the landmarks predicted on them."""
+def ldeq_rounds(model: torch.nn.Module, truth: VideoSet, detected: dict[str, np.ndarray], rounds: int, truth_calibration: Calibration, calibration: Calibration) -> pd.DataFrame:
+    """Per round, mean over videos: the jitter of the boxes, their IoU with the true boxes, and the
+    NME and NMF of the landmarks predicted on them; round -1 is the true boxes, for reference."""
 
     def predict(video_path: Path, boxes: np.ndarray) -> np.ndarray:
         stream = VideoStream(video_path.stem, iter_frames(video_path), boxes)
         return next(predict_videos(model, [stream], slots=1, warm_start=False)).landmarks
 
+    def scores(round_number: int, boxes: np.ndarray, landmarks: np.ndarray, gt: np.ndarray, true_boxes: np.ndarray) -> dict:
+        return {"round": round_number, "box jitter": box_jitter(boxes), "IoU": median_iou(boxes, true_boxes),
+                "NME": 100 * float(np.nanmean(nme(landmarks, gt))), "NMF": float(nmf(landmarks, gt))}
+
     rows = []
     for video_id, boxes in detected.items():
+        gt, path = truth.load_landmarks(video_id), truth.video_path(video_id)
+        true_boxes = landmark_boxes(gt, truth_calibration)
+        rows.append(scores(-1, true_boxes, predict(path, true_boxes), gt, true_boxes))
         for round_number in range(rounds + 1):
-            landmarks = predict(truth.video_path(video_id), boxes)
-            gt = truth.load_landmarks(video_id)
-            rows.append({"round": round_number, "box jitter": box_jitter(boxes), "IoU": median_iou(boxes, landmark_boxes(gt, calibration)),
-                         "NME": 100 * float(np.nanmean(nme(landmarks, gt))), "NMF": float(nmf(landmarks, gt))})
-            boxes = bootstrap_boxes(truth.video_path(video_id), boxes, lambda *_: landmarks, rounds=1, calibration=calibration)
+            landmarks = predict(path, boxes)
+            rows.append(scores(round_number, boxes, landmarks, gt, true_boxes))
+            boxes = bootstrap_boxes(path, boxes, lambda *_: landmarks, rounds=1, calibration=calibration)
     return pd.DataFrame(rows).groupby("round", as_index=False).mean()
 
 
