@@ -1,5 +1,6 @@
 """The `wflwv` command line. Each command is a thin shell over one stage module."""
 
+import functools
 import sys
 from pathlib import Path
 
@@ -170,6 +171,50 @@ def scrape(out: Path, queries: Path | None, per_query: int, ids: Path | None, ur
         candidates = read_urls(urls) if urls else read_info_jsons(info_json)
     manifest = run_scrape(out, candidates, ScrapeSettings(fetch, window_seconds, keep_downloads), Executor(executor, address), force=force)
     click.echo(f"scrape: {summary(manifest)}; manifest in {out / 'stages' / 'scrape' / 'manifest.parquet'}")
+
+
+@cli.command()
+@click.option("--build", type=EXISTING_DIR, help="Build folder: reads videos/<ID>.mp4 (and landmarks/<ID>.npy), writes bboxes/<ID>.npy.")
+@click.option("--from-landmarks", is_flag=True, help="Bootstrap round: boxes from the current labels landmarks/<ID>.npy instead of MTCNN.")
+@click.option("--round", "round_number", default=1, show_default=True, help="Bootstrap round number (its own resumable stage, stages/boxes_roundN).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for MTCNN: cpu, cuda or cuda:N.")
+@click.option("--batch-size", default=16, show_default=True, help="Frames per MTCNN call.")
+@click.option("--max-side", default=640, show_default=True, help="Frames whose longer side exceeds this are detected downscaled to it (0: never).")
+@click.option("--max-gap", default=10, show_default=True, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
+@click.option("--min-face", default=0.5, show_default=True, help="A video fails unless the main face is on at least this share of its frames.")
+@click.option("--smoothing", default=0.1, show_default=True, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Box calibration JSON to use, or to write with --fit-calibration [default: models/box_calibration.json].")
+@click.option("--fit-calibration", "fit_stills", type=EXISTING_DIR, help="Refit the calibration on this WFLW-layout still set, write it to --calibration and stop.")
+@click.option("--split", default="train", show_default=True, help="Still split that --fit-calibration fits on.")
+@click.option("--predictor", type=EXISTING_FILE, help="With --fit-calibration: fit the landmark map on this checkpoint's landmarks instead of the true ones.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run videos in this process or on Ray.")
+@click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
+@click.option("--force", is_flag=True, help="Redo videos already done.")
+def boxes(build: Path | None, from_landmarks: bool, round_number: int, device: str, batch_size: int, max_side: int, max_gap: int, min_face: float,
+          smoothing: float, calibration: Path | None, fit_stills: Path | None, split: str, predictor: Path | None, executor: str, address: str | None, force: bool) -> None:
+    """Face boxes for every video of a build folder: MTCNN, tracked, calibrated and smoothed, or bootstrapped from landmarks."""
+    from wflwv.boxes import DEFAULT_CALIBRATION, BoxSettings, TrackSettings, fit_calibration, run_boxes
+    from wflwv.boxes.stage import summary
+    from wflwv.pipeline.stage import Executor
+
+    calibration = calibration or DEFAULT_CALIBRATION
+    if fit_stills is not None:
+        predict = None
+        if predictor is not None:
+            from wflwv.models import load_checkpoint
+            from wflwv.stills import predict_stills
+
+            model, _ = load_checkpoint(predictor, device)
+            predict = functools.partial(predict_stills, model.to(device), device=device)
+        fitted = fit_calibration(fit_stills, split, device, predict=predict)
+        fitted.save(calibration)
+        click.echo(f"box calibration fitted on {fitted.faces} faces of {fit_stills} ({split}), written to {calibration}")
+        return
+    if build is None:
+        raise click.UsageError("--build is required (or --fit-calibration to refit the calibration)")
+    settings = BoxSettings(device, batch_size, max_side or None, min_face, smoothing, calibration, TrackSettings(max_gap=max_gap))
+    manifest = run_boxes(build, settings, from_landmarks, round_number, Executor(executor, address), force)
+    click.echo(summary(manifest))
 
 
 def main() -> None:
