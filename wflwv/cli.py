@@ -217,6 +217,24 @@ def boxes(build: Path | None, from_landmarks: bool, round_number: int, device: s
     click.echo(summary(manifest))
 
 
+@cli.command("run")
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--only", default=None, callback=lambda ctx, param, value: tuple(value.split(",")) if value else (), help="Run only these steps (comma-separated), e.g. label,split.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for training, detection and labelling: cpu, cuda or cuda:N.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run the per-video stages in this process or on Ray.")
+@click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
+@click.option("--force", is_flag=True, help="Redo every item of every step.")
+def run(pipeline: Path, only: tuple[str, ...], device: str, executor: str, address: str | None, force: bool) -> None:
+    """Run a pipeline file: the whole WFLW-V construction (world, members, scrape, boxes, label, split, export, oracle, bench), resumable."""
+    from wflwv.pipeline.run import STEPS, run_pipeline
+    from wflwv.pipeline.stage import Executor
+
+    unknown = [step for step in only if step not in STEPS]
+    if unknown:
+        raise click.BadParameter(f"unknown step {unknown[0]!r} (steps: {', '.join(STEPS)})", param_hint="--only")
+    run_pipeline(pipeline, Executor(executor, address), device, force, only)
+
+
 def main() -> None:
     try:
         sys.exit(cli.main(standalone_mode=False) or 0)

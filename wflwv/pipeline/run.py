@@ -1,0 +1,243 @@
+"""`wflwv run PIPELINE.toml`: dataset construction and its benchmark as one resumable command.
+
+A pipeline file names a build folder and has one table per step; the steps present run in this
+order, each through the stage that does it, and every stage skips what it has already done, so a
+rerun after any interruption (SIGKILL included) finishes the job without redoing finished work.
+
+    world    render the synthetic face world (the demo's stand-in for YouTube and WFLW)
+    members  train the labelling ensemble's members, one `wflwv train` per (config, seed)
+    scrape   download and cut the videos: from a loopback site serving the world's videos, or
+             from search queries, an ID list or a URL list
+    boxes    detect and track faces, then `rounds` bootstrap rounds, each from fresh labels
+    label    the ensemble's labels and variance
+    split    hard and easy videos by ensemble variance
+    export   the official WFLW-V layout, checked by verify
+    oracle   with a world: the labels against its exact landmarks, by ensemble size
+    bench    the leaderboard of the given models on the exported set
+
+Paths in the file are relative to the folder the command runs in.
+"""
+
+import contextlib
+import dataclasses
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from wflwv.errors import WflwvError
+from wflwv.pipeline.stage import Executor
+
+STEPS = ("world", "members", "scrape", "boxes", "label", "split", "export", "oracle", "bench")
+console = Console()
+
+
+@dataclass
+class Build:
+    """What the steps share: the pipeline's settings and what earlier steps made."""
+
+    path: Path
+    spec: dict
+    executor: Executor
+    device: str
+    force: bool
+    members: list[Path] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.spec["build"])
+
+    @property
+    def world(self) -> Path | None:
+        table = self.spec.get("world")
+        return None if table is None else Path(table["out"])
+
+    @property
+    def stills(self) -> Path:
+        """The WFLW-layout stills that models are trained on: [members] stills, else the world's."""
+        if "stills" in self.table("members"):
+            return Path(self.table("members")["stills"])
+        if self.world is None:
+            raise WflwvError(self.path, "training needs stills: a [world] table or [members] stills = \"FOLDER\"")
+        return self.world / "stills"
+
+    def table(self, step: str) -> dict:
+        return self.spec.get(step, {})
+
+    def require(self, step: str, key: str):
+        if key not in self.table(step):
+            raise WflwvError(self.path, f"[{step}] needs `{key}`")
+        return self.table(step)[key]
+
+
+def read_pipeline(path: Path) -> dict:
+    if not path.is_file():
+        raise WflwvError(path, "no such pipeline file")
+    try:
+        spec = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise WflwvError(path, f"invalid TOML: {error}") from None
+    unknown = sorted(set(spec) - {"build", *STEPS})
+    if unknown:
+        raise WflwvError(path, f"unknown table or key {unknown[0]!r} (steps: {', '.join(STEPS)})")
+    if not isinstance(spec.get("build"), str):
+        raise WflwvError(path, "needs `build = \"FOLDER\"`, the build folder")
+    return spec
+
+
+def run_pipeline(path: Path, executor: Executor = Executor(), device: str = "cpu", force: bool = False, only: tuple[str, ...] = ()) -> None:
+    """Run the steps of a pipeline file (all of them, or those in `only`), in order."""
+    build = Build(Path(path), read_pipeline(Path(path)), executor, device, force)
+    for step in STEPS:
+        if step in build.spec and (not only or step in only):
+            console.rule(f"[bold]{step}")
+            STEP_FUNCTIONS[step](build)
+
+
+def world(build: Build) -> None:
+    from wflwv.synth import generate
+
+    table = build.table("world")
+    summary = generate(Path(table["out"]), preset=table.get("preset", "demo"), seed=table.get("seed", 0), workers=table.get("workers", 2))
+    console.print(f"world in {table['out']}: {summary}")
+
+
+def members(build: Build) -> None:
+    from wflwv.models.ensemble import load_ensemble
+    from wflwv.train import train
+
+    for config, seed in load_ensemble(build.require("members", "ensemble")):
+        console.print(f"member {config}, seed {seed}")
+        out = build.root / "members" / f"{config}_seed{seed}"
+        build.members.append(train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, device=build.device))
+
+
+def scrape(build: Build) -> None:
+    from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_queries, read_urls, search, summary
+    from wflwv.scrape import scrape as run_scrape
+
+    table = build.table("scrape")
+    settings = ScrapeSettings(FetchSettings(**table.get("fetch", {})), table.get("window_seconds", 5.0))
+    source = build.require("scrape", "source")
+    if source == "loopback":
+        with loopback_candidates(build) as candidates:
+            manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
+    elif source == "queries":
+        candidates = search(read_queries(Path(build.require("scrape", "queries"))), table.get("per_query", 10), build.root, settings.fetch, build.force)
+        manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
+    elif source in ("ids", "urls"):
+        reader = read_ids if source == "ids" else read_urls
+        manifest = run_scrape(build.root, reader(Path(build.require("scrape", source))), settings, build.executor, build.force)
+    else:
+        raise WflwvError(build.path, f"[scrape] source {source!r} is not one of loopback, queries, ids, urls")
+    console.print(f"scrape: {summary(manifest)}")
+
+
+@contextlib.contextmanager
+def loopback_candidates(build: Build) -> Iterator[list]:
+    """The world's videos served on 127.0.0.1 with Creative Commons info-jsons, each asked for whole."""
+    from wflwv.data.videoset import VideoSet
+    from wflwv.scrape import LoopbackSite, read_info_jsons
+
+    if build.world is None:
+        raise WflwvError(build.path, "[scrape] source = \"loopback\" serves the world's videos: it needs a [world] table")
+    videos = VideoSet(build.world / "videos")
+    with LoopbackSite(videos.root / "videos") as site:
+        info = build.root / "stages" / "scrape" / "loopback"
+        site.write_info_jsons(info)
+        yield [dataclasses.replace(c, window=(0, len(videos.load_boxes(c.source_id)) - 1)) for c in read_info_jsons(info)]
+
+
+def boxes(build: Build) -> None:
+    from wflwv.boxes import BoxSettings, run_boxes
+    from wflwv.boxes import summary as boxes_summary
+
+    table = build.table("boxes")
+    settings = BoxSettings(device=build.device, min_face=table.get("min_face", 0.5))
+    console.print(f"boxes: {boxes_summary(run_boxes(build.root, settings, executor=build.executor, force=build.force))}")
+    for round_number in range(1, table.get("rounds", 0) + 1):
+        label(build)
+        manifest = run_boxes(build.root, settings, from_landmarks=True, round_number=round_number, executor=build.executor, force=build.force)
+        console.print(f"boxes, bootstrap round {round_number}: {boxes_summary(manifest)}")
+
+
+def label(build: Build) -> None:
+    from wflwv.label import label as run_label
+
+    table = build.table("label")
+    corrections = table.get("corrections")
+    manifest = run_label(build.root, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, force=build.force)
+    console.print(f"label: {counts(manifest)}")
+
+
+def member_checkpoints(build: Build) -> list[Path]:
+    listed = build.table("label").get("members")
+    if listed:
+        return [Path(p) for p in listed]
+    if not build.members:
+        from wflwv.models.ensemble import load_ensemble
+        from wflwv.train import CHECKPOINT_NAME
+
+        ensemble = build.require("members", "ensemble")
+        build.members = [build.root / "members" / f"{config}_seed{seed}" / CHECKPOINT_NAME for config, seed in load_ensemble(ensemble)]
+    return build.members
+
+
+def split(build: Build) -> None:
+    from wflwv.split import split as run_split
+
+    scores = run_split(build.root, build.require("split", "k"))
+    console.print(f"split: {(scores['split'] == 'hard').sum()} hard, {(scores['split'] == 'easy').sum()} easy of {len(scores)} videos")
+
+
+def export(build: Build) -> None:
+    from wflwv.export import export as run_export
+    from wflwv.export import verify
+
+    out = Path(build.require("export", "out"))
+    console.print(f"export: {run_export(build.root, out)} videos in {out}")
+    verification = verify(out)
+    if verification.problems:
+        raise WflwvError(out, f"verify found {len(verification.problems)} problems, the first: {verification.problems[0]}")
+    console.print(f"verify: {verification.summary()}")
+
+
+def oracle(build: Build) -> None:
+    from wflwv.oracle import split_recovery, validate_oracle
+
+    if build.world is None:
+        raise WflwvError(build.path, "[oracle] measures the labels against the world's exact landmarks: it needs a [world] table")
+    by_size = validate_oracle(build.root, build.world / "videos", member_checkpoints(build), build.root / "oracle", device=build.device)
+    console.print(by_size.to_string(index=False, float_format="{:.3f}".format))
+    if "split" in build.spec:
+        console.print(f"split against the world's difficulty: {split_recovery(build.root, build.world / 'videos')}")
+
+
+def bench(build: Build) -> None:
+    from wflwv.bench import BenchSettings, run_bench
+    from wflwv.report import video_summary
+
+    table = build.table("bench")
+    videos = Path(table.get("videos") or build.require("export", "out"))
+    models = [bench_model(build, entry) for entry in build.require("bench", "models")]
+    boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, settings=BenchSettings(device=build.device), force=build.force)
+    console.print(video_summary(boards["videos"]).markdown)
+
+
+def bench_model(build: Build, entry: str) -> Path:
+    """A checkpoint path as it is, or a model config name trained on the world's stills (resumes)."""
+    from wflwv.train import train
+
+    if entry.endswith(".pth.tar") or Path(entry).is_file():
+        return Path(entry)
+    return train(build.stills, entry, build.root / "bench_models" / entry, epochs=build.table("bench").get("epochs"), device=build.device)
+
+
+def counts(manifest: pd.DataFrame) -> str:
+    return ", ".join(f"{count} {status}" for status, count in manifest["status"].value_counts().items()) if len(manifest) else "nothing to do"
+
+
+STEP_FUNCTIONS = {name: globals()[name] for name in STEPS}
