@@ -7,6 +7,7 @@ The layout: videos/<ID>.mp4, landmarks/<ID>.npy (frames, 98, 2) frame pixels, bb
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import track
 
 from wflwv import io
@@ -55,7 +56,8 @@ class Verification:
 def verify(root: Path) -> Verification:
     """Check a WFLW-V folder: both ID lists, and for every listed ID its video, landmarks and boxes.
 
-    Every problem is collected (not just the first), each naming its file.
+    Every problem is collected (not just the first), each naming its file. The progress bar goes to
+    stderr, so that stdout holds the summary and the problems only.
     """
     videos, result = VideoSet(root), Verification(Path(root))
     listed: dict[str, str] = {}
@@ -70,7 +72,7 @@ def verify(root: Path) -> Verification:
             if video_id in listed:
                 result.problems.append(WflwvError(videos.split_path(split), f"{video_id} is also listed in {videos.split_path(listed[video_id]).name}"))
             listed.setdefault(video_id, split)
-    for video_id, split in track(list(listed.items()), description="verify", transient=True):
+    for video_id, split in track(list(listed.items()), description="verify", transient=True, console=Console(stderr=True)):
         n_frames, problems = _item_problems(videos, video_id)
         result.frames[split] += n_frames
         result.problems += problems
