@@ -25,7 +25,7 @@ import functools
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,19 +62,23 @@ def find_members(checkpoints: Sequence[Path] = (), ensemble_dir: Path | None = N
         paths += found
     if not paths:
         raise WflwvError(None, "no ensemble members: give --members or --ensemble-dir")
-    seen = {}
+    by_name = {}
     for path in paths:
         if not path.is_file():
             raise WflwvError(path, "no such checkpoint file")
-        if member_name(path) in seen:
-            raise WflwvError(path, f"member name {member_name(path)!r} is also that of {seen[member_name(path)]}")
-        seen[member_name(path)] = path
+        if member_name(path) in by_name:
+            raise WflwvError(path, f"member name {member_name(path)!r} is also that of {by_name[member_name(path)]}")
+        by_name[member_name(path)] = path
     return tuple(paths)
 
 
-@functools.lru_cache(maxsize=1)
 def load_members(paths: tuple[Path, ...], device: str) -> list[torch.nn.Module]:
-    """The members' models in eval mode on `device`, loaded once per process."""
+    """The members' models in eval mode on `device`, loaded once per process (again if a checkpoint file changes)."""
+    return _load_members(paths, device, tuple(Path(path).stat().st_mtime_ns for path in paths))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_members(paths: tuple[Path, ...], device: str, file_times: tuple[int, ...]) -> list[torch.nn.Module]:
     models = []
     for path in paths:
         model, _ = load_checkpoint(path, map_location=device)
@@ -121,7 +125,7 @@ def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes
         for model, kept in zip(models, keep_tensor):
             side = model.args.im_size
             if side not in crops:
-                crops[side] = crops_to_tensor(np.stack([crop(frame, box_to_affine(box, size=side), side) for frame, box in zip(frames, boxes)]))
+                crops[side] = crops_to_tensor(np.stack([crop(frame, side * affine, side) for frame, affine in zip(frames, to_unit_crop)]))
             output = model(crops[side].to(device))
             total = total + kept[:, None, None, None] * resample_heatmaps(output.heatmaps.float(), size)
             points.append(output.landmarks.float().cpu().numpy())
@@ -135,7 +139,7 @@ def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes
     return labels, variance
 
 
-def read_corrections(path: Path, members: Sequence[str], frame_count) -> Corrections:
+def read_corrections(path: Path, members: Sequence[str], frame_count: Callable[[str], int]) -> Corrections:
     """Parse and check a corrections CSV; frame_count(video_id) gives a video's number of frames.
 
     Every problem is a WflwvError naming the file and the line: an unknown video or member, frames
@@ -162,7 +166,7 @@ def read_corrections(path: Path, members: Sequence[str], frame_count) -> Correct
     return {video_id: tuple(rows) for video_id, rows in corrections.items()}
 
 
-def _correction(fields: list[str], members: Sequence[str], frame_count) -> tuple[str, str, int, int]:
+def _correction(fields: list[str], members: Sequence[str], frame_count: Callable[[str], int]) -> tuple[str, str, int, int]:
     if len(fields) != len(CORRECTIONS_HEADER):
         raise WflwvError(None, f"expected {len(CORRECTIONS_HEADER)} fields ({','.join(CORRECTIONS_HEADER)}), found {len(fields)}")
     video_id, member, first, last = (field.strip() for field in fields)
@@ -252,7 +256,7 @@ def label(
     if not ids:
         raise WflwvError(build / "videos", "no videos to label (expected videos/<ID>.mp4)")
     names = [member_name(p) for p in checkpoints]
-    corrections = {} if corrections_path is None else read_corrections(corrections_path, names, lambda video_id: _frame_count(videos, video_id))
+    corrections = {} if corrections_path is None else read_corrections(corrections_path, names, functools.cache(functools.partial(_frame_count, videos)))
     stage = Stage(
         "label",
         build / "stages" / "label",
