@@ -255,6 +255,8 @@ def label(
     ids = videos.ids()
     if not ids:
         raise WflwvError(build / "videos", "no videos to label (expected videos/<ID>.mp4)")
+    if executor.kind == "local":  # load the members before the first video: a bad checkpoint is one error, not a failure per video
+        load_members(checkpoints, device)
     names = [member_name(p) for p in checkpoints]
     corrections = {} if corrections_path is None else read_corrections(corrections_path, names, functools.cache(functools.partial(_frame_count, videos)))
     stage = Stage(
