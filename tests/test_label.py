@@ -5,11 +5,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import wflwv
 from conftest import BUILD_FRAMES, copy_build, make_member
 from wflwv.data.video import read_video
 from wflwv.data.videoset import VideoSet
@@ -17,6 +19,7 @@ from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.label import ensemble_frames, find_members, label, load_members, member_name, read_corrections, resample_heatmaps, variance_path
 from wflwv.models.heatmaps import soft_argmax
+from wflwv.pipeline.stage import Executor
 
 VIDEO = "easy0000"
 
@@ -211,3 +214,20 @@ def test_sigkill_in_the_middle_of_label_then_rerun_finishes_without_redoing(labe
             assert row["worker"].split(":")[1] == str(os.getpid())
         assert np.allclose(VideoSet(build).load(video_id).landmarks, VideoSet(labelled_build).load_landmarks(video_id), atol=1e-3)
         assert np.allclose(np.load(variance_path(build, video_id)), np.load(variance_path(labelled_build, video_id)), atol=1e-3)
+
+
+def test_ray_labels_as_this_process_does(labelled_build, members, tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(wflwv.__file__).parents[1]))  # Ray's workers import this checkout's wflwv
+    build = copy_build(labelled_build, tmp_path / "build", "videos", "bboxes")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        manifest = label(build, members, executor=Executor("ray"), batch_size=8)
+    finally:
+        ray.shutdown()
+    assert list(manifest["status"]) == ["done"] * len(manifest)
+    assert not any(worker.endswith(f":{os.getpid()}") for worker in manifest["worker"])
+    for video_id in manifest["id"]:
+        assert np.allclose(VideoSet(build).load_landmarks(video_id), VideoSet(labelled_build).load_landmarks(video_id), atol=1e-4)
+        assert np.allclose(np.load(variance_path(build, video_id)), np.load(variance_path(labelled_build, video_id)), atol=1e-4)
