@@ -186,6 +186,11 @@ def test_members_are_named_by_their_run_folder_or_file(tmp_path, members):
         find_members([], None)
 
 
+def committed_rows(rows) -> list:
+    """Row files, not the temporary files of rows being written (named with a leading dot)."""
+    return [path for path in rows.glob("*.json") if not path.name.startswith(".")]
+
+
 def test_sigkill_in_the_middle_of_label_then_rerun_finishes_without_redoing(labelled_build, members, tmp_path):
     """The issue's acceptance test: kill -9 while labelling, rerun, every output intact and no finished item done twice."""
     build = copy_build(labelled_build, tmp_path / "build", "videos", "bboxes")
@@ -193,14 +198,15 @@ def test_sigkill_in_the_middle_of_label_then_rerun_finishes_without_redoing(labe
     rows = build / "stages" / "label" / "rows"
     command = [sys.executable, "-c", "from wflwv.cli import main; main()", "label", "--build", str(build), "--batch-size", "4"]
     command += [argument for member in members for argument in ("--members", str(member))]
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while len(list(rows.glob("*.json"))) == 0 and first.poll() is None:
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(command, stdout=log, stderr=log)
+    while not committed_rows(rows) and first.poll() is None:
         time.sleep(0.01)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    committed = [path for path in rows.glob("*.json") if not path.name.startswith(".")]  # not a row the kill left half-written
-    finished = {path.stem: (path.read_text(), VideoSet(build).landmarks_path(path.stem).stat().st_mtime_ns) for path in committed}
-    assert 0 < len(finished) < len(ids), "the kill came after every video was labelled"
+    finished = {path.stem: (path.read_text(), VideoSet(build).landmarks_path(path.stem).stat().st_mtime_ns) for path in committed_rows(rows)}
+    log.close()
+    assert 0 < len(finished) < len(ids), f"the first run ended (status {first.returncode}) with {len(finished)} videos labelled: {(tmp_path / 'first.log').read_text()}"
     assert {json.loads(row)["worker"].split(":")[1] for row, _ in finished.values()} == {str(first.pid)}
 
     manifest = label(build, members, batch_size=4)  # the rerun, in this process
