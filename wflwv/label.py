@@ -248,7 +248,7 @@ def label(
     force: bool = False,
 ) -> pd.DataFrame:
     """Label every video of BUILD/videos (those not labelled yet under the same inputs); returns the stage's manifest."""
-    build, checkpoints = Path(build), tuple(Path(p) for p in checkpoints)
+    build, checkpoints = Path(build), find_members(checkpoints)
     if batch_size < 1:
         raise WflwvError(None, f"batch size must be 1 or more, got {batch_size}")
     videos = VideoSet(build)
