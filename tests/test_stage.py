@@ -88,3 +88,21 @@ def test_ray_and_local_executors_give_identical_outputs(tmp_path, monkeypatch):
     for item in ["v2", "v7", "v11"]:
         assert np.array_equal(np.load(local / f"{item}.npy"), np.load(remote / f"{item}.npy"))
     assert not set(ray_manifest["worker"]) & set(local_manifest["worker"])  # really done by other processes
+
+
+def test_an_item_whose_key_changed_is_redone(tmp_path):
+    """A stage with a key (a digest of each item's inputs) redoes exactly the items whose key changed."""
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"v3": "a", "v4": "a"}))
+    stage = Stage("square", tmp_path / "stage", make_stage(tmp_path).process, key=functools.partial(key_from_file, keys))
+    run_stage(stage, ["v3", "v4"])
+    run_stage(stage, ["v3", "v4"])
+    assert calls(tmp_path) == ["v3", "v4"]
+    keys.write_text(json.dumps({"v3": "a", "v4": "b"}))
+    manifest = run_stage(stage, ["v3", "v4"])
+    assert calls(tmp_path) == ["v3", "v4", "v4"]
+    assert list(manifest["key"]) == ["a", "b"]
+
+
+def key_from_file(path, item: str) -> str:
+    return json.loads(path.read_text())[item]

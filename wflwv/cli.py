@@ -235,6 +235,67 @@ def run(pipeline: Path, only: tuple[str, ...], device: str, executor: str, addre
     run_pipeline(pipeline, Executor(executor, address), device, force, only)
 
 
+@cli.command()
+@click.option("--build", required=True, type=EXISTING_DIR, help="Build folder: videos/<ID>.mp4 and stabilised bboxes/<ID>.npy; landmarks/ and variance/ are written.")
+@click.option("--members", multiple=True, type=EXISTING_FILE, help="A member checkpoint (repeat the option for each member).")
+@click.option("--ensemble-dir", type=EXISTING_DIR, help="A folder of member run folders, <name>/checkpoint.pth.tar each.")
+@click.option("--corrections", type=EXISTING_FILE, help="CSV video_id,member,first_frame,last_frame: members dropped on those frames (inclusive).")
+@click.option("--batch-size", default=64, show_default=True, help="Frames per batch through each member.")
+@click.option("--device", default="cpu", show_default=True, help="torch device; with --executor ray and cuda, each labelling worker gets one GPU.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Label in this process or on Ray.")
+@click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
+@click.option("--force", is_flag=True, help="Relabel videos already labelled.")
+def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, corrections: Path | None, batch_size: int, device: str, executor: str, address: str | None, force: bool) -> None:
+    """Label every video with the ensemble's averaged heatmaps, and keep the ensemble's variance."""
+    from wflwv.label import find_members, label as run_label
+    from wflwv.pipeline.stage import Executor
+
+    checkpoints = find_members(members, ensemble_dir)
+    manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force)
+    failed = manifest[manifest["status"] == "failed"]
+    for reason in failed.get("reason", []):
+        click.echo(f"failed: {reason}", err=True)
+    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints)} members in {build}")
+    if len(failed):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--build", required=True, type=EXISTING_DIR, help="A labelled build folder (landmarks/ and variance/).")
+@click.option("--k", "k", required=True, type=int, help="Videos per split: the K highest scores are hard, the K lowest easy.")
+def split(build: Path, k: int) -> None:
+    """Rank the videos by ensemble variance; write hard_video_IDs.txt, easy_video_IDs.txt and split_scores.parquet."""
+    from wflwv.split import split as run_split
+
+    table = run_split(build, k)
+    click.echo(f"{k} hard and {k} easy videos of {len(table)} written to {build}")
+
+
+@cli.command()
+@click.option("--build", required=True, type=EXISTING_DIR, help="A build folder with hard_video_IDs.txt and easy_video_IDs.txt.")
+@click.option("--out", required=True, type=OUT_DIR, help="The WFLW-V folder to write.")
+def export(build: Path, out: Path) -> None:
+    """Copy the listed videos, landmarks and boxes into the official WFLW-V layout."""
+    from wflwv.export import export as run_export
+
+    counts = run_export(build, out)
+    click.echo(f"exported {', '.join(f'{n} {split}' for split, n in counts.items())} videos to {out}")
+
+
+@cli.command()
+@click.argument("root", type=EXISTING_DIR)
+def verify(root: Path) -> None:
+    """Check a WFLW-V folder (ours or the released one); exit status 1 with one line per problem."""
+    from wflwv.export import verify as run_verify
+
+    result = run_verify(root)
+    click.echo(result.summary())
+    for problem in result.problems:
+        click.echo(str(problem))
+    if result.problems:
+        sys.exit(1)
+
+
 def main() -> None:
     try:
         sys.exit(cli.main(standalone_mode=False) or 0)

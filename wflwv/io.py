@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -39,3 +40,8 @@ def save_text(path: str | Path, text: str) -> None:
 def save_parquet(path: str | Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def copy_file(source: str | Path, target: str | Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)

@@ -54,6 +54,12 @@ def _extent(gt: np.ndarray) -> np.ndarray:
     return np.concatenate([gt.min(axis=-2), gt.max(axis=-2)], axis=-1)
 
 
+def face_area(landmarks: np.ndarray) -> np.ndarray:
+    """Area (...) of the landmarks' bounding box, the paper's face area, for landmarks (..., 98, 2)."""
+    box = _extent(landmarks)
+    return (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])
+
+
 def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
     """Mean over the non-NaN values; NaN (without a warning) where there are none."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -101,8 +107,7 @@ def nmf(pred: np.ndarray, gt: np.ndarray, definition: str = "paper") -> np.ndarr
     "released": the authors' NMJ, 100 ||.|| / s_n with s_n = sqrt(area / 256^2); it equals 25600 x "paper".
     """
     pred, gt, scored = _scored_pair(pred, gt, "..., frames")
-    box = _extent(gt)
-    area = (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])
+    area = face_area(gt)
     _require_positive(area, scored, "landmark box area")
     if definition == "paper":
         scale, factor = np.sqrt(area), 1.0

@@ -1,6 +1,6 @@
 """The WFLW-V layout: videos/<ID>.mp4, landmarks/<ID>.npy, bboxes/<ID>.npy and optional <split>_video_IDs.txt lists."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,10 +122,16 @@ class VideoSet:
         """Landmarks, boxes and video facts, checked to cover the same frames."""
         landmarks, boxes = self.load_landmarks(video_id), self.load_boxes(video_id)
         info = probe(self.video_path(video_id))
-        for path, what, count in ((self.landmarks_path(video_id), "landmarks", len(landmarks)), (self.boxes_path(video_id), "boxes", len(boxes))):
-            if count != info.n_frames:
-                raise WflwvError(path, f"video has {info.n_frames} frames, {what} have {count}")
+        problem = next(self.frame_count_problems(video_id, info.n_frames, landmarks, boxes), None)
+        if problem:
+            raise problem
         return VideoItem(video_id, self.video_path(video_id), landmarks, boxes, info.n_frames, info.fps)
+
+    def frame_count_problems(self, video_id: str, n_frames: int, landmarks: np.ndarray, boxes: np.ndarray) -> Iterator[WflwvError]:
+        """An error for each of landmarks and boxes whose frame count is not the video's."""
+        for path, what, count in ((self.landmarks_path(video_id), "landmarks", len(landmarks)), (self.boxes_path(video_id), "boxes", len(boxes))):
+            if count != n_frames:
+                yield WflwvError(path, f"video has {n_frames} frames, {what} have {count}")
 
     def write(self, video_id: str, frames: Iterable[np.ndarray], landmarks: np.ndarray, boxes: np.ndarray, fps: float) -> None:
         """Write one item's three files, each atomically; the video, which makes the ID visible to ids(), goes last."""

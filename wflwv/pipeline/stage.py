@@ -3,9 +3,11 @@
 A stage does the same thing to many items (video IDs), each on its own. Doing an item writes its
 output files atomically and then its row, `<folder>/rows/<id>.json`: the row is the commit. An item
 whose row says it is finished is skipped by the next run; one without a row (killed in flight) or
-whose row says "failed" is done again from scratch. So a kill at any moment loses only the items
-in flight, and no finished item is ever done twice. Each run ends by rewriting the stage's manifest,
-`<folder>/manifest.parquet`, from the rows.
+whose row says "failed" is done again from scratch, and so is one whose row was recorded under
+another key, when the stage has one (a digest of the item's inputs, such as the corrections that
+apply to it). So a kill at any moment loses only the items in flight, and no finished item is ever
+done twice. Each run ends by rewriting the stage's manifest, `<folder>/manifest.parquet`, from
+the rows.
 
 The executors give identical outputs: an item's work depends on its ID alone, never on which
 process or machine does it. On Ray, every worker must see the same file system as the driver
@@ -45,6 +47,7 @@ class Stage:
     folder: Path
     process: Callable[[str], dict]
     resources: dict = field(default_factory=dict)  # Ray's per-item resources, e.g. {"num_gpus": 1}
+    key: Callable[[str], str] | None = None  # the digest of an item's inputs, recorded in its row
 
     def row_path(self, item: str) -> Path:
         return self.folder / "rows" / f"{validate_id(item)}.json"
@@ -80,11 +83,12 @@ def run_stage(stage: Stage, items: Sequence[str], executor: Executor = Executor(
 def do_item(stage: Stage, item: str) -> dict:
     """Process one item and commit its row; what every executor runs."""
     started = time.perf_counter()
+    key = {"key": stage.key(item)} if stage.key else {}
     try:
         row = {"status": "done", **stage.process(item)}
     except WflwvError as error:
         row = {"status": FAILED, "reason": str(error)}
-    row = {"id": item, **row, "seconds": round(time.perf_counter() - started, 3), "worker": f"{os.uname().nodename}:{os.getpid()}"}
+    row = {"id": item, **key, **row, "seconds": round(time.perf_counter() - started, 3), "worker": f"{os.uname().nodename}:{os.getpid()}"}
     io.save_text(stage.row_path(item), json.dumps(row))
     return row
 
@@ -109,7 +113,7 @@ def write_manifest(stage: Stage, items: Sequence[str]) -> pd.DataFrame:
 
 def _finished(stage: Stage, item: str) -> bool:
     row = read_row(stage, item)
-    return row is not None and row["status"] != FAILED
+    return row is not None and row["status"] != FAILED and (stage.key is None or row.get("key") == stage.key(item))
 
 
 def _execute(stage: Stage, items: list[str], executor: Executor) -> Iterator[dict]:

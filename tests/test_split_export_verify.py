@@ -1,0 +1,99 @@
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import BUILD_FRAMES, copy_build
+from wflwv import io
+from wflwv.data.videoset import VideoSet
+from wflwv.errors import WflwvError
+from wflwv.export import export, verify
+from wflwv.label import variance_path
+from wflwv.metrics import face_area
+from wflwv.split import split
+
+
+def run_wflwv(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def build(labelled_build, tmp_path):
+    return copy_build(labelled_build, tmp_path / "build", "videos", "bboxes", "landmarks", "variance")
+
+
+def test_split_takes_the_highest_scores_as_hard(build):
+    videos = VideoSet(build)
+    table = split(build, 1)
+    scores = {}
+    for video_id in videos.ids():
+        variance, landmarks = np.load(variance_path(build, video_id)), videos.load_landmarks(video_id)
+        scores[video_id] = np.mean([variance[n].mean() / face_area(landmarks[n]) for n in range(len(variance))])
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    assert videos.ids("hard") == ranked[:1] and videos.ids("easy") == ranked[-1:]
+    saved = pd.read_parquet(build / "split_scores.parquet")
+    assert list(saved["id"]) == ranked == list(table["id"])
+    assert np.allclose(saved["score"], [scores[i] for i in ranked], rtol=1e-5)
+    assert list(saved["rank"]) == [1, 2, 3, 4] and list(saved["split"]) == ["hard", "", "", "easy"]
+    split(build, 2)
+    assert videos.ids("hard") == ranked[:2] and videos.ids("easy") == ranked[::-1][:2]
+
+
+def test_split_refuses_more_than_half_the_videos_and_unlabelled_ones(build):
+    with pytest.raises(WflwvError, match="cannot take 3 hard and 3 easy videos from 4"):
+        split(build, 3)
+    variance_path(build, "hard0001").unlink()
+    with pytest.raises(WflwvError, match="hard0001.npy: no such variance file"):
+        split(build, 1)
+
+
+def test_export_then_verify_passes_and_the_cli_agrees(build, tmp_path):
+    split(build, 2)
+    out = tmp_path / "WFLW_V"
+    assert export(build, out) == {"hard": 2, "easy": 2}
+    for video_id in VideoSet(build).ids():
+        for folder, suffix in (("videos", "mp4"), ("landmarks", "npy"), ("bboxes", "npy")):
+            assert (out / folder / f"{video_id}.{suffix}").read_bytes() == (build / folder / f"{video_id}.{suffix}").read_bytes()
+    result = verify(out)
+    assert result.problems == []
+    assert result.videos == {"hard": 2, "easy": 2} and result.frames == {"hard": 2 * BUILD_FRAMES, "easy": 2 * BUILD_FRAMES}
+    cli = run_wflwv("verify", str(out))
+    assert cli.returncode == 0 and cli.stdout.strip() == f"{out}: hard 2 videos ({2 * BUILD_FRAMES} frames), easy 2 videos ({2 * BUILD_FRAMES} frames); 0 problems"
+
+
+def test_verify_names_every_broken_file(build, tmp_path):
+    split(build, 2)
+    out = tmp_path / "WFLW_V"
+    export(build, out)
+    videos = VideoSet(out)
+    hard, easy = videos.ids("hard"), videos.ids("easy")
+    truncated = videos.video_path(hard[0])
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    io.save_npy(videos.landmarks_path(hard[1]), np.zeros((BUILD_FRAMES, 68, 2)))
+    videos.boxes_path(easy[0]).unlink()
+    io.save_npy(videos.landmarks_path(easy[1]), videos.load_landmarks(easy[1])[:-1])
+
+    problems = [str(problem) for problem in verify(out).problems]
+    assert problems == [
+        f"{truncated}: truncated or corrupt mp4 (ffmpeg: Invalid data found when processing input)",
+        f"{videos.landmarks_path(hard[1])}: landmarks have shape ({BUILD_FRAMES}, 68, 2), expected (frames, 98, 2)",
+        f"{videos.boxes_path(easy[0])}: no such boxes file",
+        f"{videos.landmarks_path(easy[1])}: video has {BUILD_FRAMES} frames, landmarks have {BUILD_FRAMES - 1}",
+    ]
+    cli = run_wflwv("verify", str(out))
+    assert cli.returncode == 1
+    assert cli.stdout.splitlines()[1:] == problems
+    assert cli.stdout.splitlines()[0].endswith("; 4 problems")
+
+
+def test_verify_reports_missing_lists_and_ids_listed_twice(build, tmp_path):
+    videos = VideoSet(build)
+    videos.write_split("hard", ["hard0000", "easy0000"])
+    result = verify(build)
+    assert [str(p) for p in result.problems] == [f"{videos.split_path('easy')}: no such ID list for split 'easy'"]
+    videos.write_split("easy", ["easy0000"])
+    assert [str(p) for p in verify(build).problems] == [f"{videos.split_path('easy')}: easy0000 is also listed in hard_video_IDs.txt"]
+    with pytest.raises(WflwvError, match="easy0000 is listed as hard and as easy"):
+        export(build, tmp_path / "out")

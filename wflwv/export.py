@@ -1,0 +1,92 @@
+"""wflwv export and verify: the official WFLW-V layout out of a build folder, and the checks of any WFLW-V folder.
+
+The layout: videos/<ID>.mp4, landmarks/<ID>.npy (frames, 98, 2) frame pixels, bboxes/<ID>.npy
+(frames, >=4) x1 y1 x2 y2 first, hard_video_IDs.txt and easy_video_IDs.txt.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import track
+
+from wflwv import io
+from wflwv.data.video import probe
+from wflwv.data.videoset import VideoSet
+from wflwv.errors import WflwvError
+from wflwv.split import SPLITS
+
+
+def export(build: Path, out: Path) -> dict[str, int]:
+    """Copy the listed videos (hard and easy) of BUILD with their landmarks and boxes into OUT; returns videos per split.
+
+    Every item is checked (shapes, finite values, frame counts) before it is copied; every file is
+    copied atomically, the video last.
+    """
+    if Path(out).resolve() == Path(build).resolve():
+        raise WflwvError(out, "the export folder must not be the build folder")
+    source, target = VideoSet(build), VideoSet(out)
+    splits = {split: source.ids(split) for split in SPLITS}
+    both = set(splits["hard"]) & set(splits["easy"])
+    if both:
+        raise WflwvError(source.split_path("easy"), f"{sorted(both)[0]} is listed as hard and as easy")
+    for video_id in track([i for ids in splits.values() for i in ids], description="export"):
+        source.load(video_id)
+        for path_of in (VideoSet.landmarks_path, VideoSet.boxes_path, VideoSet.video_path):
+            io.copy_file(path_of(source, video_id), path_of(target, video_id))
+    for split, ids in splits.items():
+        target.write_split(split, ids)
+    return {split: len(ids) for split, ids in splits.items()}
+
+
+@dataclass
+class Verification:
+    """What verify found: videos and frames per split, and every problem."""
+
+    root: Path
+    videos: dict[str, int] = field(default_factory=dict)
+    frames: dict[str, int] = field(default_factory=dict)
+    problems: list[WflwvError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        splits = ", ".join(f"{split} {self.videos[split]} videos ({self.frames[split]} frames)" for split in self.videos)
+        return f"{self.root}: {splits or 'no ID lists'}; {len(self.problems)} problem{'s' * (len(self.problems) != 1)}"
+
+
+def verify(root: Path) -> Verification:
+    """Check a WFLW-V folder: both ID lists, and for every listed ID its video, landmarks and boxes.
+
+    Every problem is collected (not just the first), each naming its file. The progress bar goes to
+    stderr, so that stdout holds the summary and the problems only.
+    """
+    videos, result = VideoSet(root), Verification(Path(root))
+    listed: dict[str, str] = {}
+    for split in SPLITS:
+        try:
+            ids = videos.ids(split)
+        except WflwvError as error:
+            result.problems.append(error)
+            continue
+        result.videos[split], result.frames[split] = len(ids), 0
+        for video_id in ids:
+            if video_id in listed:
+                result.problems.append(WflwvError(videos.split_path(split), f"{video_id} is also listed in {videos.split_path(listed[video_id]).name}"))
+            listed.setdefault(video_id, split)
+    for video_id, split in track(list(listed.items()), description="verify", transient=True, console=Console(stderr=True)):
+        n_frames, problems = _item_problems(videos, video_id)
+        result.frames[split] += n_frames
+        result.problems += problems
+    return result
+
+
+def _item_problems(videos: VideoSet, video_id: str) -> tuple[int, list[WflwvError]]:
+    """The decoded frame count of a video (0 if unreadable) and the problems of its three files."""
+    loaded, problems = {}, []
+    for name, load in (("video", lambda: probe(videos.video_path(video_id))), ("landmarks", lambda: videos.load_landmarks(video_id)), ("boxes", lambda: videos.load_boxes(video_id))):
+        try:
+            loaded[name] = load()
+        except WflwvError as error:
+            problems.append(error)
+    if len(loaded) == 3:
+        problems += videos.frame_count_problems(video_id, loaded["video"].n_frames, loaded["landmarks"], loaded["boxes"])
+    return (loaded["video"].n_frames if "video" in loaded else 0), problems

@@ -1,0 +1,58 @@
+"""wflwv split: rank the labelled videos by the ensemble's disagreement; the top K are hard, the bottom K easy.
+
+A video's score is the mean over its frames of the mean over the landmarks of the ensemble variance
+divided by the frame's face area (the area of the labels' bounding box, NMF's normaliser): a
+dimensionless disagreement, so that a large face is not ranked hard for its size alone, and a mean
+over frames, so that neither a video's length nor one glitched frame decides its rank.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wflwv import io
+from wflwv.data.videoset import VideoSet, check_finite, load_array
+from wflwv.errors import WflwvError
+from wflwv.label import variance_path
+from wflwv.landmarks import N_LANDMARKS
+from wflwv.metrics import face_area
+
+SPLITS = ("hard", "easy")
+SCORES_NAME = "split_scores.parquet"
+
+
+def video_score(landmarks: np.ndarray, variance: np.ndarray) -> float:
+    """Mean over frames of the mean over landmarks of variance / face area, for (frames, 98, 2) labels and (frames, 98) variance."""
+    return float(np.mean(variance.mean(axis=1) / face_area(landmarks)))
+
+
+def load_variance(build: Path, video_id: str, n_frames: int) -> np.ndarray:
+    path = variance_path(build, video_id)
+    if not path.is_file():
+        raise WflwvError(path, "no such variance file: label the video first (wflwv label)")
+    variance = load_array(path, "variance")
+    if variance.shape != (n_frames, N_LANDMARKS):
+        raise WflwvError(path, f"variance has shape {variance.shape}, expected ({n_frames}, {N_LANDMARKS}) like its landmarks")
+    check_finite(path, variance, "variances")
+    return variance
+
+
+def split(build: Path, k: int) -> pd.DataFrame:
+    """Score every video of BUILD, write the two ID lists and BUILD/split_scores.parquet; returns the scores by rank."""
+    build = Path(build)
+    videos = VideoSet(build)
+    ids = videos.ids()
+    if k < 1 or 2 * k > len(ids):
+        raise WflwvError(build / "videos", f"cannot take {k} hard and {k} easy videos from {len(ids)}: K must be between 1 and half the videos")
+    scores = []
+    for video_id in ids:
+        landmarks = videos.load_landmarks(video_id)
+        scores.append(video_score(landmarks, load_variance(build, video_id, len(landmarks))))
+    table = pd.DataFrame({"id": ids, "score": scores}).sort_values(["score", "id"], ascending=[False, True], ignore_index=True)
+    table["rank"] = np.arange(1, len(table) + 1)
+    table["split"] = np.where(table["rank"] <= k, "hard", np.where(table["rank"] > len(table) - k, "easy", ""))
+    videos.write_split("hard", table["id"][:k])
+    videos.write_split("easy", table["id"][::-1][:k])
+    io.save_parquet(build / SCORES_NAME, table)
+    return table
