@@ -31,6 +31,15 @@ def tiny_config(path: Path) -> Path:
     return path
 
 
+def train_on_two_processes(stills: Path, config: Path, out: Path, *options: str) -> None:
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(PROCESSES),
+        "-m", "wflwv", "train", "--data", str(stills), "--config", str(config), "--out", str(out), "--backend", "gloo", *options,
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def averaged_gradient_steps(stills, config: dict, seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """One process doing what data parallelism promises: every step, the mean of the gradients of
     each process's batch (forwarded on its own, as each process normalises its own batch), then one
@@ -59,12 +68,7 @@ def averaged_gradient_steps(stills, config: dict, seed: int) -> tuple[torch.nn.M
 def test_two_gloo_processes_train_like_one_process_averaging_their_gradients(tmp_path):
     stills = still_set(tmp_path / "stills", {"train": 16, "test": 2})
     config_path = tiny_config(tmp_path / "tiny.toml")
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(PROCESSES),
-        "-m", "wflwv", "train", "--data", str(tmp_path / "stills"), "--config", str(config_path), "--out", str(tmp_path / "run"), "--backend", "gloo",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_on_two_processes(tmp_path / "stills", config_path, tmp_path / "run")
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == sorted([CHECKPOINT_NAME, HISTORY_NAME])
 
     trained, checkpoint = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
@@ -84,3 +88,8 @@ def test_two_gloo_processes_train_like_one_process_averaging_their_gradients(tmp
         # AdamW's first moment after its steps is a known mix of the gradients: it checks their size, not just their sign
         torch.testing.assert_close(saved_states[index]["exp_avg"], optimizer.state[parameter]["exp_avg"], rtol=1e-4, atol=1e-7, msg=lambda m: f"gradients of {name}: {m}")
         torch.testing.assert_close(trained.get_parameter(name), parameter, rtol=1e-4, atol=1e-6, msg=lambda m: f"weights of {name}: {m}")
+
+    train_on_two_processes(tmp_path / "stills", config_path, tmp_path / "run", "--epochs", "2")  # both processes resume from epoch 1
+    history = pd.read_parquet(tmp_path / "run" / HISTORY_NAME)
+    assert list(history.epoch) == [1, 2] and history.loss.notna().all()
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)[1]["schedule"]["last_epoch"] == 4

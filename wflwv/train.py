@@ -94,7 +94,6 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
     torch.manual_seed(seed)
 
     model = create_model(config).to(device)
-    replica = distributed.wrap(model, world, device)
     dataset = StillCrops(stills, train_faces, model.args.im_size, settings.augmentation, seed)
     sampler = distributed.shard_sampler(dataset, world, seed)
     loader = torch.utils.data.DataLoader(
@@ -108,6 +107,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
     history = []
     if checkpoint_path.exists() and not force:
         history = resume(checkpoint_path, model, optimizer, schedule)
+    replica = distributed.wrap(model, world, device)  # DDP starts every process from rank 0's weights
 
     with progress_bar(visible=world.is_main) as progress:
         for epoch in range(len(history), settings.epochs):
