@@ -73,7 +73,7 @@ def wrap(model: torch.nn.Module, world: World, device: str) -> torch.nn.Module:
     if not world.distributed:
         return model
     if device.startswith("cuda"):
-        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: same model, same parameters
         return DistributedDataParallel(model, device_ids=[world.local_rank])
     return DistributedDataParallel(model)
 
