@@ -55,11 +55,16 @@ def synth(out: Path, preset: str, seed: int, workers: int, force: bool) -> None:
 @click.option("--epochs", type=int, help="Override the config's number of epochs.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Start again instead of resuming from the run folder's checkpoint.")
-def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, force: bool) -> None:
-    """Train a landmark model on WFLW-format stills (resumes an interrupted run)."""
+@click.option("--backend", type=click.Choice(["nccl", "gloo"]), help="Under torchrun: the process group's backend (default: nccl on GPUs, gloo on the CPU).")
+def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, force: bool, backend: str | None) -> None:
+    """Train a landmark model on WFLW-format stills (resumes an interrupted run).
+
+    Under torchrun (`torchrun --nproc_per_node N -m wflwv train ...`) each process trains one
+    DistributedDataParallel replica on its shard; the config's batch size is per process.
+    """
     from wflwv.train import train as run_training
 
-    checkpoint = run_training(data, config, out, epochs=epochs, seed=seed, force=force)
+    checkpoint = run_training(data, config, out, epochs=epochs, seed=seed, force=force, backend=backend)
     click.echo(f"checkpoint: {checkpoint}")
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from wflwv import io
+from wflwv import distributed, io
 from wflwv.data.wflw import WflwStills
 from wflwv.errors import WflwvError
 from wflwv.metrics import nme
@@ -74,9 +74,17 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def train(data: Path, config_name: str, out: Path, epochs: int | None = None, seed: int = 0, force: bool = False, device: str | None = None) -> Path:
-    """Train the model of `config_name` on the stills in `data`; returns the checkpoint path."""
-    device = device or default_device()
+def train(data: Path, config_name: str, out: Path, epochs: int | None = None, seed: int = 0, force: bool = False, device: str | None = None, backend: str | None = None) -> Path:
+    """Train the model of `config_name` on the stills in `data`; returns the checkpoint path.
+
+    Launched by torchrun, this is one process of a data-parallel run (see wflwv.distributed and
+    docs/cluster.md): the config's batch size is per process, and rank 0 evaluates and writes.
+    """
+    with distributed.process_group(device or default_device(), backend) as (world, device):
+        return train_in(world, data, config_name, out, epochs, seed, force, device)
+
+
+def train_in(world: distributed.World, data: Path, config_name: str, out: Path, epochs: int | None, seed: int, force: bool, device: str) -> Path:
     config = load_config(config_name)
     settings = TrainSettings.from_config(config, epochs, source=config_name)
     stills = WflwStills(data)
@@ -86,28 +94,31 @@ def train(data: Path, config_name: str, out: Path, epochs: int | None = None, se
     torch.manual_seed(seed)
 
     model = create_model(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     dataset = StillCrops(stills, train_faces, model.args.im_size, settings.augmentation, seed)
+    sampler = distributed.shard_sampler(dataset, world, seed)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=settings.batch_size, shuffle=True, drop_last=len(dataset) > settings.batch_size,
+        dataset, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
+        drop_last=len(sampler or dataset) > settings.batch_size,
         num_workers=settings.loader_workers, generator=torch.Generator().manual_seed(seed),
     )
-    total_steps = settings.epochs * len(loader)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, total_steps, settings.warmup_steps))
+    optimizer, schedule = optimizer_and_schedule(model, settings, total_steps=settings.epochs * len(loader))
 
     checkpoint_path = out / CHECKPOINT_NAME
     history = []
     if checkpoint_path.exists() and not force:
         history = resume(checkpoint_path, model, optimizer, schedule)
+    replica = distributed.wrap(model, world, device)  # DDP starts every process from rank 0's weights
 
-    with progress_bar() as progress:
+    with progress_bar(visible=world.is_main) as progress:
         for epoch in range(len(history), settings.epochs):
             dataset.epoch = epoch
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), iters=float("nan"))
             model.train()
             losses, iterations = [], []
             for images, targets in loader:
-                output = model(images.to(device))
+                output = replica(images.to(device))
                 loss = LOSSES[settings.loss](output, targets.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -116,12 +127,21 @@ def train(data: Path, config_name: str, out: Path, epochs: int | None = None, se
                 losses.append(loss.item())
                 iterations.append(output.iterations.float().mean().item())
                 progress.update(task, advance=1, loss=np.mean(losses[-20:]), iters=np.mean(iterations[-20:]))
-            test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
-            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "solver_iterations": float(np.mean(iterations)), "test_nme": float(test_nme)})
-            progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}, solver iterations {history[-1]['solver_iterations']:.2f}, test NME {100 * test_nme:.2f}")
-            save_checkpoint(checkpoint_path, model, extra={"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history})
-            io.save_parquet(out / HISTORY_NAME, pd.DataFrame(history))
+            epoch_loss = distributed.mean_over_processes(np.mean(losses), world, device)
+            if world.is_main:
+                test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
+                history.append({"epoch": epoch + 1, "loss": epoch_loss, "solver_iterations": float(np.mean(iterations)), "test_nme": float(test_nme)})
+                progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}, solver iterations {history[-1]['solver_iterations']:.2f}, test NME {100 * test_nme:.2f}")
+                save_checkpoint(checkpoint_path, model, extra={"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history})
+                io.save_parquet(out / HISTORY_NAME, pd.DataFrame(history))
+            distributed.barrier(world)
     return checkpoint_path
+
+
+def optimizer_and_schedule(model: torch.nn.Module, settings: TrainSettings, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW and its cosine schedule with linear warmup over `total_steps` optimizer steps."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, total_steps, settings.warmup_steps))
 
 
 def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule) -> list[dict]:
@@ -135,8 +155,9 @@ def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return list(checkpoint["history"])
 
 
-def progress_bar() -> Progress:
+def progress_bar(visible: bool = True) -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.5f}  solver iters {task.fields[iters]:.1f}"), TimeRemainingColumn(),
+        disable=not visible,
     )
