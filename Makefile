@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: setup system-deps demo test clean
+.PHONY: setup system-deps demo pipeline reproduce test clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,14 @@ demo: setup
 	$(BIN)/wflwv train --data $(RUN)/data/stills --config ldeq_demo --out $(RUN)/ldeq
 	$(BIN)/wflwv bench --model $(RUN)/ldeq/checkpoint.pth.tar --stills $(RUN)/data/stills --videos $(RUN)/data/videos --out $(RUN)/bench
 	$(BIN)/wflwv report $(RUN)/bench
+
+# WFLW-V built end to end on the synthetic world (scraped over loopback), then benchmarked.
+pipeline: setup
+	$(BIN)/wflwv run pipelines/demo.toml
+
+# The full reproduction on real data: needs YouTube, WFLW at data/WFLW and GPUs (pipelines/wflwv.toml).
+reproduce: setup
+	$(BIN)/wflwv run pipelines/wflwv.toml --device cuda
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q
