@@ -49,6 +49,14 @@ def test_split_refuses_more_than_half_the_videos_and_unlabelled_ones(build):
         split(build, 1)
 
 
+def test_split_leaves_out_videos_that_an_earlier_stage_did_not_label(build):
+    VideoSet(build).landmarks_path("hard0001").unlink()  # as when its boxes failed
+    table = split(build, 1)
+    assert "hard0001" not in set(table["id"]) and len(table) == 3
+    with pytest.raises(WflwvError, match="from 3 labelled"):
+        split(build, 2)
+
+
 def test_export_then_verify_passes_and_the_cli_agrees(build, tmp_path):
     split(build, 2)
     out = tmp_path / "WFLW_V"

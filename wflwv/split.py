@@ -39,12 +39,13 @@ def load_variance(build: Path, video_id: str, n_frames: int) -> np.ndarray:
 
 
 def split(build: Path, k: int) -> pd.DataFrame:
-    """Score every video of BUILD, write the two ID lists and BUILD/split_scores.parquet; returns the scores by rank."""
+    """Score every labelled video of BUILD (those that failed an earlier stage have no labels), write the two
+    ID lists and BUILD/split_scores.parquet; returns the scores by rank."""
     build = Path(build)
     videos = VideoSet(build)
-    ids = videos.ids()
+    ids = [video_id for video_id in videos.ids() if videos.landmarks_path(video_id).is_file()]
     if k < 1 or 2 * k > len(ids):
-        raise WflwvError(build / "videos", f"cannot take {k} hard and {k} easy videos from {len(ids)}: K must be between 1 and half the videos")
+        raise WflwvError(build / "landmarks", f"cannot take {k} hard and {k} easy videos from {len(ids)} labelled: K must be between 1 and half of them")
     scores = []
     for video_id in ids:
         landmarks = videos.load_landmarks(video_id)

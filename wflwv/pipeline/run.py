@@ -140,7 +140,8 @@ def scrape(build: Build) -> None:
 def loopback_candidates(build: Build) -> Iterator[list]:
     """The world's videos served on 127.0.0.1 with Creative Commons info-jsons, each asked for whole."""
     from wflwv.data.videoset import VideoSet
-    from wflwv.scrape import LoopbackSite, read_info_jsons
+    from wflwv.scrape import read_info_jsons
+    from wflwv.scrape.loopback import LoopbackSite
 
     if build.world is None:
         raise WflwvError(build.path, "[scrape] source = \"loopback\" serves the world's videos: it needs a [world] table")
@@ -153,7 +154,7 @@ def loopback_candidates(build: Build) -> Iterator[list]:
 
 def boxes(build: Build) -> None:
     from wflwv.boxes import BoxSettings, run_boxes
-    from wflwv.boxes import summary as boxes_summary
+    from wflwv.boxes.stage import summary as boxes_summary
 
     table = build.table("boxes")
     settings = BoxSettings(device=build.device, min_face=table.get("min_face", 0.5))
@@ -201,7 +202,7 @@ def export(build: Build) -> None:
     console.print(f"export: {run_export(build.root, out)} videos in {out}")
     verification = verify(out)
     if verification.problems:
-        raise WflwvError(out, f"verify found {len(verification.problems)} problems, the first: {verification.problems[0]}")
+        raise WflwvError(out, f"verify found {len(verification.problems)} problems; the first: {verification.problems[0]}")
     console.print(f"verify: {verification.summary()}")
 
 
