@@ -1,7 +1,8 @@
 """Training: one loop for every landmark model, readable in one sitting.
 
-MSE between predicted and true landmarks (crop units), AdamW with a cosine schedule, a checkpoint
-in the released format after every epoch, resume from it after an interruption.
+MSE between predicted and true landmarks (crop units), or the model's own `loss` where it has one;
+AdamW with a cosine schedule, a checkpoint in the released format after every epoch, resume from it
+after an interruption. Solver iterations are logged for the models that report them (LDEQ).
 """
 
 import dataclasses
@@ -56,7 +57,11 @@ def default_device() -> str:
 
 
 def train(data: Path, config_name: str, out: Path, epochs: int | None = None, seed: int = 0, force: bool = False, device: str | None = None) -> Path:
-    """Train the model of `config_name` on the stills in `data`; returns the checkpoint path."""
+    """Train the model of `config_name` on the stills in `data`; returns the checkpoint path.
+
+    `seed` draws the initial weights, the augmentations and the batch order: ensemble members of one
+    config differ by it.
+    """
     device = device or default_device()
     config = load_config(config_name)
     settings = TrainSettings.from_config(config, epochs)
@@ -84,25 +89,36 @@ def train(data: Path, config_name: str, out: Path, epochs: int | None = None, se
     with progress_bar() as progress:
         for epoch in range(len(history), settings.epochs):
             dataset.epoch = epoch
-            task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), iters=float("nan"))
+            task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), solver="")
             model.train()
             losses, iterations = [], []
             for images, targets in loader:
                 output = model(images.to(device))
-                loss = F.mse_loss(output.landmarks, targets.to(device))
+                loss = landmark_loss(model, output, targets.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
                 losses.append(loss.item())
-                iterations.append(output.iterations.float().mean().item())
-                progress.update(task, advance=1, loss=np.mean(losses[-20:]), iters=np.mean(iterations[-20:]))
+                if hasattr(output, "iterations"):  # equilibrium models report their solver's work
+                    iterations.append(output.iterations.float().mean().item())
+                solver_field = f"solver iters {np.mean(iterations[-20:]):.1f}" if iterations else ""
+                progress.update(task, advance=1, loss=np.mean(losses[-20:]), solver=solver_field)
             test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
-            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "solver_iterations": float(np.mean(iterations)), "test_nme": float(test_nme)})
-            progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}, solver iterations {history[-1]['solver_iterations']:.2f}, test NME {100 * test_nme:.2f}")
+            solver_row = {"solver_iterations": float(np.mean(iterations))} if iterations else {}
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))} | solver_row | {"test_nme": float(test_nme)})
+            solver_text = f", solver iterations {solver_row['solver_iterations']:.2f}" if solver_row else ""
+            progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}{solver_text}, test NME {100 * test_nme:.2f}")
             save_checkpoint(checkpoint_path, model, extra={"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history})
             io.save_parquet(out / HISTORY_NAME, pd.DataFrame(history))
     return checkpoint_path
+
+
+def landmark_loss(model: torch.nn.Module, output, targets: torch.Tensor) -> torch.Tensor:
+    """The model's own loss when it defines one (a stacked hourglass supervises every stack), else the landmarks' MSE."""
+    if hasattr(model, "loss"):
+        return model.loss(output, targets)
+    return F.mse_loss(output.landmarks, targets)
 
 
 def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule) -> list[dict]:
@@ -119,5 +135,5 @@ def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 def progress_bar() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.5f}  solver iters {task.fields[iters]:.1f}"), TimeRemainingColumn(),
+        TextColumn("loss {task.fields[loss]:.5f}  {task.fields[solver]}"), TimeRemainingColumn(),
     )
