@@ -32,8 +32,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"im_size ({args.im_size}) must be 4 x heatmap_size ({args.heatmap_size}): the stem downsamples by 4")
     if args.heatmap_size % 2**HOURGLASS_LEVELS:
         raise ValueError(f"heatmap_size ({args.heatmap_size}) must be a multiple of {2**HOURGLASS_LEVELS} for the hourglass")
-    if args.base_width % 4 or args.stacks < 1:
-        raise ValueError(f"base_width ({args.base_width}) must be a multiple of 4 and stacks ({args.stacks}) at least 1")
+    if args.base_width % 4:
+        raise ValueError(f"base_width ({args.base_width}) must be a multiple of 4: the stem's widths are base_width / 4 and / 2")
+    if args.stacks < 1:
+        raise ValueError(f"stacks ({args.stacks}) must be at least 1")
 
 
 class StackedHourglass(nn.Module):
