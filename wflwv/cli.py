@@ -49,7 +49,7 @@ def synth(out: Path, preset: str, seed: int, workers: int, force: bool) -> None:
 @click.option("--config", default="ldeq_demo", show_default=True, help="Model config: a name in models/ or a TOML path.")
 @click.option("--out", required=True, type=OUT_DIR, help="Run folder: checkpoint.pth.tar and the training log.")
 @click.option("--epochs", type=int, help="Override the config's number of epochs.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the initial weights, the augmentations and the batch order: ensemble members of one config differ by it.")
 @click.option("--force", is_flag=True, help="Start again instead of resuming from the run folder's checkpoint.")
 def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, force: bool) -> None:
     """Train a landmark model on WFLW-format stills (resumes an interrupted run)."""
