@@ -15,7 +15,7 @@ import tomllib
 import torch
 
 from wflwv.models import CONFIG_DIR, create_model, load_config, multiply_adds, param_count
-from wflwv.train import landmark_loss
+from wflwv.train import training_loss
 
 
 def seconds_per_step(model: torch.nn.Module, im_size: int, batch: int, steps: int) -> float:
@@ -25,7 +25,7 @@ def seconds_per_step(model: torch.nn.Module, im_size: int, batch: int, steps: in
     times = []
     for _ in range(steps + 1):
         started = time.perf_counter()
-        loss = landmark_loss(model, model(images), targets)
+        loss = training_loss(model(images), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -16,7 +16,7 @@ from wflwv.models.hourglass import StackedHourglass
 from wflwv.models.ldeq import LDEQ
 from wflwv.stills import Augmentation, StillCrops
 from wflwv.synth import PRESETS, generate
-from wflwv.train import landmark_loss, train
+from wflwv.train import training_loss, train
 
 DEMO_CONFIGS = {"unet": "unet_demo", "hrnet": "hrnet_demo", "hourglass": "hourglass_demo", "regression": "regression_demo"}
 SHRINK = {  # smaller widths than the demo configs', where a test is not about the demo config itself
@@ -70,7 +70,7 @@ def test_a_few_optimisation_steps_on_a_fixed_batch_lower_the_loss(family):
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(7):
-        loss = landmark_loss(model, model(images), targets)
+        loss = training_loss(model(images), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -83,10 +83,12 @@ def test_stacked_hourglass_supervises_every_stack():
     model = demo_model("hourglass", base_width=8, width_increment=2, stacks=3).train()
     targets = torch.rand(2, 98, 2)
     output = model(torch.randn(2, 3, 64, 64))
-    assert output.stack_landmarks.shape == (3, 2, 98, 2)
-    torch.testing.assert_close(output.stack_landmarks[-1], output.landmarks)
-    per_stack = [F.mse_loss(landmarks, targets) for landmarks in output.stack_landmarks]
-    loss = landmark_loss(model, output, targets)
+    assert len(output.stacks) == 3 and output.stacks[-1].landmarks is output.landmarks and output.stacks[-1].heatmaps is output.heatmaps
+    for stack in output.stacks:
+        torch.testing.assert_close(soft_argmax(stack.heatmaps), stack.landmarks)
+    per_stack = [F.mse_loss(stack.landmarks, targets) for stack in output.stacks]
+    loss = training_loss(output, targets)
+    assert not torch.allclose(per_stack[0], per_stack[-1])
     torch.testing.assert_close(loss, torch.stack(per_stack).mean())
     loss.backward()
     assert model.heads[0].weight.grad.abs().sum() > 0  # the first stack's own read-out is trained

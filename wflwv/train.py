@@ -1,6 +1,6 @@
 """Training: one loop for every landmark model, readable in one sitting.
 
-MSE between predicted and true landmarks (crop units), or the model's own `loss` where it has one;
+MSE between predicted and true landmarks (crop units), averaged over the stacks of a stacked model;
 AdamW with a cosine schedule, a checkpoint in the released format after every epoch, resume from it
 after an interruption. Solver iterations are logged for the models that report them (LDEQ).
 """
@@ -8,6 +8,7 @@ after an interruption. Solver iterations are logged for the models that report t
 import dataclasses
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -94,7 +95,7 @@ def train(data: Path, config_name: str, out: Path, epochs: int | None = None, se
             losses, iterations = [], []
             for images, targets in loader:
                 output = model(images.to(device))
-                loss = landmark_loss(model, output, targets.to(device))
+                loss = training_loss(output, targets.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -114,11 +115,14 @@ def train(data: Path, config_name: str, out: Path, epochs: int | None = None, se
     return checkpoint_path
 
 
-def landmark_loss(model: torch.nn.Module, output, targets: torch.Tensor) -> torch.Tensor:
-    """The model's own loss when it defines one (a stacked hourglass supervises every stack), else the landmarks' MSE."""
-    if hasattr(model, "loss"):
-        return model.loss(output, targets)
+def mse_loss(output, targets: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(output.landmarks, targets)
+
+
+def training_loss(output, targets: torch.Tensor, loss: Callable = mse_loss) -> torch.Tensor:
+    """`loss` of the output, averaged over its stacks where it has them: a stacked hourglass's intermediate supervision."""
+    stacks = getattr(output, "stacks", (output,))
+    return torch.stack([loss(stack, targets) for stack in stacks]).mean()
 
 
 def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule) -> list[dict]:

@@ -4,7 +4,8 @@ weights of their own, each stack reading out heatmaps that the loss supervises.
 The explicit, unrolled counterpart of LDEQ: where LDEQ iterates one cell to its fixed point, this
 network applies K different cells once each, so its parameters and training memory grow with K.
 Between stacks the features and the heatmap logits are mapped back by 1x1 convs and added to the
-stack's input, as in the paper.
+stack's input, as in the paper. The training loss is averaged over every stack's read-out
+(intermediate supervision, wflwv.train.training_loss).
 """
 
 import argparse
@@ -12,9 +13,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from wflwv.models.heatmaps import HeatmapOutput, soft_argmax, spatial_softmax
+from wflwv.models.heatmaps import HeatmapOutput
 from wflwv.models.ldeq import HOURGLASS_LEVELS, ConvBlock, Hourglass, stem
 from wflwv.models.options import require_options
 
@@ -23,7 +23,7 @@ OPTIONS = ("im_size", "heatmap_size", "n_keypoints", "base_width", "width_increm
 
 @dataclass(frozen=True)
 class StackedOutput(HeatmapOutput):
-    stack_landmarks: torch.Tensor  # (stacks, B, n_keypoints, 2): every stack's read-out, the last one is `landmarks`
+    stacks: tuple[HeatmapOutput, ...]  # every stack's read-out; the last one's landmarks and heatmaps are this output's
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -53,16 +53,11 @@ class StackedHourglass(nn.Module):
 
     def forward(self, images: torch.Tensor) -> StackedOutput:
         x = self.stem(images)
-        stack_heatmaps = []
+        stacks = []
         for stack in range(self.args.stacks):
             features = self.features[stack](self.hourglasses[stack](x))
             logits = self.heads[stack](features)
-            stack_heatmaps.append(spatial_softmax(logits, self.args.temperature))
+            stacks.append(HeatmapOutput.from_logits(logits, self.args.temperature))
             if stack < self.args.stacks - 1:
                 x = x + self.merge_features[stack](features) + self.merge_heatmaps[stack](logits)
-        stack_landmarks = torch.stack([soft_argmax(heatmaps) for heatmaps in stack_heatmaps])
-        return StackedOutput(stack_landmarks[-1], stack_heatmaps[-1], stack_landmarks)
-
-    def loss(self, output: StackedOutput, targets: torch.Tensor) -> torch.Tensor:
-        """Intermediate supervision: the landmark MSE of every stack, averaged over the stacks."""
-        return F.mse_loss(output.stack_landmarks, targets.expand_as(output.stack_landmarks))
+        return StackedOutput(stacks[-1].landmarks, stacks[-1].heatmaps, tuple(stacks))
