@@ -164,7 +164,7 @@ def test_load_config_by_name_and_by_path(tmp_path):
     "text, problem",
     [
         ('family = "ldeq"\n', "no \\[args\\] table"),
-        (demo_config_text(family='"unet"'), "unknown model family 'unet'"),
+        (demo_config_text(family='"vit"'), "unknown model family 'vit'"),
         (demo_config_text(heatmap_size=32), r"im_size \(64\) must be 4 x heatmap_size \(32\)"),
         (demo_config_text(heatmap_size=24, im_size=96), "heatmap_size \\(24\\) must be a multiple of 16"),
         (demo_config_text(solver='"broyden"'), "solver = 'broyden' is not supported"),

@@ -53,7 +53,7 @@ def synth(out: Path, preset: str, seed: int, workers: int, force: bool) -> None:
 @click.option("--config", default="ldeq_demo", show_default=True, help="Model config: a name in models/ or a TOML path.")
 @click.option("--out", required=True, type=OUT_DIR, help="Run folder: checkpoint.pth.tar and the training log.")
 @click.option("--epochs", type=int, help="Override the config's number of epochs.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the initial weights, the augmentations and the batch order: ensemble members of one config differ by it.")
 @click.option("--force", is_flag=True, help="Start again instead of resuming from the run folder's checkpoint.")
 @click.option("--backend", type=click.Choice(["nccl", "gloo"]), help="Under torchrun: the process group's backend (default: nccl on GPUs, gloo on the CPU).")
 def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, force: bool, backend: str | None) -> None:

@@ -1,13 +1,15 @@
 """Training: one loop for every landmark model, readable in one sitting.
 
 The config's loss (MSE between predicted and true landmarks in crop units, as the paper, or the
-heatmaps' negative log-likelihood of the true points), AdamW with a cosine schedule, a checkpoint in
-the released format after every epoch, resume from it after an interruption.
+heatmaps' negative log-likelihood of the true points), averaged over the stacks of a stacked model;
+AdamW with a cosine schedule, a checkpoint in the released format after every epoch, resume from it
+after an interruption. Solver iterations are logged for the models that report them (LDEQ).
 """
 
 import dataclasses
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from wflwv.metrics import nme
 from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
 from wflwv.models.heatmaps import heatmap_nll
 from wflwv.stills import Augmentation, StillCrops, predict_stills
+
 
 def mse_loss(output, targets: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(output.landmarks, targets)
@@ -77,8 +80,10 @@ def default_device() -> str:
 def train(data: Path, config_name: str, out: Path, epochs: int | None = None, seed: int = 0, force: bool = False, device: str | None = None, backend: str | None = None) -> Path:
     """Train the model of `config_name` on the stills in `data`; returns the checkpoint path.
 
-    Launched by torchrun, this is one process of a data-parallel run (see wflwv.distributed and
-    docs/cluster.md): the config's batch size is per process, and rank 0 evaluates and writes.
+    `seed` draws the initial weights, the augmentations and the batch order: ensemble members of one
+    config differ by it. Launched by torchrun, this is one process of a data-parallel run (see
+    wflwv.distributed and docs/cluster.md): the config's batch size is per process, and rank 0
+    evaluates and writes.
     """
     with distributed.process_group(device or default_device(), backend) as (world, device):
         return train_in(world, data, config_name, out, epochs, seed, force, device)
@@ -114,24 +119,28 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
             dataset.epoch = epoch
             if sampler is not None:
                 sampler.set_epoch(epoch)
-            task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), iters=float("nan"))
+            task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), solver="")
             model.train()
             losses, iterations = [], []
             for images, targets in loader:
                 output = replica(images.to(device))
-                loss = LOSSES[settings.loss](output, targets.to(device))
+                loss = training_loss(output, targets.to(device), LOSSES[settings.loss])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
                 losses.append(loss.item())
-                iterations.append(output.iterations.float().mean().item())
-                progress.update(task, advance=1, loss=np.mean(losses[-20:]), iters=np.mean(iterations[-20:]))
+                if hasattr(output, "iterations"):  # equilibrium models report their solver's work
+                    iterations.append(output.iterations.float().mean().item())
+                solver_field = f"solver iters {np.mean(iterations[-20:]):.1f}" if iterations else ""
+                progress.update(task, advance=1, loss=np.mean(losses[-20:]), solver=solver_field)
             epoch_loss = distributed.mean_over_processes(np.mean(losses), world, device)
             if world.is_main:
                 test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
-                history.append({"epoch": epoch + 1, "loss": epoch_loss, "solver_iterations": float(np.mean(iterations)), "test_nme": float(test_nme)})
-                progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}, solver iterations {history[-1]['solver_iterations']:.2f}, test NME {100 * test_nme:.2f}")
+                solver_row = {"solver_iterations": float(np.mean(iterations))} if iterations else {}
+                history.append({"epoch": epoch + 1, "loss": epoch_loss} | solver_row | {"test_nme": float(test_nme)})
+                solver_text = f", solver iterations {solver_row['solver_iterations']:.2f}" if solver_row else ""
+                progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}{solver_text}, test NME {100 * test_nme:.2f}")
                 save_checkpoint(checkpoint_path, model, extra={"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history})
                 io.save_parquet(out / HISTORY_NAME, pd.DataFrame(history))
             distributed.barrier(world)
@@ -142,6 +151,12 @@ def optimizer_and_schedule(model: torch.nn.Module, settings: TrainSettings, tota
     """AdamW and its cosine schedule with linear warmup over `total_steps` optimizer steps."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, total_steps, settings.warmup_steps))
+
+
+def training_loss(output, targets: torch.Tensor, loss: Callable = mse_loss) -> torch.Tensor:
+    """`loss` of the output, averaged over its stacks where it has them: a stacked hourglass's intermediate supervision."""
+    stacks = getattr(output, "stacks", (output,))
+    return torch.stack([loss(stack, targets) for stack in stacks]).mean()
 
 
 def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule) -> list[dict]:
@@ -158,6 +173,6 @@ def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 def progress_bar(visible: bool = True) -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.5f}  solver iters {task.fields[iters]:.1f}"), TimeRemainingColumn(),
+        TextColumn("loss {task.fields[loss]:.5f}  {task.fields[solver]}"), TimeRemainingColumn(),
         disable=not visible,
     )

@@ -18,7 +18,13 @@ import torch.nn as nn
 
 from wflwv.errors import WflwvError
 from wflwv.io import atomic_path
+from wflwv.models.heatmaps import HeatmapOutput, LandmarkOutput
+from wflwv.models.hourglass import StackedHourglass
+from wflwv.models.hrnet import HRNet
 from wflwv.models.ldeq import LDEQ, LDEQOutput
+from wflwv.models.regression import Regression
+from wflwv.models.stats import multiply_adds, param_count
+from wflwv.models.unet import UNet
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_FAMILY = "ldeq"  # the released checkpoints carry no family: they are all LDEQs
@@ -36,6 +42,10 @@ def register_family(name: str, builder: Callable[[argparse.Namespace], nn.Module
 
 
 register_family("ldeq", LDEQ)
+register_family("unet", UNet)
+register_family("hrnet", HRNet)
+register_family("hourglass", StackedHourglass)
+register_family("regression", Regression)
 
 
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
@@ -130,4 +140,7 @@ def _check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], pat
         raise WflwvError(path, f"weights do not fit the {family} architecture: unexpected key {unexpected[0]!r}")
 
 
-__all__ = ["LDEQ", "LDEQOutput", "create_model", "load_checkpoint", "load_config", "model_args", "register_family", "save_checkpoint"]
+__all__ = [
+    "HRNet", "HeatmapOutput", "LDEQ", "LDEQOutput", "LandmarkOutput", "Regression", "StackedHourglass", "UNet",
+    "create_model", "load_checkpoint", "load_config", "model_args", "multiply_adds", "param_count", "register_family", "save_checkpoint",
+]  # fmt: skip

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wflwv.models.heatmaps import normalize_heatmaps, probabilities, soft_argmax
+from wflwv.models.options import require_options
 from wflwv.models.solvers import SOLVERS, STOP_MODES, FixedPointResult, anderson, fixed_point_iteration, residual
 
 OPTIONS = (
@@ -46,9 +47,7 @@ class LDEQOutput:
 
 def check_args(args: argparse.Namespace) -> None:
     """Raise ValueError unless args name a model this module builds."""
-    missing = [name for name in OPTIONS if not hasattr(args, name)]
-    if missing:
-        raise ValueError(f"missing options: {', '.join(missing)}")
+    require_options(args, OPTIONS)
     expected = {
         "cell_norm": ("softargmax",),
         "z0_mode": ("zeros",),
@@ -90,6 +89,16 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.act(self.conv(x)))
+
+
+def stem(width: int) -> nn.Sequential:
+    """Image to `width` features at a quarter of its side: conv 7x7 stride 2, conv 3x3, max pool, conv 3x3 (widths /4, /2, /1)."""
+    return nn.Sequential(
+        ConvBlock(3, width // 4, 7, stride=2, norm=nn.BatchNorm2d),
+        ConvBlock(width // 4, width // 2, 3, norm=nn.BatchNorm2d),
+        nn.MaxPool2d(2),
+        ConvBlock(width // 2, width, 3, norm=nn.BatchNorm2d),
+    )
 
 
 class Hourglass(nn.Module):
@@ -210,13 +219,7 @@ class LDEQ(nn.Module):
         super().__init__()
         check_args(args)
         self.args = args
-        width = args.injection_width
-        self.tail = nn.Sequential(
-            ConvBlock(3, width // 4, 7, stride=2, norm=nn.BatchNorm2d),
-            ConvBlock(width // 4, width // 2, 3, norm=nn.BatchNorm2d),
-            nn.MaxPool2d(2),
-            ConvBlock(width // 2, width, 3, norm=nn.BatchNorm2d),
-        )
+        self.tail = stem(args.injection_width)
         self.deq_layer = DEQLayer(Cell(args), args)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):  # the release's initialisation
