@@ -1,0 +1,92 @@
+"""Training memory of LDEQ: implicit differentiation against the unrolled (explicit) mode as iterations grow.
+
+Each (mode, iterations) runs one training step (forward, MSE loss on the landmarks, backward,
+Adam step) in a fresh subprocess. Its memory is the peak during the step above a baseline taken in
+the same process just before it: peak RSS (resource.getrusage ru_maxrss) on CPU,
+torch.cuda.max_memory_allocated on a GPU. The implicit mode runs every forward iteration (tolerance
+0) and as many backward ones; the explicit mode backpropagates through all of them. The step time
+is that of a second step in the same process.
+
+    python -m benchmarks.train_memory [--quick] [--device cuda]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import REPO, Table, parse, options, print_tables, synchronize
+from wflwv.models import load_config, model_args
+from wflwv.models.ldeq import LDEQ
+
+
+def step_memory(mode: str, iterations: int, batch: int, device: str) -> dict:
+    """Run in the subprocess: peak memory (MiB) of one training step above the baseline, and a step's time."""
+    torch.manual_seed(0)
+    args = vars(model_args(load_config("ldeq_demo"))) | {"model_mode": mode, "explicit_depth": iterations, "max_iters": iterations, "rel_diff_target": 0.0}
+    model = LDEQ(argparse.Namespace(**args)).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    images, targets = torch.randn(batch, 3, args["im_size"], args["im_size"], device=device), torch.rand(batch, args["n_keypoints"], 2, device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.mse_loss(model(images).landmarks, targets).backward()
+        optimizer.step()
+        synchronize(device)
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+        step()
+        peak = torch.cuda.max_memory_allocated() - baseline
+    else:
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        step()
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) * 1024
+    start = time.perf_counter()
+    step()
+    return {"mib": peak / 2**20, "seconds": time.perf_counter() - start}
+
+
+def in_subprocess(mode: str, iterations: int, batch: int, device: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks.train_memory", "--child", mode, str(iterations), str(batch), "--device", device, "--threads", str(torch.get_num_threads())]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def run(device: str = "cpu", quick: bool = False) -> list[Table]:
+    iterations, batch = ((2, 8, 32), 16) if quick else ((2, 4, 8, 16, 32), 32)
+    measure = "peak RSS" if device == "cpu" else "torch.cuda.max_memory_allocated"
+    table = Table(
+        f"Training memory of one step, ldeq_demo at batch {batch} ({measure} above the baseline, MiB)",
+        ["iterations", "implicit MiB", "explicit MiB", "explicit / implicit", "implicit step s", "explicit step s"],
+    )
+    for count in iterations:
+        implicit, explicit = (in_subprocess(mode, count, batch, device) for mode in ("implicit", "explicit"))
+        table.rows.append([count, implicit["mib"], explicit["mib"], explicit["mib"] / implicit["mib"], implicit["seconds"], explicit["seconds"]])
+    first, last = table.rows[0], table.rows[-1]
+    table.notes += [
+        f"implicit grows {100 * (last[1] / first[1] - 1):+.0f}% from {first[0]} to {last[0]} iterations (target <= +10%); explicit {last[2] / first[2]:.1f}x for {last[0] / first[0]:.0f}x the iterations",
+        "each configuration in a fresh process; implicit: forward solve without a graph, one tracked evaluation, backward fixed-point solve",
+    ]
+    return [table]
+
+
+def main() -> None:
+    parser = options(__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "ITERATIONS", "BATCH"), help=argparse.SUPPRESS)
+    args = parse(parser)
+    if args.child:
+        mode, iterations, batch = args.child
+        print(json.dumps(step_memory(mode, int(iterations), int(batch), args.device)))
+    else:
+        print_tables(run(args.device, args.quick))
+
+
+if __name__ == "__main__":
+    main()
