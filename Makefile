@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench-perf clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The performance suite on CPU (under 10 minutes): prints every table and writes benchmarks/RESULTS.md.
+bench-perf: setup
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf runs

@@ -123,7 +123,7 @@ def predict_videos(
             output = model(crops_to_tensor(crops).to(device), z0=states[index] if warm_start else None, max_iters=caps)
             if warm_start:
                 states[index] = output.z_star
-            points = output.landmarks.cpu().numpy() * args.im_size
+            points = output.landmarks.float().cpu().numpy() * args.im_size  # float: bf16 under autocast
             for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points, output.iterations.tolist(), output.residual.tolist()):
                 tracks[slot].landmarks.append(transform_points(crop_points, invert_affine(affine)))
                 tracks[slot].iterations.append(iterations)
