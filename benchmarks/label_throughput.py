@@ -115,7 +115,7 @@ def label_video(frames: Iterable[np.ndarray], boxes: np.ndarray, members: list[t
 
 
 def run(device: str = "cpu", quick: bool = False, n_members: int = 4, config: str = "ldeq_demo") -> list[Table]:
-    videos = synthetic_world(1 if quick else 2)
+    videos = synthetic_world(1)
     items = [videos.load(video_id) for video_id in videos.ids()]
     n_frames = sum(item.n_frames for item in items)
 

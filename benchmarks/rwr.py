@@ -21,7 +21,7 @@ from wflwv.metrics import score_videos
 def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, caps: tuple[int, ...] = (1, 2, 3), cold_cap: int = 30, slots: int = 8) -> list[Table]:
     checkpoint = demo_checkpoint(checkpoint)
     model, weights = model_for("ldeq_demo", checkpoint, device)
-    videos = synthetic_world(1 if quick else 2)
+    videos = synthetic_world(1)
     n_frames = 40 if quick else None
     runs = {"cold start": {"warm_start": False, "max_iters": cold_cap}} | {f"RwR cap {cap}": {"warm_start": True, "max_iters": cap} for cap in caps}
     table = Table(
@@ -42,7 +42,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
                 synchronize(device)
             return go
 
-        times = best_time({name: timed(name, settings) for name, settings in runs.items()}, rounds=1 if quick else 2)
+        times = best_time({name: timed(name, settings) for name, settings in runs.items()}, rounds=1)
         cold_fps = total / times["cold start"]
         for name, seconds in times.items():
             found = predictions[name]
