@@ -11,7 +11,7 @@ counts are exactly equal share a batch, and they go through in lockstep.
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ def predict_equal_length(model: torch.nn.Module, streams: Iterable[VideoStream],
             yield from predict_videos(model, chunk, slots=len(chunk), **options)
 
 
-def schedules(batch: int) -> dict[str, callable]:
+def schedules(batch: int) -> dict[str, Callable[..., Iterator[VideoPrediction]]]:
     """name -> function(model, streams, **options) yielding predictions."""
     return {
         "one frame at a time": lambda model, streams, **o: predict_videos(model, streams, slots=1, **o),
@@ -118,7 +118,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
         ["schedule", "frames/s", "x one frame at a time", "x equal-length"],
         [[name, value, value / one, value / equal] for name, value in fps.items()],
         [f"model: {weights}; device {device}; best of {rounds} interleaved rounds",
-         f"the model alone (no cropping, no scheduling): {alone[1]:.0f} frames/s at batch 1, {alone[batch]:.0f} at batch {batch} ({alone[batch] / alone[1]:.2f}x, the most batching can gain here)",
+         f"the model alone (no cropping, no scheduling): {alone[1]:.0f} frames/s at batch 1, {alone[batch]:.0f} at batch {batch} ({alone[batch] / alone[1]:.2f}x: what batching gains the model itself)",
          f"targets: slot >= 1.5x equal-length ({slot / equal:.2f}x), >= 5x one frame at a time ({slot / one:.2f}x)"],
     )
     every = wflwv_lengths()
