@@ -2,8 +2,8 @@
 
 Each (mode, iterations) runs one training step (forward, MSE loss on the landmarks, backward,
 Adam step) in a fresh subprocess. Its memory is the peak during the step above a baseline taken in
-the same process just before it, after a warm-up step on two samples: peak RSS (resource.getrusage
-ru_maxrss, its high-water mark first reset through /proc/self/clear_refs) on CPU,
+the same process just before it, after a warm-up step on two samples: peak RSS (VmHWM, the
+figure getrusage's ru_maxrss reports, reset through /proc/self/clear_refs just before the baseline) on CPU,
 torch.cuda.max_memory_allocated on a GPU. The implicit mode runs every forward iteration (tolerance
 0) and as many backward ones; the explicit mode backpropagates through all of them. The step time
 is that of a second step in the same process.
@@ -13,7 +13,6 @@ is that of a second step in the same process.
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -50,13 +49,20 @@ def step_memory(mode: str, iterations: int, batch: int, device: str) -> dict:
         step()
         peak = torch.cuda.max_memory_allocated() - baseline
     else:
-        Path("/proc/self/clear_refs").write_text("5")  # resets the peak to the current RSS (Linux), or an earlier peak would hide the step's
-        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        Path("/proc/self/clear_refs").write_text("5")  # resets the peak to the current RSS, or an earlier peak would hide the step's
+        baseline = peak_rss_kib()
         step()
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) * 1024
+        peak = (peak_rss_kib() - baseline) * 1024
     start = time.perf_counter()
     step()
     return {"mib": peak / 2**20, "seconds": time.perf_counter() - start}
+
+
+def peak_rss_kib() -> int:
+    """The process's peak RSS (VmHWM). getrusage's ru_maxrss is the same figure but also keeps the peak of any thread
+    that has exited, which clear_refs does not reset, so it can sit above the step's peak."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1])
 
 
 def in_subprocess(mode: str, iterations: int, batch: int, device: str) -> dict:
