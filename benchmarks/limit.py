@@ -80,11 +80,11 @@ def macs(config: str) -> tuple[float, float]:
     return stem, counter.get_total_flops() / 2
 
 
-def matmul_rate(device: str, n: int) -> float:
-    """Multiply-adds per second of an n x n float32 matrix product, best of 5."""
+def matmul_rate(device: str, n: int, repeats: int = 30) -> float:
+    """Multiply-adds per second of an n x n float32 matrix product, best of `repeats` (short products, so one can miss the noise)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     best = float("inf")
-    for _ in range(6):
+    for _ in range(repeats):
         synchronize(device)
         start = time.perf_counter()
         a @ b
@@ -138,7 +138,7 @@ def variant_table(title: str, model, clips, named: dict[str, Variant], device: s
             best[name] = min(best[name], seconds)
     n_frames = sum(len(frames) for _, frames, _, _ in clips)
     baseline_name = next(iter(named))
-    table = Table(title, ["variant", "frames/s", "x baseline", "GMAC/s", "NME change (%)", "kept"])
+    table = Table(title, ["variant", "frames/s", "x baseline", "GMAC/s", "NME change (%)", "> 5% faster, NME within 0.1%"])
     for name in named:
         iterations = sum(int(p.iterations.sum()) for p in found[name].values())
         rate = (n_frames * stem_macs + iterations * cell_macs) / best[name]
@@ -150,13 +150,14 @@ def variant_table(title: str, model, clips, named: dict[str, Variant], device: s
 
 def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, with_compile: bool = True, slots: int = 8, cap: int = 2) -> list[Table]:
     model, weights = model_for("ldeq_demo", demo_checkpoint(checkpoint), device)
-    peak = matmul_rate(device, 1024 if quick else 2048)
+    side = 1024 if torch.device(device).type == "cpu" else 8192
+    peak = matmul_rate(device, side)
     counts = {config: macs(config) for config in ("ldeq_paper", "ldeq_demo")}
     clips = world_clips(1, 16 if quick else 24)
     rounds = 1 if quick else 2
     named = variants(device, with_compile)
     tables = [variant_table(f"Inference variants, ldeq_demo, RwR cap {cap}, {slots} slots, {sum(len(c[1]) for c in clips)} decoded frames", model, clips, named, device, slots, cap, rounds, counts["ldeq_demo"][1], counts["ldeq_demo"][0])]
-    tables[0].notes += [f"model: {weights}; device {device}; best of {rounds} interleaved rounds after a warm-up; kept: > 5% faster and NME change <= {MAX_NME_CHANGE}%"]
+    tables[0].notes += [f"model: {weights}; device {device}; best of {rounds} interleaved rounds after a warm-up; the last column says whether a variant passes the bar for the library, in this run (see benchmarks/README.md for what was kept)"]
 
     paper, _ = model_for("ldeq_paper", None, device)
     paper_clips = [(i, f[: 3 if device == "cpu" else 60], b[: 3 if device == "cpu" else 60], t[: 3 if device == "cpu" else 60]) for i, f, b, t in clips]
@@ -173,7 +174,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
              (paper_frames * counts["ldeq_paper"][0] + paper_iterations * counts["ldeq_paper"][1]) / seconds / 1e9, f"{100 * (paper_frames * counts['ldeq_paper'][0] + paper_iterations * counts['ldeq_paper'][1]) / seconds / peak:.1f}%"],
             ["ldeq_demo (64x64, 16x16 heatmaps)", counts["ldeq_demo"][1] / 1e9, counts["ldeq_demo"][0] / 1e9, (counts["ldeq_demo"][0] + cap * counts["ldeq_demo"][1]) / 1e9, demo_rate / 1e9, f"{100 * demo_rate / peak:.1f}%"],
         ],
-        [f"matmul rate: {peak / 1e9:.1f} GMAC/s ({1024 if quick else 2048}^2 float32 sgemm through torch, {torch.get_num_threads()} threads, device {device})",
+        [f"matmul rate: {peak / 1e9:.1f} GMAC/s ({side}^2 float32 sgemm through torch, {torch.get_num_threads()} threads, device {device})",
          f"ldeq_paper: random weights, {paper_frames} frames at batch {len(paper_clips)}, every frame capped at {cap}; ldeq_demo: the baseline row above"],
     )
     tables.append(limit)
