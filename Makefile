@@ -5,7 +5,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: setup system-deps demo pipeline reproduce test clean
 
 setup: $(STAMP)
 
@@ -36,6 +35,10 @@ reproduce: setup
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q
+
+# The performance suite on CPU (under 10 minutes): prints every table and writes benchmarks/RESULTS.md.
+bench-perf: setup
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf runs

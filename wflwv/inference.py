@@ -136,7 +136,7 @@ def predict_videos(
             else:
                 output = model(images)
                 solver_iterations, residuals = [0] * len(occupied), [float("nan")] * len(occupied)
-            points = output.landmarks.cpu().numpy() * args.im_size
+            points = output.landmarks.float().cpu().numpy() * args.im_size  # float: bf16 under autocast
             for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points, solver_iterations, residuals):
                 tracks[slot].landmarks.append(transform_points(crop_points, invert_affine(affine)))
                 tracks[slot].iterations.append(iterations)

@@ -63,7 +63,7 @@ def anderson(
     rows, x = torch.arange(batch, device=z0.device), z0.flatten(1)
     past_f, past_g = z0.new_empty(batch, m, x.shape[1]), z0.new_empty(batch, m, x.shape[1])
     for k in range(int(caps.max())):
-        fx = f(x.reshape(-1, *shape), rows).flatten(1)
+        fx = f(x.reshape(-1, *shape), rows).flatten(1).to(z0.dtype)  # under autocast f and the mixing run in bf16
         g = fx - x
         r = _residual(g, fx, stop_mode)
         done = ~(r >= tol) | (caps[rows] <= k + 1)  # a NaN residual stops too
@@ -76,7 +76,7 @@ def anderson(
             rows, fx, g, past_f, past_g = rows[running], fx[running], g[running], past_f[running], past_g[running]
         past_f[:, k % m], past_g[:, k % m] = fx, g
         memory = min(k + 1, m)
-        x = _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta)
+        x = _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta).to(z0.dtype)
     return FixedPointResult(solution.view_as(z0), iterations, residuals)
 
 

@@ -1,0 +1,130 @@
+"""What every benchmark shares: command-line options, tables, timing, the WFLW-V length mix, models and videos."""
+
+import argparse
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wflwv.data.video import iter_frames
+from wflwv.data.videoset import VideoItem, VideoSet
+from wflwv.inference import VideoStream
+from wflwv.models import create_model, load_checkpoint, load_config
+from wflwv.synth import Preset, generate
+
+REPO = Path(__file__).resolve().parents[1]
+DOWNLOAD_RANGES = REPO.parent / "shared" / "reference" / "wflwv-official" / "download_ranges.txt"
+DEMO_CHECKPOINT = REPO / "runs" / "demo" / "ldeq" / "checkpoint.pth.tar"  # what `make demo` trains
+WORLD = REPO / "runs" / "bench" / "world"
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in self.rows]
+        return "\n".join(lines + [""] + [f"- {note}" for note in self.notes]).rstrip() + "\n"
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def options(description: str, checkpoint: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development (a minute or less)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a shared machine more threads than free cores spin and run many times slower; limit.py compares thread counts)")
+    if checkpoint:
+        parser.add_argument("--checkpoint", type=Path, help="trained LDEQ checkpoint (default: runs/demo/ldeq/checkpoint.pth.tar if present, else random weights)")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
+
+
+def print_tables(tables: list[Table]) -> None:
+    for table in tables:
+        print(table.markdown())
+
+
+def best_time(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Best wall time of each run over `rounds` rounds, the runs interleaved so that the machine's load hits them alike."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def synchronize(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def wflwv_lengths() -> np.ndarray:
+    """Frame counts of the 1000 WFLW-V videos (end - start + 1 of each download range)."""
+    ranges = np.loadtxt(DOWNLOAD_RANGES, usecols=(1, 2), dtype=np.int64)
+    return ranges[:, 1] - ranges[:, 0] + 1
+
+
+def sample_lengths(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).choice(wflwv_lengths(), size=n)
+
+
+def model_for(config: str, checkpoint: Path | None, device: str, seed: int = 0) -> tuple[torch.nn.Module, str]:
+    """A trained model from `checkpoint`, or the config's model with random weights; and a line saying which."""
+    if checkpoint is not None:
+        model, _ = load_checkpoint(checkpoint, map_location=device)
+        return model.eval(), f"trained weights from {checkpoint}"
+    torch.manual_seed(seed)
+    return create_model(load_config(config)).to(device).eval(), f"{config} with random weights (seed {seed})"
+
+
+def demo_checkpoint(given: Path | None) -> Path | None:
+    """The checkpoint given, else the one `make demo` trains if it is there."""
+    return given if given is not None else (DEMO_CHECKPOINT if DEMO_CHECKPOINT.is_file() else None)
+
+
+def synthetic_streams(lengths: np.ndarray, size: int = 96, pool: int = 8, seed: int = 0) -> Callable[[], Iterator[VideoStream]]:
+    """Videos of the given lengths made of random frames and jittering boxes: a schedule's workload without decoding.
+
+    Returns a function making fresh streams, so that every schedule gets the same frames.
+    """
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (pool, size, size, 3), dtype=np.uint8)
+    corners = rng.uniform(size * 0.1, size * 0.2, (int(lengths.max()), 2))
+    boxes = np.concatenate([corners, corners + size * 0.6], axis=1)
+
+    def streams() -> Iterator[VideoStream]:
+        for index, length in enumerate(lengths):
+            yield VideoStream(f"v{index:04d}", (frames[(index + t) % pool] for t in range(length)), boxes[:length])
+
+    return streams
+
+
+def synthetic_world(per_split: int) -> VideoSet:
+    """Hard and easy synthetic videos with WFLW-V lengths and exact landmarks, rendered once into runs/bench/world/<per_split>."""
+    preset = Preset(0, 0, per_split, (160, 192), (90, 120), (256, 256), (100, 140))
+    generate(WORLD / str(per_split), preset, workers=1)
+    return VideoSet(WORLD / str(per_split) / "videos")
+
+
+def decoded(item: VideoItem) -> tuple[np.ndarray, np.ndarray]:
+    """A video's frames decoded into memory, and its boxes."""
+    return np.stack(list(iter_frames(item.frames_path))), item.boxes
