@@ -25,7 +25,7 @@ from wflwv.boxes import (
     run_boxes,
     track_main_face,
 )
-from wflwv.boxes.stage import detect_item
+from wflwv.boxes.stage import detect_item, summary
 from wflwv.boxes.track import candidate_scores, iou
 from wflwv.data.video import probe, write_video
 from wflwv.data.videoset import VideoSet
@@ -260,3 +260,8 @@ def test_cli_bootstrap_round_from_the_labels(world, tmp_path):
     boxes = np.load(build / "bboxes" / "easy0000.npy")
     assert np.array_equal(boxes[:, 4], no_face) and manifest.loc["easy0000", "no_face"] == 3
     assert np.allclose(boxes[:3, :4], boxes[3, :4], atol=3.0)  # held from the first frame with a face, then smoothed
+
+
+def test_summary_of_a_run_without_failures():
+    manifest = pd.DataFrame({"id": ["a", "b"], "status": ["done", "done"], "jitter_before": [4.0, 6.0], "jitter_after": [0.1, 0.3]})
+    assert summary(manifest) == "2 of 2 videos have boxes\nbox jitter (median over videos, % of box side): 5.000 before smoothing, 0.200 after (25.0x less)"

@@ -116,5 +116,5 @@ def summary(manifest: pd.DataFrame) -> str:
     if len(done):
         before, after = done["jitter_before"].median(), done["jitter_after"].median()
         lines.append(f"box jitter (median over videos, % of box side): {before:.3f} before smoothing, {after:.3f} after ({before / after:.1f}x less)")
-    lines += [f"failed: {reason}" for reason in manifest.loc[manifest["status"] != "done", "reason"]]
+    lines += [f"failed: {reason}" for reason in manifest[manifest["status"] != "done"].get("reason", [])]
     return "\n".join(lines)

@@ -1,0 +1,93 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from wflwv.data.videoset import VideoSet
+from wflwv.export import verify
+from wflwv.pipeline.run import read_pipeline
+from wflwv.errors import WflwvError
+
+PIPELINE = """
+build = "{root}/build"
+
+[world]
+out = "{world}"
+preset = "tiny"
+
+[scrape]
+source = "loopback"
+
+[boxes]
+min_face = 0.1
+
+[label]
+members = ["{members[0]}", "{members[1]}"]
+
+[split]
+k = 1
+
+[export]
+out = "{root}/WFLW_V"
+
+[oracle]
+
+[bench]
+models = ["{members[0]}"]
+out = "{root}/bench"
+"""
+
+
+def run_wflwv(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def pipeline(unlabelled_build, members, tmp_path_factory):
+    """The whole chain on the tiny world (rendered by the label tests' fixture), run once by the CLI."""
+    root = tmp_path_factory.mktemp("pipeline")
+    path = root / "tiny.toml"
+    path.write_text(PIPELINE.format(root=root, world=unlabelled_build.parent / "synth", members=members))
+    result = run_wflwv("run", str(path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root, path
+
+
+def test_the_pipeline_builds_a_verified_wflwv_set_from_videos_scraped_over_loopback(pipeline, unlabelled_build):
+    root, _ = pipeline
+    scraped = pd.read_parquet(root / "build" / "stages" / "scrape" / "manifest.parquet")
+    assert list(scraped["status"]) == ["done"] * 4 and set(scraped["licence"].str.contains("Creative Commons")) == {True}
+    world, built = VideoSet(unlabelled_build.parent / "synth" / "videos"), VideoSet(root / "build")
+    for video_id in world.ids():
+        assert built.load(video_id).n_frames == len(world.load_landmarks(video_id))  # whole videos, frame-accurate
+    exported = VideoSet(root / "WFLW_V")
+    assert len(exported.ids("hard")) == len(exported.ids("easy")) == 1
+    assert verify(root / "WFLW_V").problems == []
+
+
+def test_the_pipeline_checks_the_oracle_and_benches_the_built_set(pipeline):
+    root, _ = pipeline
+    oracle = pd.read_parquet(root / "build" / "oracle" / "oracle_by_size.parquet")
+    assert list(oracle["members"]) == [1, 2] and (oracle[["nme", "nmf"]] > 0).all().all()
+    board = pd.read_parquet(root / "bench" / "video_leaderboard.parquet")
+    assert {"raw", "RwR (1 it)", "RwR (2 it)", "RwR (3 it)"} <= set(board["method"])
+    assert {"nme_hard", "nmf_easy", "memory_hard"} <= set(board.columns)
+
+
+def test_a_rerun_does_no_item_twice(pipeline):
+    root, path = pipeline
+    rows = sorted((root / "build" / "stages").glob("*/rows/*.json"))
+    before = {row: row.read_text() for row in rows}
+    result = run_wflwv("run", str(path), "--only", "scrape,boxes,label")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {row: row.read_text() for row in rows} == before
+
+
+def test_a_pipeline_file_with_an_unknown_table_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('build = "b"\n[labels]\n')
+    with pytest.raises(WflwvError, match="unknown table or key 'labels'"):
+        read_pipeline(path)
+    result = run_wflwv("run", str(path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(path) in result.stderr
