@@ -42,6 +42,7 @@ class VideoPrediction:
 
 @dataclass(frozen=True)
 class FramePrediction:
+    index: int  # the frame's index in its video
     landmarks: np.ndarray  # (98, 2) frame pixels
     iterations: int  # solver iterations
     residual: float  # final solver residual
@@ -157,7 +158,7 @@ def predict_frames(
                 states[index] = output.z_star
             points = output.landmarks.cpu().numpy() * args.im_size
             for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points, output.iterations.tolist(), output.residual.tolist()):
-                yield tracks[slot].number, FramePrediction(transform_points(crop_points, invert_affine(affine)), iterations, residual)
+                yield tracks[slot].number, FramePrediction(tracks[slot].frame_index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
 
 
 def _next_frames(tracks: list[_Track | None], pending: Iterator[tuple[int, VideoStream]], states: torch.Tensor) -> tuple[dict[int, np.ndarray], list[tuple[int, None]]]:
