@@ -50,8 +50,9 @@ def main_face_stream(detections: Iterable[Detections], frame_size: tuple[int, in
 
 def fill_short_gaps(frames: Iterable[tuple[int | None, np.ndarray | None]], max_gap: int) -> Iterator[Segmented]:
     """(face segment, box) of every frame: frames without a box between two detections of the same
-    track at most max_gap frames apart are interpolated (fill_gaps), held after the last detection
-    of the video; every other frame without a box has no face. Segments are numbered 0, 1, ..."""
+    track at most max_gap frames apart are interpolated (fill_gaps), and at most max_gap frames at
+    either end of the video take the nearest detection's box, as fill_gaps does; every other frame
+    without a box has no face. Segments are numbered 0, 1, ..."""
     segment, track, last_box, waiting = -1, None, None, 0
     for frame_track, box in frames:
         if box is None:
@@ -62,8 +63,9 @@ def fill_short_gaps(frames: Iterable[tuple[int | None, np.ndarray | None]], max_
             filled, _ = fill_gaps(np.stack([last_box, *np.zeros((waiting, 4)), box]), valid, max_gap)
             yield from ((segment, filled_box) for filled_box in filled[1:-1])
         else:
-            yield from itertools.repeat((None, None), waiting)
+            held = last_box is None and waiting <= max_gap  # the video's first detection, held before it
             segment, track = segment + 1, frame_track
+            yield from itertools.repeat((segment, box) if held else (None, None), waiting)
         yield segment, box
         last_box, waiting = box, 0
     held = last_box is not None and waiting <= max_gap
