@@ -8,7 +8,9 @@ overlay, is drawn on. Landmark rows are written as they come, in row groups (par
 """
 
 import collections
+import ctypes
 import itertools
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_
 
 N_LANDMARKS = 98
 FORMATS = (".parquet", ".csv")
+M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024  # glibc's mallopt option, and its initial value
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def predict_video(video: str | Path, model: LDEQ, out: str | Path, overlay: str 
     info = probe(video)
     if info.n_frames == 0:
         raise WflwvError(video, "video has no frames")
+    fix_mmap_threshold()
     counts = collections.Counter()
     with io.atomic_path(out) as tmp, RowWriter(tmp, info.fps, settings.rows_per_group, csv=out.suffix == ".csv") as writer:
         rows = writer.written(counted(frame_rows(video, info, model, settings), counts))
@@ -203,3 +207,13 @@ def draw(frame: np.ndarray, row: Row) -> np.ndarray:
             cv2.circle(frame, (round(x), round(y)), radius, (0, 255, 0), -1, lineType=cv2.LINE_AA)
     return frame
 
+
+def fix_mmap_threshold() -> None:
+    """Keep glibc serving large blocks (frames) from mmap. By default it raises its mmap threshold to
+    the size of each mmapped block freed, after which frames come from the heap arenas, fragment
+    them, and the process's memory creeps up over a long video (measured in docs/predict.md)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to fix
+            pass
