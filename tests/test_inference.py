@@ -6,7 +6,7 @@ import torch
 
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine, transform_points
 from wflwv.errors import WflwvError
-from wflwv.inference import VideoStream, predict_videos
+from wflwv.inference import VideoStream, predict_frames, predict_videos
 from wflwv.models import load_config
 from wflwv.models.ldeq import LDEQ
 
@@ -140,3 +140,15 @@ def test_bad_videos_are_refused_naming_the_video(problem, message):
     with pytest.raises(WflwvError, match=message) as error:
         list(predict_videos(tiny_ldeq(), [bad_stream(problem)]))
     assert str(error.value).startswith("a: ")
+
+
+def test_boxes_may_be_lazy_and_each_frame_comes_out_as_it_is_solved():
+    model = tiny_ldeq()
+    frames, boxes = video("a", 4)
+    whole = next(predict_videos(model, [VideoStream("a", iter(frames), boxes)], max_iters=2))
+    solved = list(predict_frames(model, [VideoStream("a", iter(frames), iter(boxes))], max_iters=2))
+    assert [number for number, _ in solved] == [0] * 5 and solved[-1][1] is None
+    assert [frame.index for _, frame in solved[:-1]] == [0, 1, 2, 3]
+    np.testing.assert_allclose(np.stack([frame.landmarks for _, frame in solved[:-1]]), whole.landmarks, atol=1e-5, rtol=0)
+    with pytest.raises(WflwvError, match="a: video has more frames than its boxes"):
+        list(predict_frames(model, [VideoStream("a", iter(frames), iter(boxes[:3]))]))

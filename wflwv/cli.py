@@ -301,6 +301,29 @@ def verify(root: Path) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--model", required=True, help="An LDEQ checkpoint path (wflwv's or the authors' .pth.tar), or a config name in models/ (then --checkpoint).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="The weights for a config name given as --model.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Landmarks file, .parquet or .csv [default: VIDEO's name with .landmarks.parquet].")
+@click.option("--overlay", type=click.Path(dir_okay=False, path_type=Path), help="Also write this mp4: the video with the landmarks drawn.")
+@click.option("--rwr-iters", default=2, show_default=True, help="RwR's cap on solver iterations per frame (a face segment's first frame gets the config's max_iters).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for MTCNN and the model: cpu, cuda or cuda:N.")
+@click.option("--max-side", default=640, show_default=True, help="Frames whose longer side exceeds this are detected downscaled to it (0: never).")
+@click.option("--max-gap", default=10, show_default=True, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
+@click.option("--smoothing", default=0.1, show_default=True, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
+def predict(video: Path, model: str, checkpoint: Path | None, out: Path | None, overlay: Path | None, rwr_iters: int, device: str, max_side: int, max_gap: int, smoothing: float) -> None:
+    """Landmarks for every frame of any video (MTCNN boxes, stabilised; LDEQ + RwR), streamed in constant memory."""
+    from wflwv.boxes import BoxSettings, TrackSettings
+    from wflwv.predict import PredictSettings, load_model, predict_video
+
+    out = out or video.with_name(f"{video.stem}.landmarks.parquet")
+    boxes = BoxSettings(device=device, max_side=max_side or None, smoothing=smoothing, track=TrackSettings(max_gap=max_gap))
+    summary = predict_video(video, load_model(model, checkpoint, device), out, overlay, PredictSettings(rwr_iters, device, boxes=boxes))
+    click.echo(f"{video}: {summary}")
+    click.echo(f"landmarks: {out}" + (f"\noverlay: {overlay}" if overlay else ""))
+
+
 def main() -> None:
     try:
         sys.exit(cli.main(standalone_mode=False) or 0)

@@ -10,14 +10,15 @@ The scheduler keeps `slots` videos in flight, one per slot. Each step takes the 
 occupied slot and solves them as one batch, each from its own slot's z0 and with its own cap; a
 slot whose video has ended is handed the next video, with its state reset to zero. The solver stops
 each sample on its own, so a frame's result does not depend on its batch-mates and slots=1, one
-frame at a time, is the reference the batched schedule reproduces. Frames are pulled lazily, so
-memory does not grow with a video's length beyond its predictions.
+frame at a time, is the reference the batched schedule reproduces. Frames (and boxes, which may be
+an iterator too) are pulled lazily: `predict_frames` yields each frame's landmarks as it is solved,
+so its memory does not grow with a video's length; `predict_videos` gathers them per video.
 
 A model that is not a DEQ (no z0, no solver) goes through the same scheduler with warm_start=False:
 plain per-frame prediction, recorded as 0 solver iterations and a NaN residual.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -32,7 +33,7 @@ from wflwv.models.ldeq import LDEQ
 class VideoStream:
     id: str
     frames: Iterable[np.ndarray]  # RGB uint8 (H, W, 3), may be a lazy iterator
-    boxes: np.ndarray  # (T, >= 4), x1 y1 x2 y2 first
+    boxes: np.ndarray | Iterable[np.ndarray]  # (T, >= 4), x1 y1 x2 y2 first; or one (>= 4,) box per frame, may be lazy
 
 
 @dataclass(frozen=True)
@@ -43,52 +44,83 @@ class VideoPrediction:
     residuals: np.ndarray  # (T,) final solver residual per frame
 
 
+@dataclass(frozen=True)
+class FramePrediction:
+    index: int  # the frame's index in its video
+    landmarks: np.ndarray  # (98, 2) frame pixels
+    iterations: int  # solver iterations
+    residual: float  # final solver residual
+
+
 @dataclass
 class _Track:
-    """A video in a slot: its frames still to come and its predictions so far."""
+    """A video in a slot: its frames and boxes still to come, and the index of its current frame."""
 
+    number: int  # the stream's position in the input
     stream: VideoStream
     frames: Iterator[np.ndarray]
-    boxes: np.ndarray
-    landmarks: list[np.ndarray] = field(default_factory=list)
-    iterations: list[int] = field(default_factory=list)
-    residuals: list[float] = field(default_factory=list)
+    boxes: Iterator[np.ndarray]
+    n_boxes: int | None  # None when the boxes are an iterator
+    frame_index: int = -1
+    box: np.ndarray | None = None
 
     @classmethod
-    def open(cls, stream: VideoStream) -> "_Track":
-        boxes = np.asarray(stream.boxes)
-        if boxes.ndim != 2 or boxes.shape[1] < 4:
-            raise WflwvError(stream.id, f"boxes have shape {boxes.shape}, expected (frames, >=4)")
-        return cls(stream, iter(stream.frames), boxes)
-
-    @property
-    def frame_index(self) -> int:
-        return len(self.landmarks)
+    def open(cls, number: int, stream: VideoStream) -> "_Track":
+        if not isinstance(stream.boxes, np.ndarray):
+            return cls(number, stream, iter(stream.frames), iter(stream.boxes), None)
+        if stream.boxes.ndim != 2 or stream.boxes.shape[1] < 4:
+            raise WflwvError(stream.id, f"boxes have shape {stream.boxes.shape}, expected (frames, >=4)")
+        return cls(number, stream, iter(stream.frames), iter(stream.boxes), len(stream.boxes))
 
     def next_frame(self) -> np.ndarray | None:
         """The next frame, or None at the end of the video (checked against the number of boxes)."""
-        frame, n_boxes = next(self.frames, None), len(self.boxes)
+        frame, box = next(self.frames, None), next(self.boxes, None)
+        count, boxes_text = self.frame_index + 1, "boxes" if self.n_boxes is None else f"{self.n_boxes} boxes"
         if frame is None:
-            if self.frame_index == 0 or self.frame_index != n_boxes:
-                raise WflwvError(self.stream.id, f"video has {self.frame_index} frames but {n_boxes} boxes")
+            if count == 0 or box is not None:
+                raise WflwvError(self.stream.id, f"video has {count} frames but {'more ' if self.n_boxes is None else ''}{boxes_text}")
             return None
-        if self.frame_index >= n_boxes:
-            raise WflwvError(self.stream.id, f"video has more frames than its {n_boxes} boxes")
+        if box is None:
+            raise WflwvError(self.stream.id, f"video has more frames than its {boxes_text}")
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise WflwvError(self.stream.id, f"frame {self.frame_index} is {frame.dtype} {frame.shape}, expected RGB uint8 (height, width, 3)")
+            raise WflwvError(self.stream.id, f"frame {count} is {frame.dtype} {frame.shape}, expected RGB uint8 (height, width, 3)")
+        self.frame_index, self.box = count, np.asarray(box)
         return frame
 
     def affine(self, size: int) -> np.ndarray:
         try:
-            return box_to_affine(self.boxes[self.frame_index], size=size)
+            if self.box.shape[0] < 4:
+                raise ValueError(f"box has {self.box.shape[0]} numbers, expected at least 4")
+            return box_to_affine(self.box, size=size)
         except ValueError as error:
             raise WflwvError(self.stream.id, f"frame {self.frame_index}: {error}") from None
 
-    def prediction(self) -> VideoPrediction:
-        return VideoPrediction(self.stream.id, np.stack(self.landmarks), np.array(self.iterations, dtype=np.int64), np.array(self.residuals))
+
+def predict_videos(model: torch.nn.Module, streams: Iterable[VideoStream], **options) -> Iterator[VideoPrediction]:
+    """Landmarks of every video, yielded as each one finishes (so not necessarily in input order);
+    options are those of predict_frames."""
+    ids: dict[int, str] = {}
+    frames: dict[int, list[FramePrediction]] = {}
+    for number, frame in predict_frames(model, _numbered(streams, ids), **options):
+        if frame is not None:
+            frames.setdefault(number, []).append(frame)
+            continue
+        done = frames.pop(number)
+        yield VideoPrediction(
+            ids.pop(number),
+            np.stack([f.landmarks for f in done]),
+            np.array([f.iterations for f in done], dtype=np.int64),
+            np.array([f.residual for f in done]),
+        )
 
 
-def predict_videos(
+def _numbered(streams: Iterable[VideoStream], ids: dict[int, str]) -> Iterator[VideoStream]:
+    for number, stream in enumerate(streams):
+        ids[number] = stream.id
+        yield stream
+
+
+def predict_frames(
     model: torch.nn.Module,
     streams: Iterable[VideoStream],
     *,
@@ -97,8 +129,9 @@ def predict_videos(
     max_iters: int | None = None,
     first_frame_max_iters: int | None = None,
     device: str | torch.device = "cpu",
-) -> Iterator[VideoPrediction]:
-    """Landmarks of every video, yielded as each one finishes (so not necessarily in input order).
+) -> Iterator[tuple[int, FramePrediction | None]]:
+    """(stream number, landmarks of its next frame) as each frame is solved, and (stream number, None)
+    when that stream has ended; a stream's number is its position in `streams`.
 
     warm_start: RwR (z0 = previous z*) or cold start (z0 = 0 on every frame). max_iters caps the
     solver on every frame but a warm-started video's first, which gets first_frame_max_iters; None
@@ -113,7 +146,7 @@ def predict_videos(
     args = model.args
     cap = args.max_iters if deq and max_iters is None else max_iters
     first_cap = (args.max_iters if first_frame_max_iters is None else first_frame_max_iters) if warm_start else cap
-    pending = iter(streams)
+    pending = enumerate(streams)
     tracks: list[_Track | None] = [None] * slots
     states = torch.zeros(slots, args.z_width, args.heatmap_size, args.heatmap_size, device=device) if warm_start else torch.zeros(slots, 0)
     with torch.no_grad():
@@ -138,9 +171,7 @@ def predict_videos(
                 solver_iterations, residuals = [0] * len(occupied), [float("nan")] * len(occupied)
             points = output.landmarks.float().cpu().numpy() * args.im_size  # float: bf16 under autocast
             for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points, solver_iterations, residuals):
-                tracks[slot].landmarks.append(transform_points(crop_points, invert_affine(affine)))
-                tracks[slot].iterations.append(iterations)
-                tracks[slot].residuals.append(residual)
+                yield tracks[slot].number, FramePrediction(tracks[slot].frame_index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
 
 
 def is_deq(model: torch.nn.Module) -> bool:
@@ -148,20 +179,20 @@ def is_deq(model: torch.nn.Module) -> bool:
     return isinstance(model, LDEQ)
 
 
-def _next_frames(tracks: list[_Track | None], pending: Iterator[VideoStream], states: torch.Tensor) -> tuple[dict[int, np.ndarray], list[VideoPrediction]]:
+def _next_frames(tracks: list[_Track | None], pending: Iterator[tuple[int, VideoStream]], states: torch.Tensor) -> tuple[dict[int, np.ndarray], list[tuple[int, None]]]:
     """The next frame of every slot that has one (refilling ended slots from `pending`), and the videos that ended."""
     frames, finished = {}, []
     for slot in range(len(tracks)):
         while slot not in frames:
             if tracks[slot] is None:
-                stream = next(pending, None)
-                if stream is None:
+                numbered = next(pending, None)
+                if numbered is None:
                     break
-                tracks[slot] = _Track.open(stream)
+                tracks[slot] = _Track.open(*numbered)
                 states[slot] = 0
             frame = tracks[slot].next_frame()
             if frame is None:
-                finished.append(tracks[slot].prediction())
+                finished.append((tracks[slot].number, None))
                 tracks[slot] = None
             else:
                 frames[slot] = frame

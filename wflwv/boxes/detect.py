@@ -2,6 +2,7 @@
 
 import functools
 import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +47,13 @@ def detect_frames(frames: list[np.ndarray], device: str = "cpu", max_side: int |
     ]
 
 
+def detect_stream(frames: Iterable[np.ndarray], batch_size: int = 16, device: str = "cpu", max_side: int | None = None) -> Iterator[Detections]:
+    """Detections of every frame, pulled lazily and detected in batches of batch_size."""
+    frames = iter(frames)
+    while batch := list(itertools.islice(frames, batch_size)):
+        yield from detect_frames(batch, device, max_side)
+
+
 def detect_video(path: str | Path, batch_size: int = 16, device: str = "cpu", max_side: int | None = None) -> list[Detections]:
     """Detections of every frame of a video, decoded lazily and detected in batches of batch_size."""
-    frames = iter_frames(path)
-    detections = []
-    while batch := list(itertools.islice(frames, batch_size)):
-        detections += detect_frames(batch, device, max_side)
-    return detections
+    return list(detect_stream(iter_frames(path), batch_size, device, max_side))

@@ -50,27 +50,56 @@ def candidate_scores(detections: Detections, frame_size: tuple[int, int], settin
     return settings.weight_size * side / min(width, height) + settings.weight_centre * (1 - offset) + settings.weight_prob * detections.probs
 
 
+class Linker:
+    """Online linking: each frame's detections join the tracks whose last box they overlap most
+    (greedy, best overlap first, at least min_iou) or start new tracks, numbered 0, 1, ... A track not
+    seen for more than forget_after frames is forgotten (None: never), so memory stays bounded."""
+
+    def __init__(self, min_iou: float, forget_after: int | None = None):
+        self.min_iou, self.forget_after = min_iou, forget_after
+        self.last: dict[int, tuple[int, np.ndarray]] = {}  # track -> (frame, box) where it was last seen
+        self.n_tracks, self.frame = 0, -1
+
+    def step(self, boxes: np.ndarray) -> list[int]:
+        """The track of each of the next frame's boxes (n, 4)."""
+        self.frame += 1
+        if self.forget_after is not None:
+            self.last = {track: seen for track, seen in self.last.items() if self.frame - seen[0] <= self.forget_after}
+        known = list(self.last)
+        overlaps = np.array([iou(self.last[track][1], boxes) for track in known]).reshape(len(known), len(boxes))
+        assigned: list[int | None] = [None] * len(boxes)
+        for flat in np.argsort(-overlaps, axis=None):
+            row, candidate = np.unravel_index(flat, overlaps.shape)
+            if overlaps[row, candidate] < self.min_iou:
+                break
+            if assigned[candidate] is None and known[row] not in assigned:
+                assigned[candidate] = known[row]
+        for candidate, track in enumerate(assigned):
+            if track is None:
+                assigned[candidate], self.n_tracks = self.n_tracks, self.n_tracks + 1
+            self.last[assigned[candidate]] = (self.frame, boxes[candidate])
+        return assigned
+
+
 def link(detections: list[Detections], min_iou: float) -> list[dict[int, int]]:
     """Tracks as {frame: index of its detection in that frame}, frames in increasing order."""
-    tracks: list[dict[int, int]] = []
+    linker, tracks = Linker(min_iou), []
     for t, frame in enumerate(detections):
-        last_frames = [next(reversed(track)) for track in tracks]
-        overlaps = np.array([iou(detections[last].boxes[track[last]], frame.boxes) for track, last in zip(tracks, last_frames)]).reshape(len(tracks), len(frame.boxes))
-        free = np.ones(len(frame.boxes), dtype=bool)
-        for flat in np.argsort(-overlaps, axis=None):
-            track, candidate = np.unravel_index(flat, overlaps.shape)
-            if overlaps[track, candidate] < min_iou:
-                break
-            if free[candidate] and t not in tracks[track]:
-                tracks[track][t] = int(candidate)
-                free[candidate] = False
-        tracks += [{t: int(candidate)} for candidate in np.flatnonzero(free)]
+        for candidate, track in enumerate(linker.step(frame.boxes)):
+            if track == len(tracks):
+                tracks.append({})
+            tracks[track][t] = candidate
     return tracks
+
+
+def confident(detections: Detections, settings: TrackSettings) -> Detections:
+    keep = detections.probs >= settings.min_prob
+    return Detections(detections.boxes[keep], detections.probs[keep])
 
 
 def track_main_face(detections: list[Detections], frame_size: tuple[int, int], settings: TrackSettings = TrackSettings()) -> Track | None:
     """The main face's track, or None when no frame has a candidate."""
-    detections = [Detections(d.boxes[d.probs >= settings.min_prob], d.probs[d.probs >= settings.min_prob]) for d in detections]
+    detections = [confident(d, settings) for d in detections]
     tracks = link(detections, settings.min_iou)
     if not tracks:
         return None

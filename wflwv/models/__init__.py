@@ -86,7 +86,15 @@ def save_checkpoint(path: str | Path, model: nn.Module, extra: dict[str, Any] | 
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Build the checkpoint's model from its args and load its weights; returns (model, checkpoint dict).
+    """Build the checkpoint's model from its args and load its weights; returns (model, checkpoint dict)."""
+    checkpoint = read_checkpoint(path, map_location)
+    model = _build(checkpoint.get("family", DEFAULT_FAMILY), checkpoint["args"], path)
+    load_weights(model, checkpoint, path)
+    return model.to(map_location), checkpoint
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint dict with `args` and `state_dict`.
 
     Unpickling is restricted to tensors, containers and argparse.Namespace, so a file that would run
     code on loading is refused.
@@ -103,10 +111,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise WflwvError(path, f"not a PyTorch checkpoint ({type(error).__name__})") from None
     if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("args"), argparse.Namespace) and isinstance(checkpoint.get("state_dict"), dict)):
         raise WflwvError(path, "not a model checkpoint: expected a dict with 'args' (argparse.Namespace) and 'state_dict'")
-    model = _build(checkpoint.get("family", DEFAULT_FAMILY), checkpoint["args"], path)
+    return checkpoint
+
+
+def load_weights(model: nn.Module, checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Load a checkpoint's weights into a model built elsewhere (e.g. from a config); a weight that
+    does not fit is named."""
     _check_state_dict(model, checkpoint["state_dict"], path)
     model.load_state_dict(checkpoint["state_dict"])
-    return model.to(map_location), checkpoint
 
 
 def _build(family: str | None, args: argparse.Namespace, source: str | Path | None) -> nn.Module:
@@ -142,5 +154,6 @@ def _check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], pat
 
 __all__ = [
     "HRNet", "HeatmapOutput", "LDEQ", "LDEQOutput", "LandmarkOutput", "Regression", "StackedHourglass", "UNet",
-    "create_model", "load_checkpoint", "load_config", "model_args", "multiply_adds", "param_count", "register_family", "save_checkpoint",
+    "create_model", "load_checkpoint", "load_config", "load_weights", "model_args", "multiply_adds", "param_count",
+    "read_checkpoint", "register_family", "save_checkpoint",
 ]  # fmt: skip
