@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,6 +71,8 @@ def test_the_pipeline_checks_the_oracle_and_benches_the_built_set(pipeline):
     root, _ = pipeline
     oracle = pd.read_parquet(root / "build" / "oracle" / "oracle_by_size.parquet")
     assert list(oracle["members"]) == [1, 2] and (oracle[["nme", "nmf"]] > 0).all().all()
+    for plot in ("oracle_by_size.png", "split_roc.png"):
+        assert (root / "build" / "oracle" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     board = pd.read_parquet(root / "bench" / "video_leaderboard.parquet")
     assert {"raw", "RwR (1 it)", "RwR (2 it)", "RwR (3 it)"} <= set(board["method"])
     assert {"nme_hard", "nmf_easy", "memory_hard"} <= set(board.columns)
@@ -91,3 +94,14 @@ def test_a_pipeline_file_with_an_unknown_table_is_one_line_naming_it(tmp_path):
         read_pipeline(path)
     result = run_wflwv("run", str(path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(path) in result.stderr
+
+
+def test_auroc_counts_ties_as_half_and_the_roc_plot_is_written(tmp_path):
+    from wflwv.oracle import auroc, plot_roc
+
+    positive = np.array([True, True, False, False])
+    assert auroc(np.array([4.0, 3.0, 2.0, 1.0]), positive) == 1.0
+    assert auroc(np.array([1.0, 2.0, 3.0, 4.0]), positive) == 0.0
+    assert auroc(np.array([1.0, 1.0, 1.0, 1.0]), positive) == 0.5
+    plot_roc(np.array([4.0, 2.0, 3.0, 1.0]), positive, tmp_path / "roc.png")
+    assert (tmp_path / "roc.png").stat().st_size > 0

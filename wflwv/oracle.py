@@ -74,14 +74,16 @@ def validate_oracle(build: Path, world_videos: Path, checkpoints: list[Path], ou
     return table
 
 
-def split_recovery(build: Path, world_videos: Path) -> dict[str, float]:
-    """AUROC of the split score for the world's hard videos, and its rank correlation with their share of ambiguous frames."""
+def split_recovery(build: Path, world_videos: Path, out: Path) -> dict[str, float]:
+    """AUROC of the split score for the world's hard videos, and its rank correlation with their share
+    of ambiguous frames; the ROC curve is plotted to out/split_roc.png."""
     scores = pd.read_parquet(Path(build) / SCORES_NAME)
     truth = pd.read_parquet(Path(world_videos) / "difficulty.parquet")
     joined = scores.merge(truth, on="id", suffixes=("", "_true"))
     if joined.empty:
         raise WflwvError(Path(build) / SCORES_NAME, "no video in common with the world's difficulty.parquet")
     positive = (joined["split_true"] == "hard").to_numpy()
+    plot_roc(joined["score"].to_numpy(), positive, out / "split_roc.png")
     return {
         "videos": len(joined),
         "auroc_hard": auroc(joined["score"].to_numpy(), positive),
@@ -96,6 +98,22 @@ def plot_by_size(table: pd.DataFrame, path: Path) -> None:
         ax.set(xlabel="ensemble members", ylabel=f"{metric.upper()} x100 against the true landmarks", xticks=table["members"])
         ax.grid(alpha=0.3)
     figure.suptitle("The labelling ensemble as an oracle, on the synthetic world")
+    figure.tight_layout()
+    with io.atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+
+
+def plot_roc(scores: np.ndarray, positive: np.ndarray, path: Path) -> None:
+    """The ROC curve of the scores for telling the positives (the world's hard videos) from the rest."""
+    ranked = positive[np.argsort(-scores, kind="stable")]
+    true_rate = np.concatenate([[0], np.cumsum(ranked) / ranked.sum()])
+    false_rate = np.concatenate([[0], np.cumsum(~ranked) / (~ranked).sum()])
+    figure, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot(false_rate, true_rate, marker=".", label=f"ensemble variance (AUROC {auroc(scores, positive):.2f})")
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set(xlabel="easy videos ranked as hard", ylabel="hard videos ranked as hard", title="The split against the world's truth")
+    ax.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     with io.atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=110, format="png")

@@ -214,7 +214,7 @@ def oracle(build: Build) -> None:
     by_size = validate_oracle(build.root, build.world / "videos", member_checkpoints(build), build.root / "oracle", device=build.device)
     console.print(by_size.to_string(index=False, float_format="{:.3f}".format))
     if "split" in build.spec:
-        console.print(f"split against the world's difficulty: {split_recovery(build.root, build.world / 'videos')}")
+        console.print(f"split against the world's difficulty: {split_recovery(build.root, build.world / 'videos', build.root / 'oracle')}")
 
 
 def bench(build: Build) -> None:
