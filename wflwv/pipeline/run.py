@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +44,6 @@ class Build:
     executor: Executor
     device: str
     force: bool
-    members: list[Path] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -63,6 +62,12 @@ class Build:
         if self.world is None:
             raise WflwvError(self.path, "training needs stills: a [world] table or [members] stills = \"FOLDER\"")
         return self.world / "stills"
+
+    def member_runs(self) -> list[tuple[str, int, Path]]:
+        """(model config, seed, run folder) of each member of the [members] ensemble."""
+        from wflwv.models.ensemble import load_ensemble
+
+        return [(config, seed, self.root / "members" / f"{config}_seed{seed}") for config, seed in load_ensemble(self.require("members", "ensemble"))]
 
     def table(self, step: str) -> dict:
         return self.spec.get(step, {})
@@ -106,13 +111,11 @@ def world(build: Build) -> None:
 
 
 def members(build: Build) -> None:
-    from wflwv.models.ensemble import load_ensemble
     from wflwv.train import train
 
-    for config, seed in load_ensemble(build.require("members", "ensemble")):
+    for config, seed, out in build.member_runs():
         console.print(f"member {config}, seed {seed}")
-        out = build.root / "members" / f"{config}_seed{seed}"
-        build.members.append(train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, device=build.device))
+        train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, device=build.device)
 
 
 def scrape(build: Build) -> None:
@@ -175,16 +178,11 @@ def label(build: Build) -> None:
 
 
 def member_checkpoints(build: Build) -> list[Path]:
-    listed = build.table("label").get("members")
-    if listed:
-        return [Path(p) for p in listed]
-    if not build.members:
-        from wflwv.models.ensemble import load_ensemble
-        from wflwv.train import CHECKPOINT_NAME
+    """The [label] members listed, else the checkpoints of the [members] ensemble's runs."""
+    from wflwv.train import CHECKPOINT_NAME
 
-        ensemble = build.require("members", "ensemble")
-        build.members = [build.root / "members" / f"{config}_seed{seed}" / CHECKPOINT_NAME for config, seed in load_ensemble(ensemble)]
-    return build.members
+    listed = build.table("label").get("members")
+    return [Path(p) for p in listed] if listed else [run / CHECKPOINT_NAME for _, _, run in build.member_runs()]
 
 
 def split(build: Build) -> None:
