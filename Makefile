@@ -22,7 +22,8 @@ system-deps:
 demo: setup
 	$(BIN)/wflwv synth --out $(RUN)/data --preset demo
 	$(BIN)/wflwv train --data $(RUN)/data/stills --config ldeq_demo --out $(RUN)/ldeq
-	$(BIN)/wflwv bench --model $(RUN)/ldeq/checkpoint.pth.tar --stills $(RUN)/data/stills --videos $(RUN)/data/videos --out $(RUN)/bench
+	$(BIN)/wflwv train --data $(RUN)/data/stills --config hrnet_demo --out $(RUN)/hrnet
+	$(BIN)/wflwv bench --model $(RUN)/ldeq/checkpoint.pth.tar --model $(RUN)/hrnet/checkpoint.pth.tar --stills $(RUN)/data/stills --videos $(RUN)/data/videos --out $(RUN)/bench
 	$(BIN)/wflwv report $(RUN)/bench
 
 # WFLW-V built end to end on the synthetic world (scraped over loopback), then benchmarked.

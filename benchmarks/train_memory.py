@@ -28,10 +28,10 @@ from wflwv.models.ldeq import LDEQ
 ANDERSON_M = load_config("ldeq_demo")["args"]["anderson_m"]
 
 
-def step_memory(mode: str, iterations: int, batch: int, device: str) -> dict:
+def step_memory(mode: str, solver: str, iterations: int, batch: int, device: str) -> dict:
     """Run in the subprocess: peak memory (MiB) of one training step above the baseline, and a step's time."""
     torch.manual_seed(0)
-    args = vars(model_args(load_config("ldeq_demo"))) | {"model_mode": mode, "explicit_depth": iterations, "max_iters": iterations, "rel_diff_target": 0.0}
+    args = vars(model_args(load_config("ldeq_demo"))) | {"model_mode": mode, "solver": solver, "explicit_depth": iterations, "max_iters": iterations, "rel_diff_target": 0.0}
     model = LDEQ(argparse.Namespace(**args)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     images, targets = torch.randn(batch, 3, args["im_size"], args["im_size"], device=device), torch.rand(batch, args["n_keypoints"], 2, device=device)
@@ -65,8 +65,8 @@ def peak_rss_kib() -> int:
     return int(line.split()[1])
 
 
-def in_subprocess(mode: str, iterations: int, batch: int, device: str) -> dict:
-    command = [sys.executable, "-m", "benchmarks.train_memory", "--child", mode, str(iterations), str(batch), "--device", device, "--threads", str(torch.get_num_threads())]
+def in_subprocess(mode: str, solver: str, iterations: int, batch: int, device: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks.train_memory", "--child", mode, solver, str(iterations), str(batch), "--device", device, "--threads", str(torch.get_num_threads())]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -76,28 +76,34 @@ def run(device: str = "cpu", quick: bool = False) -> list[Table]:
     measure = "peak RSS" if device == "cpu" else "torch.cuda.max_memory_allocated"
     table = Table(
         f"Training memory of one step, ldeq_demo at batch {batch} ({measure} above the baseline, MiB)",
-        ["iterations", "implicit MiB", "explicit MiB", "explicit / implicit", "implicit step s", "explicit step s"],
+        ["iterations", "implicit fpi MiB", "implicit Anderson MiB", "explicit MiB", "explicit / implicit fpi", "implicit fpi step s", "implicit Anderson step s", "explicit step s"],
     )
     for count in iterations:
-        implicit, explicit = (in_subprocess(mode, count, batch, device) for mode in ("implicit", "explicit"))
-        table.rows.append([count, implicit["mib"], explicit["mib"], explicit["mib"] / implicit["mib"], implicit["seconds"], explicit["seconds"]])
+        fpi, anderson, explicit = (in_subprocess(mode, solver, count, batch, device) for mode, solver in (("implicit", "fpi"), ("implicit", "anderson"), ("explicit", "fpi")))
+        table.rows.append([count, fpi["mib"], anderson["mib"], explicit["mib"], explicit["mib"] / fpi["mib"], fpi["seconds"], anderson["seconds"], explicit["seconds"]])
     first, last = table.rows[0], table.rows[-1]
     past_m = next(row for row in table.rows if row[0] > ANDERSON_M)
     table.notes += [
-        f"implicit grows {100 * (last[1] / first[1] - 1):+.0f}% from {first[0]} to {last[0]} iterations (target <= +10%), {100 * (last[1] / past_m[1] - 1):+.0f}% from {past_m[0]} to {last[0]}; explicit {last[2] / first[2]:.1f}x for {last[0] / first[0]:.0f}x the iterations",
-        f"Anderson keeps the last {ANDERSON_M} iterates and residuals ({2 * 2 * batch * ANDERSON_M * 98 * 16 * 16 * 4 / 2**20:.0f} MiB for the forward and backward solves at this batch): their pages are touched during the first {ANDERSON_M} iterations, so below that the implicit peak is lower",
-        "each configuration in a fresh process; implicit: forward solve without a graph, one tracked evaluation, backward fixed-point solve",
+        f"from {first[0]} to {last[0]} iterations (target: implicit <= +10%): implicit with fixed-point iteration {change(last[1], first[1])}, "
+        f"with Anderson {change(last[2], first[2])} ({change(last[2], past_m[2])} from {past_m[0]} on); explicit {last[3] / first[3]:.1f}x for {last[0] / first[0]:.0f}x the iterations",
+        f"Anderson keeps the last m = {ANDERSON_M} iterates and residuals ({2 * 2 * batch * ANDERSON_M * 98 * 16 * 16 * 4 / 2**20:.0f} MiB for the forward and backward solves at this batch): "
+        f"memory O(m), touched during the first {ANDERSON_M} iterations and constant after; fixed-point iteration keeps one iterate",
+        "each configuration in a fresh process; implicit: forward solve without a graph, one tracked evaluation, backward fixed-point solve with the same solver; explicit: unrolled, no solver",
     ]
     return [table]
 
 
+def change(new: float, old: float) -> str:
+    return f"{100 * (new / old - 1):+.0f}%"
+
+
 def main() -> None:
     parser = options(__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=3, metavar=("MODE", "ITERATIONS", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, metavar=("MODE", "SOLVER", "ITERATIONS", "BATCH"), help=argparse.SUPPRESS)
     args = parse(parser)
     if args.child:
-        mode, iterations, batch = args.child
-        print(json.dumps(step_memory(mode, int(iterations), int(batch), args.device)))
+        mode, solver, iterations, batch = args.child
+        print(json.dumps(step_memory(mode, solver, int(iterations), int(batch), args.device)))
     else:
         print_tables(run(args.device, args.quick))
 
