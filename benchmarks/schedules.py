@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import Table, parse, best_time, decoded, demo_checkpoint, model_for, options, print_tables, sample_lengths, synchronize, synthetic_streams, synthetic_world, wflwv_lengths
-from wflwv.inference import VideoPrediction, VideoStream, predict_videos
+from wflwv.inference import DEFAULT_SLOTS, VideoPrediction, VideoStream, predict_videos
 
 
 def predict_equal_length(model: torch.nn.Module, streams: Iterable[VideoStream], *, batch: int = 8, **options) -> Iterator[VideoPrediction]:
@@ -93,10 +93,10 @@ def identity(model: torch.nn.Module, per_split: int, batch: int, **options) -> T
     return table
 
 
-def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, batch: int = 8, max_iters: int = 2) -> list[Table]:
+def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, batch: int = DEFAULT_SLOTS, max_iters: int = 2) -> list[Table]:
     checkpoint = demo_checkpoint(checkpoint)
     model, weights = model_for("ldeq_demo", checkpoint, device)
-    n_videos, rounds = (4, 1) if quick else (12, 1)
+    n_videos, rounds = (8, 1) if quick else (2 * batch, 1)  # twice the batch: slots are refilled
     lengths = sample_lengths(n_videos)
     streams = synthetic_streams(lengths)
     rwr = {"warm_start": True, "max_iters": max_iters, "device": device}
@@ -109,17 +109,21 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
         return go
 
     named = schedules(batch)
+    one_name, equal_name, slot_name = named
+    small = min(8, batch)  # equal-length batching fills small batches better on a small set: its best chance
+    if small < batch:
+        named[f"equal-length batches of {small}"] = schedules(small)[f"equal-length batches of {small}"]
     times = best_time({name: timed(schedule) for name, schedule in named.items()}, rounds)
     fps = {name: lengths.sum() / seconds for name, seconds in times.items()}
-    one, equal, slot = fps.values()
+    one, equal, slot = fps[one_name], max(fps[name] for name in fps if name.startswith("equal-length")), fps[slot_name]
     alone = model_alone(model, batch, max_iters, device)
     speed = Table(
         f"Schedules: RwR (cap {max_iters}) over {n_videos} videos, {lengths.sum()} frames, lengths drawn from WFLW-V's",
-        ["schedule", "frames/s", "x one frame at a time", "x equal-length"],
+        ["schedule", "frames/s", "x one frame at a time", "x best equal-length"],
         [[name, value, value / one, value / equal] for name, value in fps.items()],
         [f"model: {weights}; device {device}; best of {rounds} interleaved rounds",
          f"the model alone (no cropping, no scheduling): {alone[1]:.0f} frames/s at batch 1, {alone[batch]:.0f} at batch {batch} ({alone[batch] / alone[1]:.2f}x: what batching gains the model itself)",
-         f"targets: slot >= 1.5x equal-length ({slot / equal:.2f}x), >= 5x one frame at a time ({slot / one:.2f}x)"],
+         f"targets: slot >= 1.5x equal-length at its best batch ({slot / equal:.2f}x), >= 5x one frame at a time ({slot / one:.2f}x)"],
     )
     every = wflwv_lengths()
     fill = Table(
@@ -133,7 +137,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
 
 def main() -> None:
     parser = options(__doc__.splitlines()[0], checkpoint=True)
-    parser.add_argument("--batch", type=int, default=8, help="videos per batch: slots of the scheduler, batch of equal-length batching")
+    parser.add_argument("--batch", type=int, default=DEFAULT_SLOTS, help="videos per batch: slots of the scheduler, batch of equal-length batching")
     args = parse(parser)
     print_tables(run(args.device, args.quick, args.checkpoint, args.batch))
 

@@ -31,7 +31,7 @@ from wflwv.data.videoset import VideoItem, VideoSet
 from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, read_image, read_precropped
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
-from wflwv.inference import VideoStream, is_deq, predict_videos
+from wflwv.inference import DEFAULT_SLOTS, VideoStream, is_deq, predict_videos
 from wflwv.metrics import memory, score_images, score_videos
 from wflwv.models import load_checkpoint
 from wflwv.report import (
@@ -51,7 +51,7 @@ from wflwv.stills import predict_crops
 
 @dataclass(frozen=True)
 class BenchSettings:
-    slots: int = 8
+    slots: int = DEFAULT_SLOTS
     rwr_iters: tuple[int, ...] = (1, 2, 3)
     filters: tuple[str, ...] = tuple(FILTERS)
     nmf_definition: str = "paper"

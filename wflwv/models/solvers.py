@@ -60,8 +60,10 @@ def anderson(
 
     # Only the running samples are kept below: rows maps them to the batch, the histories of past
     # values f(x) and residuals f(x) - x shrink with them.
+    # The last iteration's values are never mixed, so a cap of k needs at most k - 1 of them.
     rows, x = torch.arange(batch, device=z0.device), z0.flatten(1)
-    past_f, past_g = z0.new_empty(batch, m, x.shape[1]), z0.new_empty(batch, m, x.shape[1])
+    history = min(m, int(caps.max()) - 1)
+    past_f, past_g = z0.new_empty(batch, history, x.shape[1]), z0.new_empty(batch, history, x.shape[1])
     for k in range(int(caps.max())):
         fx = f(x.reshape(-1, *shape), rows).flatten(1).to(z0.dtype)  # under autocast f and the mixing run in bf16
         g = fx - x
