@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import Table, parse, best_time, decoded, demo_checkpoint, model_for, options, print_tables, synchronize, synthetic_world
-from wflwv.inference import VideoStream, predict_videos
+from wflwv.inference import DEFAULT_SLOTS, VideoStream, predict_videos
 from wflwv.metrics import score_videos
 
 
-def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, caps: tuple[int, ...] = (1, 2, 3), cold_cap: int = 30, slots: int = 8) -> list[Table]:
+def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, caps: tuple[int, ...] = (1, 2, 3), cold_cap: int = 30, slots: int = DEFAULT_SLOTS) -> list[Table]:
     checkpoint = demo_checkpoint(checkpoint)
     model, weights = model_for("ldeq_demo", checkpoint, device)
-    videos = synthetic_world(1)
+    videos = synthetic_world(1 if quick else 4)
     n_frames = 40 if quick else None
     runs = {"cold start": {"warm_start": False, "max_iters": cold_cap}} | {f"RwR cap {cap}": {"warm_start": True, "max_iters": cap} for cap in caps}
     table = Table(

@@ -1,12 +1,16 @@
 """Training memory of LDEQ: implicit differentiation against the unrolled (explicit) mode as iterations grow.
 
 Each (mode, iterations) runs one training step (forward, MSE loss on the landmarks, backward,
-Adam step) in a fresh subprocess. Its memory is the peak during the step above a baseline taken in
-the same process just before it, after a warm-up step on two samples: peak RSS (VmHWM, the
-figure getrusage's ru_maxrss reports, reset through /proc/self/clear_refs just before the baseline) on CPU,
-torch.cuda.max_memory_allocated on a GPU. The implicit mode runs every forward iteration (tolerance
-0) and as many backward ones; the explicit mode backpropagates through all of them. The step time
-is that of a second step in the same process.
+Adam step) in fresh subprocesses, one for its memory and one for its time, each after a warm-up
+step on two samples. Its memory is the peak during the step above a baseline taken just before
+it: peak RSS (VmHWM, the figure getrusage's ru_maxrss reports, reset through
+/proc/self/clear_refs just before the baseline) on CPU, torch.cuda.max_memory_allocated on a GPU.
+In the memory process glibc's mmap threshold is fixed first (wflwv.allocator): by default glibc serves large
+tensors from heap arenas after the first few are freed, and their fragmentation, which varies from
+run to run, moves RSS by tens of MiB whatever the step keeps alive. The implicit mode runs every
+forward iteration (tolerance 0) and as many backward ones, with fixed-point iteration or Anderson;
+the explicit mode backpropagates through all of them. The step time is that of a second step on
+the whole batch, with the default allocator.
 
     python -m benchmarks.train_memory [--quick] [--device cuda]
 """
@@ -22,14 +26,17 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import REPO, Table, parse, options, print_tables, synchronize
+from wflwv.allocator import fix_mmap_threshold
 from wflwv.models import load_config, model_args
 from wflwv.models.ldeq import LDEQ
 
 ANDERSON_M = load_config("ldeq_demo")["args"]["anderson_m"]
 
 
-def step_memory(mode: str, solver: str, iterations: int, batch: int, device: str) -> dict:
-    """Run in the subprocess: peak memory (MiB) of one training step above the baseline, and a step's time."""
+def measure_step(measure: str, mode: str, solver: str, iterations: int, batch: int, device: str) -> float:
+    """Run in the subprocess: one training step's peak memory (MiB) above the baseline, or its time (s)."""
+    if measure == "memory" and device == "cpu":
+        fix_mmap_threshold()  # before any tensor: every large one is then its own mmap and RSS follows live memory (each also costs page faults: time is measured apart)
     torch.manual_seed(0)
     args = vars(model_args(load_config("ldeq_demo"))) | {"model_mode": mode, "solver": solver, "explicit_depth": iterations, "max_iters": iterations, "rel_diff_target": 0.0}
     model = LDEQ(argparse.Namespace(**args)).to(device).train()
@@ -43,19 +50,20 @@ def step_memory(mode: str, solver: str, iterations: int, batch: int, device: str
         synchronize(device)
 
     step(samples=2)  # one-time allocations (kernels, thread pools, optimizer state) before the baseline; 2: BatchNorm needs it
+    if measure == "time":
+        step()
+        start = time.perf_counter()
+        step()
+        return time.perf_counter() - start
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
         step()
-        peak = torch.cuda.max_memory_allocated() - baseline
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # resets the peak to the current RSS, or an earlier peak would hide the step's
-        baseline = peak_rss_kib()
-        step()
-        peak = (peak_rss_kib() - baseline) * 1024
-    start = time.perf_counter()
+        return (torch.cuda.max_memory_allocated() - baseline) / 2**20
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak to the current RSS, or an earlier peak would hide the step's
+    baseline = peak_rss_kib()
     step()
-    return {"mib": peak / 2**20, "seconds": time.perf_counter() - start}
+    return (peak_rss_kib() - baseline) / 1024
 
 
 def peak_rss_kib() -> int:
@@ -66,9 +74,13 @@ def peak_rss_kib() -> int:
 
 
 def in_subprocess(mode: str, solver: str, iterations: int, batch: int, device: str) -> dict:
-    command = [sys.executable, "-m", "benchmarks.train_memory", "--child", mode, solver, str(iterations), str(batch), "--device", device, "--threads", str(torch.get_num_threads())]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.splitlines()[-1])
+    """{"mib": peak memory, "seconds": step time} of one configuration, each measured in a fresh process."""
+    found = {}
+    for measure, key in (("memory", "mib"), ("time", "seconds")):
+        command = [sys.executable, "-m", "benchmarks.train_memory", "--child", measure, mode, solver, str(iterations), str(batch), "--device", device, "--threads", str(torch.get_num_threads())]
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+        found[key] = json.loads(result.stdout.splitlines()[-1])
+    return found
 
 
 def run(device: str = "cpu", quick: bool = False) -> list[Table]:
@@ -86,9 +98,10 @@ def run(device: str = "cpu", quick: bool = False) -> list[Table]:
     table.notes += [
         f"from {first[0]} to {last[0]} iterations (target: implicit <= +10%): implicit with fixed-point iteration {change(last[1], first[1])}, "
         f"with Anderson {change(last[2], first[2])} ({change(last[2], past_m[2])} from {past_m[0]} on); explicit {last[3] / first[3]:.1f}x for {last[0] / first[0]:.0f}x the iterations",
-        f"Anderson keeps the last m = {ANDERSON_M} iterates and residuals ({2 * 2 * batch * ANDERSON_M * 98 * 16 * 16 * 4 / 2**20:.0f} MiB for the forward and backward solves at this batch): "
-        f"memory O(m), touched during the first {ANDERSON_M} iterations and constant after; fixed-point iteration keeps one iterate",
+        f"Anderson keeps the last m = {ANDERSON_M} values f(x) and residuals ({2 * batch * ANDERSON_M * 98 * 16 * 16 * 4 / 2**20:.0f} MiB at this batch; the forward and backward solves do not overlap) "
+        f"and a cap of k needs k - 1 of them: memory O(min(m, k)), constant from {ANDERSON_M + 1} iterations on; fixed-point iteration keeps none",
         "each configuration in a fresh process; implicit: forward solve without a graph, one tracked evaluation, backward fixed-point solve with the same solver; explicit: unrolled, no solver",
+        "memory measured with glibc's mmap threshold fixed (RSS then follows the live tensors), step times in another process with the default allocator",
     ]
     return [table]
 
@@ -99,11 +112,11 @@ def change(new: float, old: float) -> str:
 
 def main() -> None:
     parser = options(__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=4, metavar=("MODE", "SOLVER", "ITERATIONS", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, metavar=("MEASURE", "MODE", "SOLVER", "ITERATIONS", "BATCH"), help=argparse.SUPPRESS)
     args = parse(parser)
     if args.child:
-        mode, solver, iterations, batch = args.child
-        print(json.dumps(step_memory(mode, solver, int(iterations), int(batch), args.device)))
+        measure, mode, solver, iterations, batch = args.child
+        print(json.dumps(measure_step(measure, mode, solver, int(iterations), int(batch), args.device)))
     else:
         print_tables(run(args.device, args.quick))
 

@@ -8,9 +8,7 @@ overlay, is drawn on. Landmark rows are written as they come, in row groups (par
 """
 
 import collections
-import ctypes
 import itertools
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import pyarrow.parquet as pq
 
 from wflwv import io
 from wflwv.boxes.stage import BoxSettings
+from wflwv.allocator import fix_mmap_threshold
 from wflwv.boxes.streaming import Segmented, stream_boxes
 from wflwv.data.video import VideoInfo, iter_frames, probe, write_video
 from wflwv.errors import WflwvError
@@ -30,7 +29,6 @@ from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_
 
 N_LANDMARKS = 98
 FORMATS = (".parquet", ".csv")
-M_MMAP_THRESHOLD, MMAP_THRESHOLD = -3, 128 * 1024  # glibc's mallopt option, and its initial value
 
 
 @dataclass(frozen=True)
@@ -206,14 +204,3 @@ def draw(frame: np.ndarray, row: Row) -> np.ndarray:
         if np.isfinite(x) and np.isfinite(y):
             cv2.circle(frame, (round(x), round(y)), radius, (0, 255, 0), -1, lineType=cv2.LINE_AA)
     return frame
-
-
-def fix_mmap_threshold() -> None:
-    """Keep glibc serving large blocks (frames) from mmap. By default it raises its mmap threshold to
-    the size of each mmapped block freed, after which frames come from the heap arenas, fragment
-    them, and the process's memory creeps up over a long video (measured in docs/predict.md)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to fix
-            pass
