@@ -55,8 +55,7 @@ def compiled(mode: str | None = None) -> Callable[[torch.nn.Module], torch.nn.Mo
 def variants(device: str, with_compile: bool) -> dict[str, Variant]:
     kind = torch.device(device).type
     found = {
-        f"baseline (torch.no_grad, channels-last weights{f', {torch.get_num_threads()} thread(s)' if kind == 'cpu' else ''})": Variant(),
-        "torch.inference_mode": Variant(context=torch.inference_mode),
+        f"baseline (inference mode, channels-last weights{f', {torch.get_num_threads()} thread(s)' if kind == 'cpu' else ''})": Variant(),
         "contiguous (NCHW) weights": Variant(channels_last=False),
         "bf16 autocast": Variant(context=lambda: torch.autocast(kind, dtype=torch.bfloat16)),
     }
@@ -205,7 +204,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
 def gpu_table(device: str, clips, with_compile: bool, cap: int, paper_macs: tuple[float, float]) -> Table:
     """The paper's full-size LDEQ with RwR on 256x256 crops on the GPU: baseline, bf16 autocast, CUDA graphs."""
     paper, _ = model_for("ldeq_paper", None, device)
-    named = {name: variant for name, variant in variants(device, with_compile).items() if name.startswith("baseline") or name in ("torch.inference_mode", "contiguous (NCHW) weights", "bf16 autocast", "CUDA graphs (compile reduce-overhead)")}
+    named = {name: variant for name, variant in variants(device, with_compile).items() if name.startswith("baseline") or name in ("contiguous (NCHW) weights", "bf16 autocast", "CUDA graphs (compile reduce-overhead)")}
     streams = [(f"{video_id}-{copy_index}", frames, boxes, truth) for copy_index in range(16) for video_id, frames, boxes, truth in clips]  # enough videos to fill the slots
     table = variant_table(f"GPU: {torch.cuda.get_device_name(device)}, ldeq_paper (16.5M parameters, 256x256 crops), RwR cap {cap}, 32 slots", paper, streams, named, device, 32, cap, 2, paper_macs[1], paper_macs[0])
     table.notes.append(f"torch {torch.__version__}, CUDA {torch.version.cuda}, random weights; {platform.node()}")

@@ -159,29 +159,30 @@ def predict_frames(
     pending = enumerate(streams)
     tracks: list[_Track | None] = [None] * slots
     states = torch.zeros(slots, args.z_width, args.heatmap_size, args.heatmap_size, device=device) if warm_start else torch.zeros(slots, 0)
-    with torch.no_grad():
-        while True:
-            frames, finished = _next_frames(tracks, pending, states)
-            yield from finished
-            if not frames:
-                return
-            occupied = list(frames)
-            affines = [tracks[slot].affine(args.im_size) for slot in occupied]
-            crops = np.stack([crop(frames[slot], affine, args.im_size) for slot, affine in zip(occupied, affines)])
-            images = crops_to_tensor(crops).to(device)
-            if deq:
-                caps = torch.tensor([first_cap if tracks[slot].frame_index == 0 else cap for slot in occupied], device=device)
-                index = torch.tensor(occupied, device=device)
-                output = model(images, z0=states[index] if warm_start else None, max_iters=caps)
-                if warm_start:
-                    states[index] = output.z_star
-                solver_iterations, residuals = output.iterations.tolist(), output.residual.tolist()
-            else:
-                output = model(images)
-                solver_iterations, residuals = [0] * len(occupied), [float("nan")] * len(occupied)
-            points = output.landmarks.float().cpu().numpy() * args.im_size  # float: bf16 under autocast
-            for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points, solver_iterations, residuals):
-                yield tracks[slot].number, FramePrediction(tracks[slot].frame_index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
+    while True:
+        frames, finished = _next_frames(tracks, pending, states)
+        yield from finished
+        if not frames:
+            return
+        occupied = list(frames)
+        affines = [tracks[slot].affine(args.im_size) for slot in occupied]
+        crops = np.stack([crop(frames[slot], affine, args.im_size) for slot, affine in zip(occupied, affines)])
+        caps = [first_cap if tracks[slot].frame_index == 0 else cap for slot in occupied]
+        points, solver_iterations, residuals = _solve(model, crops_to_tensor(crops).to(device), states, occupied, caps, warm_start, deq)
+        for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points * args.im_size, solver_iterations, residuals):
+            yield tracks[slot].number, FramePrediction(tracks[slot].frame_index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
+
+
+@torch.inference_mode()  # scoped to the solve: a generator's `with` would leave it on in the caller between yields
+def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, occupied: list[int], caps: list[int], warm_start: bool, deq: bool) -> tuple[np.ndarray, list[int], list[float]]:
+    """Landmarks in crop units (float), solver iterations and residuals of one batch; the occupied slots' states updated under RwR."""
+    if not deq:
+        return model(images).landmarks.float().cpu().numpy(), [0] * len(occupied), [float("nan")] * len(occupied)
+    index = torch.tensor(occupied, device=images.device)
+    output = model(images, z0=states[index] if warm_start else None, max_iters=torch.tensor(caps, device=images.device))
+    if warm_start:
+        states[index] = output.z_star
+    return output.landmarks.float().cpu().numpy(), output.iterations.tolist(), output.residual.tolist()  # float: bf16 under autocast
 
 
 def is_deq(model: torch.nn.Module) -> bool:
