@@ -152,3 +152,21 @@ def test_boxes_may_be_lazy_and_each_frame_comes_out_as_it_is_solved():
     np.testing.assert_allclose(np.stack([frame.landmarks for _, frame in solved[:-1]]), whole.landmarks, atol=1e-5, rtol=0)
     with pytest.raises(WflwvError, match="a: video has more frames than its boxes"):
         list(predict_frames(model, [VideoStream("a", iter(frames), iter(boxes[:3]))]))
+
+
+def test_channels_last_weights_give_the_same_landmarks():
+    contiguous = predict(tiny_ldeq(), slots=3, max_iters=2, channels_last=False)
+    model = tiny_ldeq()
+    channels_last = predict(model, slots=3, max_iters=2)  # the default
+    assert model.deq_layer.cell.hourglass.same1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model.deq_layer.cell.hourglass.same1.conv.weight.is_contiguous()
+    for video_id, expected in contiguous.items():
+        np.testing.assert_allclose(channels_last[video_id].landmarks, expected.landmarks, atol=1e-4, rtol=0)
+        np.testing.assert_array_equal(channels_last[video_id].iterations, expected.iterations)
+
+
+def test_the_caller_never_runs_in_inference_mode_between_frames():
+    seen = []
+    for _ in predict_frames(tiny_ldeq(), streams(("a", "c")), slots=2, max_iters=2):
+        seen.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+    assert seen and set(seen) == {(True, False)}
