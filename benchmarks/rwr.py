@@ -29,6 +29,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
         ["split", "run", "frames/s", "x cold start", "solver iters/frame", "NME (x100)"],
         notes=[f"model: {weights}; device {device}; cold start: z0 = 0, tolerance {model.args.rel_diff_target if model.args.stop_mode == 'rel' else model.args.abs_diff_target} ({model.args.stop_mode}), cap {cold_cap}"],
     )
+    totals = {name: [0, 0.0, 0.0, 0.0] for name in runs}  # frames, seconds, iterations, NME x frames over both splits
     for split in ("hard", "easy"):
         items = [videos.load(video_id) for video_id in videos.ids(split)]
         clips = [(item.id, frames[:n_frames], boxes[:n_frames]) for item in items for frames, boxes in [decoded(item)]]
@@ -48,10 +49,16 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
             found = predictions[name]
             iterations = np.concatenate([found[item.id].iterations for item in items]).mean()
             scores = [score_videos(found[item.id].landmarks[None], item.landmarks[None, : n_frames]).nme for item in items]
-            table.rows.append([split, name, total / seconds, total / seconds / cold_fps, iterations, 100 * float(np.mean(scores))])
+            nme = 100 * float(np.mean(scores))
+            table.rows.append([split, name, total / seconds, total / seconds / cold_fps, iterations, nme])
+            totals[name] = [sum(pair) for pair in zip(totals[name], (total, seconds, iterations * total, nme * total))]
         table.notes.append(f"{split}: {len(items)} videos, {total} frames")
+    cold_frames, cold_seconds, _, _ = totals["cold start"]
+    for name, (frames, seconds, iterations, nme) in totals.items():
+        table.rows.append(["both", name, frames / seconds, frames / seconds / (cold_frames / cold_seconds), iterations / frames, nme / frames])
     rwr2 = [row[3] for row in table.rows if row[1] == "RwR cap 2"]
-    table.notes.append(f"target: RwR cap 2 >= 2x cold start (hard {rwr2[0]:.2f}x, easy {rwr2[1]:.2f}x)")
+    table.notes.append(f"target: RwR cap 2 >= 2x cold start (hard {rwr2[0]:.2f}x, easy {rwr2[1]:.2f}x, both {rwr2[2]:.2f}x); "
+                       "a cap of 2 cannot reach 2x where the cold start itself needs about 4 iterations")
     return [table]
 
 
