@@ -109,7 +109,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
         return go
 
     named = schedules(batch)
-    one_name, equal_name, slot_name = named
+    one_name, _, slot_name = named
     small = min(8, batch)  # equal-length batching fills small batches better on a small set: its best chance
     if small < batch:
         named[f"equal-length batches of {small}"] = schedules(small)[f"equal-length batches of {small}"]

@@ -99,7 +99,7 @@ def run(device: str = "cpu", quick: bool = False) -> list[Table]:
         f"from {first[0]} to {last[0]} iterations (target: implicit <= +10%): implicit with fixed-point iteration {change(last[1], first[1])}, "
         f"with Anderson {change(last[2], first[2])} ({change(last[2], past_m[2])} from {past_m[0]} on); explicit {last[3] / first[3]:.1f}x for {last[0] / first[0]:.0f}x the iterations",
         f"Anderson keeps the last m = {ANDERSON_M} values f(x) and residuals ({2 * batch * ANDERSON_M * 98 * 16 * 16 * 4 / 2**20:.0f} MiB at this batch; the forward and backward solves do not overlap) "
-        f"and a cap of k needs k - 1 of them: memory O(min(m, k)), constant from {ANDERSON_M + 1} iterations on; fixed-point iteration keeps none",
+        f"and a cap of k needs k - 1 of them: memory O(min(m, k)), constant from {ANDERSON_M + 1} iterations on; fixed-point iteration keeps one",
         "each configuration in a fresh process; implicit: forward solve without a graph, one tracked evaluation, backward fixed-point solve with the same solver; explicit: unrolled, no solver",
         "memory measured with glibc's mmap threshold fixed (RSS then follows the live tensors), step times in another process with the default allocator",
     ]

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wflwv import io
-from wflwv.boxes.stage import BoxSettings
 from wflwv.allocator import fix_mmap_threshold
+from wflwv.boxes.stage import BoxSettings
 from wflwv.boxes.streaming import Segmented, stream_boxes
 from wflwv.data.video import VideoInfo, iter_frames, probe, write_video
 from wflwv.errors import WflwvError

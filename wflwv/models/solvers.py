@@ -59,8 +59,8 @@ def anderson(
     residuals = torch.empty(batch, dtype=z0.dtype, device=z0.device)
 
     # Only the running samples are kept below: rows maps them to the batch, the histories of past
-    # values f(x) and residuals f(x) - x shrink with them.
-    # The last iteration's values are never mixed, so a cap of k needs at most k - 1 of them.
+    # values f(x) and residuals f(x) - x shrink with them. The last iteration's values are never
+    # mixed, so a cap of k needs at most k - 1 of them.
     rows, x = torch.arange(batch, device=z0.device), z0.flatten(1)
     history = min(m, int(caps.max()) - 1)
     past_f, past_g = z0.new_empty(batch, history, x.shape[1]), z0.new_empty(batch, history, x.shape[1])
