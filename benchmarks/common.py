@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOWNLOAD_RANGES = REPO.parent / "shared" / "reference" / "wflwv-official" / "download_ranges.txt"
 DEMO_CHECKPOINT = REPO / "runs" / "demo" / "ldeq" / "checkpoint.pth.tar"  # what `make demo` trains
 WORLD = REPO / "runs" / "bench" / "world"
+K = TypeVar("K")
 
 
 @dataclass
@@ -44,7 +46,7 @@ def options(description: str, checkpoint: bool = False) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="small sizes, for development (a minute or less)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: on a shared machine more threads than free cores spin and run many times slower; limit.py compares thread counts)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default 1: on a shared machine more threads than free cores spin and run many times slower; schedules.py and limit.py compare 1 and all cores unless given)")
     if checkpoint:
         parser.add_argument("--checkpoint", type=Path, help="trained LDEQ checkpoint (default: runs/demo/ldeq/checkpoint.pth.tar if present, else random weights)")
     return parser
@@ -52,7 +54,7 @@ def options(description: str, checkpoint: bool = False) -> argparse.ArgumentPars
 
 def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or 1)
     return args
 
 
@@ -61,7 +63,7 @@ def print_tables(tables: list[Table]) -> None:
         print(table.markdown())
 
 
-def best_time(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+def best_time(runs: dict[K, Callable[[], object]], rounds: int) -> dict[K, float]:
     """Best wall time of each run over `rounds` rounds, the runs interleaved so that the machine's load hits them alike."""
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(rounds):

@@ -10,6 +10,7 @@ counts are exactly equal share a batch, and they go through in lockstep.
     python -m benchmarks.schedules [--quick] [--device cuda] [--checkpoint CKPT]
 """
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -61,16 +62,29 @@ def slot_calls(lengths: np.ndarray, batch: int) -> int:
     return max(ends)
 
 
-def model_alone(model: torch.nn.Module, batch: int, max_iters: int, device: str) -> dict[int, float]:
-    """Frames per second of the bare model (warm-started, capped) at batch 1 and at `batch`: the most batching can gain."""
+def model_alone(model: torch.nn.Module, batch: int, max_iters: int, device: str, thread_counts: list[int]) -> dict[int, float]:
+    """Frames per second of the bare model (warm-started, capped) at batch 1 and at `batch`, each at its best thread count: the most batching can gain."""
     size, fps = model.args.im_size, {}
     for n in (1, batch):
         images = torch.randn(n, 3, size, size, device=device)
         with torch.no_grad():
             z0 = model(images).z_star
-            seconds = best_time({"call": lambda: (model(images, z0=z0, max_iters=max_iters), synchronize(device))}, rounds=5)["call"]
-        fps[n] = n / seconds
+            call = lambda: (model(images, z0=z0, max_iters=max_iters), synchronize(device))
+            seconds = best_time({threads: on_threads(threads, call) for threads in thread_counts}, rounds=5)
+        fps[n] = n / min(seconds.values())
     return fps
+
+
+def on_threads(threads: int, run: Callable[[], object]) -> Callable[[], None]:
+    """`run` with torch on `threads` CPU threads, the caller's count restored after."""
+    def go():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            run()
+        finally:
+            torch.set_num_threads(before)
+    return go
 
 
 def identity(model: torch.nn.Module, per_split: int, batch: int, **options) -> Table:
@@ -93,13 +107,16 @@ def identity(model: torch.nn.Module, per_split: int, batch: int, **options) -> T
     return table
 
 
-def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, batch: int = DEFAULT_SLOTS, max_iters: int = 2) -> list[Table]:
+def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, batch: int = DEFAULT_SLOTS, max_iters: int = 2, thread_counts: list[int] | None = None) -> list[Table]:
+    """thread_counts: torch CPU threads to run each schedule at (default 1 and all cores on CPU); each schedule is compared at its fastest."""
     checkpoint = demo_checkpoint(checkpoint)
     model, weights = model_for("ldeq_demo", checkpoint, device)
     n_videos, rounds = (8, 1) if quick else (2 * batch, 1)  # twice the batch: slots are refilled
     lengths = sample_lengths(n_videos)
     streams = synthetic_streams(lengths)
     rwr = {"warm_start": True, "max_iters": max_iters, "device": device}
+    if thread_counts is None:
+        thread_counts = sorted({1, os.cpu_count() or 1}) if torch.device(device).type == "cpu" else [torch.get_num_threads()]
 
     def timed(schedule):
         def go():
@@ -109,21 +126,21 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
         return go
 
     named = schedules(batch)
-    one_name, _, slot_name = named
-    small = min(8, batch)  # equal-length batching fills small batches better on a small set: its best chance
-    if small < batch:
-        named[f"equal-length batches of {small}"] = schedules(small)[f"equal-length batches of {small}"]
-    times = best_time({name: timed(schedule) for name, schedule in named.items()}, rounds)
-    fps = {name: lengths.sum() / seconds for name, seconds in times.items()}
-    one, equal, slot = fps[one_name], max(fps[name] for name in fps if name.startswith("equal-length")), fps[slot_name]
-    alone = model_alone(model, batch, max_iters, device)
+    times = best_time({(name, threads): on_threads(threads, timed(schedule)) for name, schedule in named.items() for threads in thread_counts}, rounds)
+    fps = {key: lengths.sum() / seconds for key, seconds in times.items()}
+
+    def best(schedule: str) -> float:
+        return max(value for (name, _), value in fps.items() if name == schedule)
+
+    one, equal, slot = (best(name) for name in named)
+    alone = model_alone(model, batch, max_iters, device, thread_counts)
     speed = Table(
         f"Schedules: RwR (cap {max_iters}) over {n_videos} videos, {lengths.sum()} frames, lengths drawn from WFLW-V's",
-        ["schedule", "frames/s", "x one frame at a time", "x best equal-length"],
-        [[name, value, value / one, value / equal] for name, value in fps.items()],
-        [f"model: {weights}; device {device}; best of {rounds} interleaved rounds",
-         f"the model alone (no cropping, no scheduling): {alone[1]:.0f} frames/s at batch 1, {alone[batch]:.0f} at batch {batch} ({alone[batch] / alone[1]:.2f}x: what batching gains the model itself)",
-         f"targets: slot >= 1.5x equal-length at its best batch ({slot / equal:.2f}x), >= 5x one frame at a time ({slot / one:.2f}x)"],
+        ["schedule", "threads", "frames/s", "x one frame at a time", "x equal-length"],
+        [[name, threads, value, value / one, value / equal] for (name, threads), value in fps.items()],
+        [f"model: {weights}; device {device}; best of {rounds} interleaved rounds; ratios against each schedule's best thread count",
+         f"the model alone (no cropping, no scheduling), at its best thread count: {alone[1]:.0f} frames/s at batch 1, {alone[batch]:.0f} at batch {batch} ({alone[batch] / alone[1]:.2f}x: what batching gains the model itself)",
+         f"targets: slot >= 1.5x equal-length ({slot / equal:.2f}x), >= 5x one frame at a time ({slot / one:.2f}x)"],
     )
     every = wflwv_lengths()
     fill = Table(
@@ -139,7 +156,7 @@ def main() -> None:
     parser = options(__doc__.splitlines()[0], checkpoint=True)
     parser.add_argument("--batch", type=int, default=DEFAULT_SLOTS, help="videos per batch: slots of the scheduler, batch of equal-length batching")
     args = parse(parser)
-    print_tables(run(args.device, args.quick, args.checkpoint, args.batch))
+    print_tables(run(args.device, args.quick, args.checkpoint, args.batch, thread_counts=args.threads and [args.threads]))
 
 
 if __name__ == "__main__":

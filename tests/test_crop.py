@@ -64,3 +64,11 @@ def test_crops_to_tensor_normalises_per_channel():
     assert tensor.shape == (2, 3, 4, 5) and tensor.dtype == torch.float32
     assert torch.allclose(tensor[0, :, 0, 0], torch.from_numpy(-IMAGENET_MEAN / IMAGENET_STD))
     assert torch.isclose(tensor[1, 0, 2, 3], torch.tensor((1 - 0.485) / 0.229))
+    assert tensor.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_crops_to_tensor_takes_a_flipped_view():
+    crops = np.random.default_rng(0).integers(0, 256, (1, 4, 5, 3), dtype=np.uint8)
+    flipped = crops[:, :, ::-1]
+    assert torch.equal(crops_to_tensor(flipped), crops_to_tensor(flipped.copy()))
+    assert torch.equal(crops_to_tensor(flipped)[..., 0], crops_to_tensor(crops)[..., -1])

@@ -77,7 +77,7 @@ class StillCrops(torch.utils.data.Dataset):
             if rng.random() < self.augment.flip_prob:
                 face_crop, points = face_crop[:, ::-1], flip_horizontally(points, self.size)
             face_crop = degrade(face_crop, self.augment, rng)
-        tensor = crops_to_tensor(np.ascontiguousarray(face_crop)[None])[0]
+        tensor = crops_to_tensor(face_crop[None])[0]
         return tensor, torch.from_numpy((points / self.size).astype(np.float32))
 
 
