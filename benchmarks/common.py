@@ -1,6 +1,7 @@
 """What every benchmark shares: command-line options, tables, timing, the WFLW-V length mix, models and videos."""
 
 import argparse
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,6 +73,17 @@ def best_time(runs: dict[K, Callable[[], object]], rounds: int) -> dict[K, float
             run()
             best[name] = min(best[name], time.perf_counter() - start)
     return best
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch on `threads` CPU threads inside the block (None: as it is), the caller's count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def synchronize(device: str | torch.device) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import Table, parse, decoded, demo_checkpoint, model_for, options, print_tables, synchronize, synthetic_world
+from benchmarks.common import Table, parse, decoded, demo_checkpoint, model_for, options, print_tables, synchronize, synthetic_world, torch_threads
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.metrics import normaliser
 from wflwv.models import create_model, load_config
@@ -109,17 +109,12 @@ def best_of(operation: Callable[[], object], device: str, repeats: int) -> float
 
 def rwr_run(model, clips, variant: Variant, device: str, slots: int, cap: int, first_cap: int | None = None) -> tuple[float, dict]:
     """(seconds, predictions by id) of RwR over the clips under a variant."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(variant.threads or threads)
-    try:
-        with variant.context():
-            start = time.perf_counter()
-            streams = (VideoStream(video_id, iter(frames), boxes) for video_id, frames, boxes, _ in clips)
-            found = {p.id: p for p in predict_videos(model, streams, slots=slots, max_iters=cap, first_frame_max_iters=first_cap, device=device, channels_last=variant.channels_last)}
-            synchronize(device)
-            return time.perf_counter() - start, found
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(variant.threads), variant.context():
+        start = time.perf_counter()
+        streams = (VideoStream(video_id, iter(frames), boxes) for video_id, frames, boxes, _ in clips)
+        found = {p.id: p for p in predict_videos(model, streams, slots=slots, max_iters=cap, first_frame_max_iters=first_cap, device=device, channels_last=variant.channels_last)}
+        synchronize(device)
+        return time.perf_counter() - start, found
 
 
 def nme_change(found: dict, reference: dict, clips) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import Table, parse, best_time, decoded, demo_checkpoint, model_for, options, print_tables, sample_lengths, synchronize, synthetic_streams, synthetic_world, wflwv_lengths
+from benchmarks.common import Table, parse, best_time, decoded, demo_checkpoint, model_for, options, print_tables, sample_lengths, synchronize, synthetic_streams, synthetic_world, torch_threads, wflwv_lengths
 from wflwv.inference import DEFAULT_SLOTS, VideoPrediction, VideoStream, predict_videos
 
 
@@ -78,12 +78,8 @@ def model_alone(model: torch.nn.Module, batch: int, max_iters: int, device: str,
 def on_threads(threads: int, run: Callable[[], object]) -> Callable[[], None]:
     """`run` with torch on `threads` CPU threads, the caller's count restored after."""
     def go():
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             run()
-        finally:
-            torch.set_num_threads(before)
     return go
 
 

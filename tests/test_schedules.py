@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 from test_inference import tiny_ldeq
 
-from benchmarks.schedules import batch_fill, predict_equal_length, schedules, slot_calls
+from benchmarks.schedules import batch_fill, on_threads, predict_equal_length, schedules, slot_calls
 from wflwv.data.video import iter_frames, write_video
 from wflwv.inference import VideoStream
 
@@ -65,3 +66,16 @@ def test_counted_batch_fill_matches_the_model_calls_of_each_schedule(videos):
     fill = batch_fill(lengths, 2)
     assert fill["slot"] == pytest.approx(lengths.sum() / (len(sizes) * 2))
     assert fill["equal-length"] == pytest.approx(lengths.sum() / ((4 * 2 + 2 * 1 + 5 * 1) * 2))
+
+
+def test_a_schedule_runs_on_its_thread_count_and_leaves_the_callers_alone():
+    before, seen = torch.get_num_threads(), []
+    on_threads(before + 1, lambda: seen.append(torch.get_num_threads()))()
+    assert seen == [before + 1] and torch.get_num_threads() == before
+
+    def fails():
+        raise RuntimeError("model failed")
+
+    with pytest.raises(RuntimeError, match="model failed"):
+        on_threads(before + 1, fails)()
+    assert torch.get_num_threads() == before
