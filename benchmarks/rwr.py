@@ -29,7 +29,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
         ["split", "run", "frames/s", "x cold start", "solver iters/frame", "NME (x100)"],
         notes=[f"model: {weights}; device {device}; cold start: z0 = 0, tolerance {model.args.rel_diff_target if model.args.stop_mode == 'rel' else model.args.abs_diff_target} ({model.args.stop_mode}), cap {cold_cap}"],
     )
-    totals = {name: [0, 0.0, 0.0, 0.0] for name in runs}  # frames, seconds, iterations, NME x frames over both splits
+    totals = {name: np.zeros(4) for name in runs}  # frames, seconds, iterations, NME x frames over both splits
     for split in ("hard", "easy"):
         items = [videos.load(video_id) for video_id in videos.ids(split)]
         clips = [(item.id, frames[:n_frames], boxes[:n_frames]) for item in items for frames, boxes in [decoded(item)]]
@@ -51,7 +51,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
             scores = [score_videos(found[item.id].landmarks[None], item.landmarks[None, : n_frames]).nme for item in items]
             nme = 100 * float(np.mean(scores))
             table.rows.append([split, name, total / seconds, total / seconds / cold_fps, iterations, nme])
-            totals[name] = [sum(pair) for pair in zip(totals[name], (total, seconds, iterations * total, nme * total))]
+            totals[name] += (total, seconds, iterations * total, nme * total)
         table.notes.append(f"{split}: {len(items)} videos, {total} frames")
     cold_frames, cold_seconds, _, _ = totals["cold start"]
     for name, (frames, seconds, iterations, nme) in totals.items():
