@@ -64,7 +64,7 @@ def test_a_filter_row_scores_the_online_form_of_the_filter_over_the_raw_predicti
     table = boards["videos"].table.set_index(["model", "method"])
     regression = json.loads((out / "bench.json").read_text())["models"][2]
     videos, savgol = VideoSet(bench_world.videos), SavitzkyGolay(11, 2)
-    raw = {i: np.load(out / regression["runs"]["raw"] / f"{i}.npz")["landmarks"] for i in ("h1", "h2")}
+    raw = {i: np.load(out / regression["runs"]["raw"] / f"{i}.npy") for i in ("h1", "h2")}
     gt = padded([videos.load_landmarks(i) for i in ("h1", "h2")])
     online = score_videos(padded([savgol.apply_online(raw[i], 30) for i in raw]), gt)
     offline = score_videos(padded([savgol.apply(raw[i], 30) for i in raw]), gt)
@@ -142,7 +142,7 @@ def test_the_precropped_layout_scores_as_the_official_one_does(bench_run, bench_
 def test_bench_rerun_reuses_cached_predictions(bench_world, tmp_path):
     settings = BenchSettings(slots=2, rwr_iters=(1,), filters=("ema",))
     first = run_bench(bench_world.checkpoints[:1], tmp_path, videos=bench_world.videos, settings=settings)["videos"]
-    cached = sorted((tmp_path / "predictions").rglob("*.npz"))
+    cached = sorted((tmp_path / "cache").glob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in cached]
     second = run_bench(bench_world.checkpoints[:1], tmp_path, videos=bench_world.videos, settings=settings)["videos"]
     assert [p.stat().st_mtime_ns for p in cached] == stamps

@@ -1,19 +1,28 @@
-"""The benchmark: video and still-image leaderboards for several models of any family.
+"""The benchmark: video and still-image leaderboards for several models of any family, and any prediction set.
 
 Video (WFLW-V layout): every model runs raw (one prediction per frame; for a DEQ, its cold start),
 a DEQ also with RwR at each iteration cap, and every filter's sweep smooths the raw predictions
-online, so that each model gets a curve of NME against NMF. Predictions are cached per
-(checkpoint digest, run, video) under OUT/predictions/, so a rerun only computes what is missing;
-each run's timing is kept beside its predictions as one row per invocation.
+online, so that each model gets a curve of NME against NMF. A prediction set (wflwv.predictions:
+any method's landmarks, as files) enters the same way as a model's raw run.
+
+Predicting and scoring are separate. Each model's prediction for a video is cached under
+OUT/cache/, named by a digest of everything it depends on (the checkpoint, the video file, its
+boxes and the run's settings), so that a changed input is recomputed, never read; each run is also
+written as a prediction set under OUT/predictions/. Scores are a pure function of the predictions
+and the ground truth, with bootstrap intervals over videos (wflwv.uncertainty). Each row of the
+video leaderboard is also a leaderboard entry (leaderboard_entries.jsonl) that
+`wflwv leaderboard merge` combines with other runs' on the same video set.
 
 Stills (the official WFLW layout or the pre-cropped one): NME, FR10 and AUC10 on the full test set
 and its six subsets, with each model's parameters, multiply-adds and batch-1 latency.
 """
 
+import dataclasses
 import hashlib
 import json
 import statistics
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +33,7 @@ from PIL import Image
 from rich.progress import track
 from torch.utils.flop_counter import FlopCounterMode
 
-from wflwv import io
+from wflwv import __version__, io
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoItem, VideoSet
@@ -34,6 +43,7 @@ from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import DEFAULT_SLOTS, VideoStream, is_deq, predict_videos
 from wflwv.metrics import memory, score_images, score_videos
 from wflwv.models import load_checkpoint
+from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, predictions_digest, read_method, write_prediction_set
 from wflwv.report import (
     NMF_TABLE_SCALE,
     STILL_SETS,
@@ -47,6 +57,9 @@ from wflwv.report import (
     video_summary,
 )
 from wflwv.stills import predict_crops
+from wflwv.uncertainty import RESAMPLES, SEED, bootstrap_interval, paired_difference
+
+ENTRIES_FILE = "leaderboard_entries.jsonl"
 
 
 @dataclass(frozen=True)
@@ -58,23 +71,56 @@ class BenchSettings:
     norm: str = "interocular"
     device: str = "cpu"
     latency_runs: int = 5
+    resamples: int = RESAMPLES  # bootstrap resamples of the videos (images) behind every interval
+    seed: int = SEED
 
 
 @dataclass(frozen=True)
 class BenchModel:
     label: str
     checkpoint: Path
-    digest: str  # of the checkpoint file: names its prediction cache
+    digest: str  # of the checkpoint file: names its prediction sets
     model: torch.nn.Module
 
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One way of running a model over the videos."""
+    """One way of running a model over the videos; every field but the name changes the landmarks."""
 
     name: str
     warm_start: bool
     max_iters: int | None
+
+    @property
+    def settings(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "name"}
+
+
+@dataclass(frozen=True)
+class RunPredictions:
+    """One run's landmarks on every video (frames, 98, 2), NaN where it gave none, with its cost and what it is."""
+
+    name: str
+    landmarks: dict[str, np.ndarray]
+    iterations: float  # solver iterations per frame; NaN for a prediction set
+    fps: float  # NaN for a prediction set
+    warm_start: bool
+    causal: bool | None
+
+
+@dataclass(frozen=True)
+class Entrant:
+    """A model or a prediction set: its raw run first, then any RwR runs."""
+
+    label: str
+    deq: bool
+    runs: list[RunPredictions]
+    folders: dict[str, str]  # run name -> its prediction set
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def load_models(checkpoints: list[Path], device: str) -> list[BenchModel]:
@@ -83,7 +129,7 @@ def load_models(checkpoints: list[Path], device: str) -> list[BenchModel]:
     for path in checkpoints:
         model, _ = load_checkpoint(path, map_location=device)
         stem = path.name.split(".")[0]
-        models.append(BenchModel(path.parent.name if stem == "checkpoint" else stem, path, hashlib.sha256(path.read_bytes()).hexdigest()[:12], model))
+        models.append(BenchModel(path.parent.name if stem == "checkpoint" else stem, path, file_digest(path)[:12], model))
     labels = [m.label for m in models]
     return [BenchModel(f"{m.label}@{m.digest[:6]}", m.checkpoint, m.digest, m.model) if labels.count(m.label) > 1 else m for m in models]
 
@@ -99,100 +145,233 @@ def filter_settings(settings: BenchSettings) -> dict[str, TemporalFilter]:
     return {f.describe(): f for name in settings.filters for f in sweep(name)}
 
 
-def run_bench(checkpoints: list[Path], out: Path, videos: Path | None = None, stills: Path | None = None, settings: BenchSettings = BenchSettings(), force: bool = False) -> dict[str, Leaderboard]:
-    """The leaderboards of the models on the videos and/or stills given, written to `out` with their plots and bench.json."""
+def run_bench(checkpoints: list[Path], out: Path, videos: Path | None = None, stills: Path | None = None, settings: BenchSettings = BenchSettings(), force: bool = False,
+              predictions: dict[str, Path] | None = None) -> dict[str, Leaderboard]:
+    """The leaderboards of the models (and, on videos, the prediction sets: label -> folder) on the videos and/or stills given,
+    written to `out` with their plots and bench.json."""
+    predictions = predictions or {}
     if videos is None and stills is None:
         raise ValueError("give videos, stills or both")
+    if not checkpoints and not (videos and predictions):
+        raise ValueError("give models, or prediction sets with videos")
     models = load_models(checkpoints, settings.device)
+    labels = [m.label for m in models] + list(predictions)
+    clash = next((label for label in labels if labels.count(label) > 1), None)
+    if clash is not None:
+        raise WflwvError(predictions.get(clash), f"the name {clash!r} is taken twice: give the prediction set another NAME=")
     manifest = {
         "videos": str(videos.resolve()) if videos else None,
         "stills": str(stills.resolve()) if stills else None,
         "models": [{"label": m.label, "checkpoint": str(m.checkpoint.resolve()), "digest": m.digest, "deq": is_deq(m.model),
-                    "runs": {run.name: f"predictions/{m.digest}/{slug(run.name)}" for run in model_runs(m.model, settings)}} for m in models],
+                    "runs": {run.name: prediction_folder(m, run) for run in model_runs(m.model, settings)}} for m in models],
+        "predictions": [{"label": label, "deq": False, "runs": {"raw": str(folder.resolve())}, "method": read_method(folder).to_json()} for label, folder in predictions.items()],
     }  # fmt: skip
     boards = {}
-    if stills is not None:
+    if stills is not None and models:
         boards["stills"] = bench_stills(models, stills, out, settings)
     if videos is not None:
-        boards["videos"], manifest["splits"] = bench_videos(models, videos, out, settings, force)
+        boards["videos"], manifest["splits"] = bench_videos(models, predictions, videos, out, settings, force)
     io.save_text(out / "bench.json", json.dumps(manifest, indent=2) + "\n")
     return boards
 
 
-def bench_videos(models: list[BenchModel], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
+def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
+    """Where a model run's prediction set goes, relative to the bench folder."""
+    return f"predictions/{bench_model.digest}/{slug(run.name)}"
+
+
+def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
     videos = VideoSet(root)
     all_ids = videos.ids()
     if not all_ids:
         raise WflwvError(root, "no videos found (expected videos/<ID>.mp4)")
     splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": all_ids}
     items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
+    inputs = {video_id: input_digests(videos, video_id) for video_id in items}
+    entrants = [set_entrant(label, folder, items) for label, folder in predictions.items()]  # checked before any model runs
+    entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
     filters = filter_settings(settings)
-    nmf_scale = NMF_TABLE_SCALE[settings.nmf_definition]
-    rows, per_video = [], []
-    for bench_model in models:
-        for run in model_runs(bench_model.model, settings):
-            predictions, fps = predict_run(bench_model.model, items, run, out / "predictions" / bench_model.digest / slug(run.name), settings, force)
-            iterations = np.mean(np.concatenate([p["iterations"] for p in predictions.values()]))
-            curve = "raw" if run.name == "raw" else "rwr"
-            methods = {run.name: (curve, {i: p["landmarks"] for i, p in predictions.items()})}
-            if run.name == "raw":
-                raw = methods["raw"][1]
-            if not run.warm_start:
-                methods |= {label: (f.name, {i: f.apply_online(p["landmarks"], items[i].fps) for i, p in predictions.items()}) for label, f in filters.items()}
-            for method, (curve, landmarks) in methods.items():
-                row = {"model": bench_model.label, "method": method, "curve": curve}
-                for split, ids in splits.items():
-                    scores = score_videos(padded([landmarks[i] for i in ids]), padded([items[i].landmarks for i in ids]), norm=settings.norm, nmf_definition=settings.nmf_definition)
-                    kept = memory(padded([landmarks[i] for i in ids]), padded([raw[i] for i in ids]))
-                    row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf, f"memory_{split}": kept}
-                    per_video += [{"model": bench_model.label, "method": method, "split": split, "id": i, "nme": 100 * e, "nmf": nmf_scale * f} for i, e, f in zip(ids, scores.video_nme, scores.video_nmf)]
-                rows.append(row | {"solver_iters_per_frame": iterations, "fps": fps})
-    board = video_leaderboard(pd.DataFrame(rows), settings.norm, settings.nmf_definition)
+    rows, per_video, digests = [], [], {}
+    for entrant in entrants:
+        raw = {i: hold_missing(points) for i, points in entrant.runs[0].landmarks.items()}
+        for method, curve, run, landmarks in entrant_methods(entrant, raw, items, filters):
+            row, videos_scored = score_method({i: hold_missing(p) for i, p in landmarks.items()}, raw, items, splits, settings)
+            missing = {f"missing_{split}": missing_share(landmarks, ids) for split, ids in splits.items()}
+            rows.append({"model": entrant.label, "method": method, "curve": curve} | row | missing | {"solver_iters_per_frame": run.iterations, "fps": run.fps, "causal": run.causal})
+            per_video += [{"model": entrant.label, "method": method} | scores for scores in videos_scored]
+            digests[entrant.label, method] = predictions_digest(landmarks)
+    per_video = pd.DataFrame(per_video)
+    table = with_intervals(pd.DataFrame(rows), per_video, ["model", "method"], "split", ("nme", "nmf"), settings)
+    table = with_differences(table, per_video, splits, settings)
+    board = video_leaderboard(table, settings.norm, settings.nmf_definition)
     board.write(out)
     video_summary(board).write(out)
-    io.save_parquet(out / "per_video.parquet", pd.DataFrame(per_video))
+    io.save_parquet(out / "per_video.parquet", per_video)
+    write_entries(out / ENTRIES_FILE, board, digests, video_set_digest(inputs, splits), splits, settings)
     plot_nme_vs_nmf(board, out / "nme_vs_nmf.png")
-    plot_worst_flicker(board, pd.DataFrame(per_video), models, items, out, filters, next(iter(splits)))
+    plot_worst_flicker(board, per_video, entrants, items, out, filters, next(iter(splits)))
     return board, splits
 
 
-def predict_run(model, items: dict[str, VideoItem], run: ModelRun, folder: Path, settings: BenchSettings, force: bool) -> tuple[dict, float]:
-    """Predictions of one run for every video (cached per video) and its frames per second."""
-    todo = [i for i in items if force or not (folder / f"{i}.npz").exists()]
+def input_digests(videos: VideoSet, video_id: str) -> dict[str, str]:
+    """Digests of the files a video's predictions and scores depend on."""
+    return {"video": file_digest(videos.video_path(video_id)), "boxes": file_digest(videos.boxes_path(video_id)), "landmarks": file_digest(videos.landmarks_path(video_id))}
+
+
+def video_set_digest(inputs: dict[str, dict[str, str]], splits: dict[str, list[str]]) -> str:
+    """A digest of a video set as benched: every video's files and the split lists."""
+    return hashlib.sha256(json.dumps({"videos": inputs, "splits": splits}, sort_keys=True).encode()).hexdigest()
+
+
+def entrant_methods(entrant: Entrant, raw: dict[str, np.ndarray], items: dict[str, VideoItem], filters: dict[str, TemporalFilter]):
+    """(method, curve, run, landmarks) of an entrant: its raw run and every filter setting over it, then its RwR runs."""
+    first, *others = entrant.runs
+    yield "raw", "raw", first, first.landmarks
+    for label, f in filters.items():
+        yield label, f.name, first, {i: f.apply_online(points, items[i].fps) for i, points in raw.items()}
+    for run in others:
+        yield run.name, "rwr", run, run.landmarks
+
+
+def score_method(landmarks: dict[str, np.ndarray], raw: dict[str, np.ndarray], items: dict[str, VideoItem], splits: dict[str, list[str]], settings: BenchSettings) -> tuple[dict, list[dict]]:
+    """A method's NME, NMF and memory on each split and its per-video scores: a function of the predictions and the ground truth only."""
+    row, per_video = {}, []
+    nmf_scale = NMF_TABLE_SCALE[settings.nmf_definition]
+    for split, ids in splits.items():
+        predicted = padded([landmarks[i] for i in ids])
+        scores = score_videos(predicted, padded([items[i].landmarks for i in ids]), norm=settings.norm, nmf_definition=settings.nmf_definition)
+        row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf, f"memory_{split}": memory(predicted, padded([raw[i] for i in ids]))}
+        per_video += [{"split": split, "id": i, "nme": 100 * e, "nmf": nmf_scale * f} for i, e, f in zip(ids, scores.video_nme, scores.video_nmf)]
+    return row, per_video
+
+
+def missing_share(landmarks: dict[str, np.ndarray], ids: list[str]) -> float:
+    """% of the frames of `ids` without landmarks (scored as holding the last ones)."""
+    missing = sum(int(np.isnan(landmarks[i]).any(axis=(1, 2)).sum()) for i in ids)
+    return 100 * missing / sum(len(landmarks[i]) for i in ids)
+
+
+def with_intervals(table: pd.DataFrame, per_unit: pd.DataFrame, keys: list[str], group: str, metrics: tuple[str, ...], settings: BenchSettings) -> pd.DataFrame:
+    """The table with `<metric>_<part>_low` and `_high` for each part of `group` (split or subset): the bootstrap
+    interval of each row's figure over the units behind it (videos or images). Rows are matched on `keys`."""
+    bounds = {}
+    for (*key, part), units in per_unit.groupby([*keys, group], sort=False):
+        interval = bootstrap_interval(units[list(metrics)].to_numpy().T, settings.resamples, settings.seed)
+        for metric, low, high in zip(metrics, interval.low, interval.high):
+            bounds.setdefault(f"{metric}_{part}_low", {})[tuple(key)] = low
+            bounds.setdefault(f"{metric}_{part}_high", {})[tuple(key)] = high
+    rows = list(table[keys].itertuples(index=False, name=None))
+    return table.assign(**{column: [values.get(row, np.nan) for row in rows] for column, values in bounds.items()})
+
+
+def with_differences(table: pd.DataFrame, per_video: pd.DataFrame, splits: dict[str, list[str]], settings: BenchSettings) -> pd.DataFrame:
+    """The table with each method's paired bootstrap difference in NME and NMF against its own model's raw
+    predictions (`<metric>_<split>_vs_raw`) and against that model's best filter setting on the first split
+    (`..._vs_filter`), each with `_low`, `_high` and `_p` (the probability that the difference is below zero)."""
+    first, columns = next(iter(splits)), {}
+    for model, rows in table.groupby("model", sort=False):
+        filtered = rows[~rows["curve"].isin(["raw", "rwr"])]
+        references = {"raw": "raw", "filter": best_method(filtered.assign(curve="filter"), model, "filter", first) if len(filtered) else None}
+        for split, ids in splits.items():
+            scores = per_video[(per_video["model"] == model) & (per_video["split"] == split)].set_index(["method", "id"])
+            for metric in ("nme", "nmf"):
+                values = scores[metric].unstack("id").reindex(index=list(rows["method"]), columns=ids).to_numpy()  # (methods, videos)
+                for against, reference in references.items():
+                    name = f"{metric}_{split}_vs_{against}"
+                    if reference is None:
+                        parts = (np.full(len(rows), np.nan),) * 4
+                    else:
+                        parts = dataclasses.astuple(paired_difference(values, values[list(rows["method"]).index(reference)], settings.resamples, settings.seed))
+                    for suffix, part in zip(("", "_low", "_high", "_p"), parts):
+                        columns.setdefault(name + suffix, {}).update(zip(rows.index, part))
+    return table.assign(**{name: pd.Series(values) for name, values in columns.items()})
+
+
+def write_entries(path: Path, board: Leaderboard, digests: dict[tuple[str, str], str], video_set: str, splits: dict[str, list[str]], settings: BenchSettings) -> None:
+    """One leaderboard entry per method (JSON lines): its row with intervals, the digests of its predictions and of the video set, the version."""
+    entries = []
+    for row in board.table.to_dict("records"):
+        entries.append({"model": row["model"], "method": row["method"], "row": {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()},
+                        "norm": board.norm, "nmf_definition": board.nmf_definition, "prediction_set": digests[row["model"], row["method"]],
+                        "video_set": video_set, "splits": {name: len(ids) for name, ids in splits.items()},
+                        "bootstrap": {"resamples": settings.resamples, "seed": settings.seed}, "wflwv_version": __version__})  # fmt: skip
+    io.save_text(path, "".join(json.dumps(entry) + "\n" for entry in entries))
+
+
+def set_entrant(label: str, folder: Path, items: dict[str, VideoItem]) -> Entrant:
+    """A prediction set as an entrant: its landmarks, checked against the videos, as its raw run."""
+    landmarks = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()})
+    method = read_method(folder)
+    return Entrant(label, False, [RunPredictions("raw", landmarks, np.nan, np.nan, warm_start=False, causal=method.causal)], {"raw": str(folder.resolve())})
+
+
+def model_entrant(bench_model: BenchModel, items: dict[str, VideoItem], inputs: dict[str, dict[str, str]], out: Path, settings: BenchSettings, force: bool) -> Entrant:
+    """A model's runs on every video (from the cache where it holds them), each also written as a prediction set."""
+    runs, folders = [], {}
+    for run in model_runs(bench_model.model, settings):
+        predictions = predict_run(bench_model, items, inputs, run, out / "cache", settings, force)
+        landmarks = {i: p["landmarks"] for i, p in predictions.items()}
+        folders[run.name] = prediction_folder(bench_model, run)
+        method = MethodInfo(f"{bench_model.label} {run.name}", f"wflwv bench: {bench_model.checkpoint.name}, run {run.name}", run.settings | {"checkpoint_sha256": bench_model.digest}, causal=True)
+        write_prediction_set(out / folders[run.name], landmarks, method)
+        frames = sum(len(p) for p in landmarks.values())
+        iterations = np.mean(np.concatenate([p["iterations"] for p in predictions.values()]))
+        runs.append(RunPredictions(run.name, landmarks, iterations, frames / sum(float(p["seconds"]) for p in predictions.values()), run.warm_start, causal=True))
+    return Entrant(bench_model.label, is_deq(bench_model.model), runs, folders)
+
+
+def prediction_key(bench_model: BenchModel, run: ModelRun, inputs: dict[str, str]) -> str:
+    """The cache name of a model run's prediction for one video: a digest of everything the landmarks depend on."""
+    key = {"checkpoint": bench_model.digest, "run": run.settings, "video": inputs["video"], "boxes": inputs["boxes"]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def read_cached(path: Path) -> dict | None:
+    """A cached prediction, or None where there is none or it is unreadable (then it is recomputed)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in ("landmarks", "iterations", "residuals", "seconds")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def predict_run(bench_model: BenchModel, items: dict[str, VideoItem], inputs: dict[str, dict[str, str]], run: ModelRun, cache: Path, settings: BenchSettings, force: bool) -> dict[str, dict]:
+    """Predictions of one run for every video, read from the cache where present; each new one is cached with
+    its share of the wall time (the time since the previous video finished)."""
+    paths = {i: cache / f"{prediction_key(bench_model, run, inputs[i])}.npz" for i in items}
+    predictions = {} if force else {i: cached for i in items if (cached := read_cached(paths[i])) is not None}
+    todo = [i for i in items if i not in predictions]
     if todo:
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
-        start, frames = time.perf_counter(), 0
-        predictions = predict_videos(model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device)
-        for prediction in track(predictions, total=len(todo), description=f"{run.name}: videos"):
-            save_npz(folder / f"{prediction.id}.npz", landmarks=prediction.landmarks, iterations=prediction.iterations, residuals=prediction.residuals)
-            frames += len(prediction.landmarks)
-        timing_path = folder / "timing.parquet"
-        earlier = pd.read_parquet(timing_path) if timing_path.exists() and not force else pd.DataFrame()
-        io.save_parquet(timing_path, pd.concat([earlier, pd.DataFrame([{"frames": frames, "seconds": time.perf_counter() - start}])]))
-    timing = pd.read_parquet(folder / "timing.parquet")
-    predictions = {i: dict(np.load(folder / f"{i}.npz")) for i in items}
-    return predictions, timing.frames.sum() / timing.seconds.sum()
+        solved = predict_videos(bench_model.model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device)
+        last = time.perf_counter()
+        for prediction in track(solved, total=len(todo), description=f"{bench_model.label} {run.name}: videos"):
+            now = time.perf_counter()
+            arrays = {"landmarks": prediction.landmarks, "iterations": prediction.iterations, "residuals": prediction.residuals, "seconds": np.float64(now - last)}
+            save_npz(paths[prediction.id], **arrays)
+            predictions[prediction.id], last = arrays, now
+    return {i: predictions[i] for i in items}
 
 
-def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, models: list[BenchModel], items: dict[str, VideoItem], out: Path, filters: dict[str, TemporalFilter], split: str) -> None:
-    """The paper's figure 2 on the video of `split` where the first DEQ (else the first model) flickers most:
+def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, entrants: list[Entrant], items: dict[str, VideoItem], out: Path, filters: dict[str, TemporalFilter], split: str) -> None:
+    """The paper's figure 2 on the video of `split` where the first DEQ (else the first entrant) flickers most:
     the trajectory of its most flickering landmark for ground truth, raw, the best RwR and the best filter."""
-    bench_model = next((m for m in models if is_deq(m.model)), models[0])
-    raw = per_video[(per_video["model"] == bench_model.label) & (per_video["method"] == "raw") & (per_video["split"] == split)]
+    entrant = next((e for e in entrants if e.deq), entrants[0])
+    raw = per_video[(per_video["model"] == entrant.label) & (per_video["method"] == "raw") & (per_video["split"] == split)]
     video_id = raw.loc[raw["nmf"].idxmax(), "id"]
-    item, runs = items[video_id], out / "predictions" / bench_model.digest
-    raw_points = np.load(runs / "raw" / f"{video_id}.npz")["landmarks"]
+    item, runs = items[video_id], {run.name: run.landmarks[video_id] for run in entrant.runs}
+    raw_points = hold_missing(runs["raw"])
     jumps = np.linalg.norm(np.diff(item.landmarks - raw_points, axis=0), axis=-1)  # (frames - 1, 98)
     landmark = int(np.argmax(np.sqrt(np.nanmean(jumps**2, axis=0))))
     series = {"raw": raw_points}
-    if is_deq(bench_model.model):
-        rwr = best_method(board.table, bench_model.label, "rwr", split)
-        series[rwr] = np.load(runs / slug(rwr) / f"{video_id}.npz")["landmarks"]
-    table = board.table[~board.table["curve"].isin(["raw", "rwr"])]
+    if entrant.deq:
+        rwr = best_method(board.table, entrant.label, "rwr", split)
+        series[rwr] = runs[rwr]
+    table = board.table[(board.table["model"] == entrant.label) & ~board.table["curve"].isin(["raw", "rwr"])]
     if len(table):
-        best_filter = best_method(table.assign(curve="filter"), bench_model.label, "filter", split)
+        best_filter = best_method(table.assign(curve="filter"), entrant.label, "filter", split)
         series[best_filter] = filters[best_filter].apply_online(raw_points, item.fps)
-    title = f"{bench_model.label}, video {video_id} ({split}), landmark {landmark}: the highest flicker"
+    title = f"{entrant.label}, video {video_id} ({split}), landmark {landmark}: the highest flicker"
     plot_flicker_trace(item.landmarks[:, landmark], {name: points[:, landmark] for name, points in series.items()}, title, out / "flicker.png")
 
 
@@ -265,10 +444,11 @@ def bench_stills(models: list[BenchModel], root: Path, out: Path, settings: Benc
             else:
                 row |= {f"nme_{name}": np.nan, f"fr10_{name}": np.nan, f"auc10_{name}": np.nan, f"images_{name}": 0}
         rows.append(row)
-    board = still_leaderboard(pd.DataFrame(rows), settings.norm)
+    per_image = pd.DataFrame(per_image)
+    board = still_leaderboard(with_intervals(pd.DataFrame(rows), per_image, ["model"], "subset", ("nme",), settings), settings.norm)
     board.write(out)
-    io.save_parquet(out / "per_image.parquet", pd.DataFrame(per_image))
-    plot_ced(pd.DataFrame(per_image), out / "ced.png")
+    io.save_parquet(out / "per_image.parquet", per_image)
+    plot_ced(per_image, out / "ced.png")
     return board
 
 

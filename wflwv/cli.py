@@ -68,36 +68,88 @@ def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, for
     click.echo(f"checkpoint: {checkpoint}")
 
 
+def filter_list(ctx, param, value: str) -> tuple[str, ...]:
+    """--filters: comma-separated filter names; "" or "none" for no filter."""
+    from wflwv.filters import FILTERS
+
+    names = () if value.strip().lower() in ("", "none") else tuple(name.strip() for name in value.split(","))
+    unknown = [name for name in names if name not in FILTERS]
+    if unknown:
+        raise click.BadParameter(f"unknown filter {unknown[0]!r}, expected some of {', '.join(FILTERS)} (or none)")
+    return names
+
+
+def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
+    """--predictions NAME=DIR (or DIR: the name of its method.json, else of the folder) as {name: folder}."""
+    from wflwv.predictions import read_method
+
+    sets = {}
+    for value in values:
+        name, _, folder = value.rpartition("=") if "=" in value else ("", "", value)
+        path = Path(folder)
+        if not path.is_dir():
+            raise WflwvError(path, "no such prediction set folder")
+        name = name or read_method(path).name
+        if name in sets:
+            raise click.BadParameter(f"two prediction sets are named {name!r}: give them NAME=DIR")
+        sets[name] = path
+    return sets
+
+
 @cli.command()
-@click.option("--model", "checkpoints", required=True, multiple=True, type=EXISTING_FILE, help="A checkpoint of any family (wflwv's, or the authors' LDEQ .pth.tar); repeat for several models.")
+@click.option("--model", "checkpoints", multiple=True, type=EXISTING_FILE, help="A checkpoint of any family (wflwv's, or the authors' LDEQ .pth.tar); repeat for several models.")
+@click.option("--predictions", multiple=True, callback=named_folders, help="NAME=DIR: a prediction set (docs/submission.md), any method's landmarks on --videos, benched beside the models; repeatable.")
 @click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt): the video leaderboard.")
 @click.option("--stills", type=EXISTING_DIR, help="A WFLW still set, official layout (WFLW_annotations/, WFLW_images/) or pre-cropped (test.txt, test/, test_<subset>...): the still-image leaderboard.")
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
 @click.option("--slots", default=32, show_default=True, help="Video streams batched together (32: see benchmarks/schedules.py).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
-@click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=comma_separated(str), help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated).")
+@click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=filter_list, help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated; none for no filter).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True, help="NMF definition: the paper's, or the authors' released NMJ.")
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
-    """Leaderboards of one or more models: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost)."""
+def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
+    """Leaderboards of models and prediction sets: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost), with 95% intervals."""
     from wflwv.bench import BenchSettings, run_bench
-    from wflwv.filters import FILTERS
-    from wflwv.report import video_summary
+    from wflwv.report import video_differences, video_summary
 
     if videos is None and stills is None:
         raise click.UsageError("give --videos, --stills or both")
-    unknown = [name for name in filters if name not in FILTERS]
-    if unknown:
-        raise click.BadParameter(f"unknown filter {unknown[0]!r}, expected some of {', '.join(FILTERS)}", param_hint="--filters")
+    if not checkpoints and not predictions:
+        raise click.UsageError("give --model, --predictions or both")
+    if predictions and videos is None:
+        raise click.UsageError("--predictions are scored on --videos: give them")
+    if stills is not None and not checkpoints:
+        raise click.UsageError("--stills scores models: give --model")
     settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device)
-    boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force)
+    boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force, predictions=predictions)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)
     if "videos" in boards:
         click.echo(video_summary(boards["videos"]).markdown)
+        click.echo(video_differences(boards["videos"]).markdown)
     click.echo(f"leaderboards written to {out}; see them with: wflwv report {out}")
+
+
+@cli.group()
+def leaderboard() -> None:
+    """Combine leaderboard entries of several bench runs."""
+
+
+@leaderboard.command("merge")
+@click.argument("runs", nargs=-1, required=True, type=EXISTING_DIR)
+@click.option("--out", required=True, type=OUT_DIR, help="Where the merged video leaderboard and summary go (.md, .csv, .parquet).")
+def merge(runs: tuple[Path, ...], out: Path) -> None:
+    """One video leaderboard from the entries of several `wflwv bench` runs on the same video set."""
+    from wflwv.leaderboard import merge_entries
+    from wflwv.report import video_summary
+
+    board = merge_entries(list(runs))
+    board.write(out)
+    video_summary(board).write(out)
+    click.echo(video_summary(board).markdown)
+    click.echo(f"{len(board.table)} entries from {len(runs)} runs written to {out}")
 
 
 @cli.command()

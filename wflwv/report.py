@@ -22,6 +22,8 @@ from wflwv.data.videoset import VideoSet  # noqa: E402
 from wflwv.data.wflw import SUBSETS  # noqa: E402
 from wflwv.errors import WflwvError  # noqa: E402
 from wflwv.metrics import FAILURE_THRESHOLD, ced  # noqa: E402
+from wflwv.predictions import prediction_file, read_landmarks  # noqa: E402
+from wflwv.uncertainty import LEVEL  # noqa: E402
 
 NORM_TEXT = {
     "interocular": "inter-ocular distance (points 60-72)",
@@ -44,6 +46,7 @@ STILL_NOTE = (
     "MACs: multiply-adds of one forward pass on a test image (a DEQ's at the iterations its solver took); "
     "latency: median of several batch-1 forward passes on the benchmark's device."
 )
+INTERVAL_NOTE = f"[low, high]: {100 * LEVEL:.0f}% bootstrap interval, resampling the {{units}} (seeded)."
 STILL_SETS = ("full", *SUBSETS)
 CURVE_MARKERS = {"raw": "o", "rwr": "*", "ema": "s", "one_euro": "^", "savgol": "D", "kalman": "v"}
 
@@ -59,13 +62,14 @@ class Leaderboard:
 
     @property
     def caption(self) -> str:
-        parts = [f"NME normalised by the {NORM_TEXT[self.norm]}, x100."]
+        units = "images" if self.nmf_definition is None else "videos"
+        parts = [f"NME normalised by the {NORM_TEXT[self.norm]}, x100.", INTERVAL_NOTE.format(units=units)]
         if self.nmf_definition:
             parts.append(f"{NMF_TEXT[self.nmf_definition]}.")
         return " ".join(parts + [self.note]).strip()
 
     def cells(self) -> list[list[str]]:
-        return [[cell(row[c], spec) for c, (_, spec) in self.columns.items()] for _, row in self.table.iterrows()]
+        return [[cell(row, c, spec) for c, (_, spec) in self.columns.items()] for _, row in self.table.iterrows()]
 
     @property
     def markdown(self) -> str:
@@ -88,13 +92,29 @@ class Leaderboard:
         io.save_parquet(out / f"{self.name}.parquet", labelled)
 
 
-def cell(value, spec: str) -> str:
-    return value if isinstance(value, str) else format(value, spec)
+def cell(row: pd.Series, column: str, spec: str) -> str:
+    """A value as text; blank where unknown; with its interval (`<column>_low`, `_high`) and P(< 0) (`_p`) where the row has them."""
+    value = row[column]
+    if isinstance(value, str):
+        return value
+    if value is None or pd.isna(value):
+        return ""
+    text = format(value, spec)
+    if f"{column}_low" in row.index and pd.notna(row[f"{column}_low"]):
+        text += f" [{row[f'{column}_low']:{spec}}, {row[f'{column}_high']:{spec}}]"
+    if f"{column}_p" in row.index and pd.notna(row[f"{column}_p"]):
+        text += f" P<0 {row[f'{column}_p']:.2f}"
+    return text
+
+
+def video_splits(table: pd.DataFrame) -> list[str]:
+    """The splits a video table scores, in order: those with a memory_<split> column."""
+    return [c.removeprefix("memory_") for c in table.columns if c.startswith("memory_")]
 
 
 def video_leaderboard(table: pd.DataFrame, norm: str, nmf_definition: str) -> Leaderboard:
     """Rows: model, method, curve (raw, rwr or a filter's name), nme_<split>, nmf_<split>, memory_<split>, solver_iters_per_frame, fps."""
-    splits = [c.removeprefix("nme_") for c in table.columns if c.startswith("nme_")]
+    splits = video_splits(table)
     columns = {"model": ("model", ""), "method": ("method", "")}
     columns |= {f"{m}_{s}": (f"{m.upper()} {s}", ".3f") for s in splits for m in ("nme", "nmf")}
     columns |= {f"memory_{s}": (f"memory {s}", ".2f") for s in splits}
@@ -106,13 +126,24 @@ def video_summary(board: Leaderboard) -> Leaderboard:
     """The video leaderboard cut to each model's raw and RwR rows and the best setting of each filter
     (lowest NME + NMF on the first split)."""
     table = board.table
-    split = next(c.removeprefix("nme_") for c in table.columns if c.startswith("nme_"))
+    split = video_splits(table)[0]
     score = table[f"nme_{split}"] + table[f"nmf_{split}"]
     filtered = ~table["curve"].isin(["raw", "rwr"])
     best = score[filtered].groupby([table["model"], table["curve"]], sort=False).idxmin()
     kept = table[~filtered | table.index.isin(best)]
     note = f"Each filter's row is its setting with the lowest NME + NMF on the {split} videos (all settings: video_leaderboard.*). {board.note}"
     return Leaderboard("video_summary", kept.reset_index(drop=True), board.columns, board.norm, board.nmf_definition, note)
+
+
+def video_differences(board: Leaderboard) -> Leaderboard:
+    """The summary's rows with their paired differences: against their model's raw predictions and its best filter setting."""
+    summary = video_summary(board)
+    splits = video_splits(board.table)
+    columns = {"model": ("model", ""), "method": ("method", "")}
+    columns |= {f"{m}_{s}_vs_{a}": (f"{m.upper()} {s} - {against}", ".3f") for s in splits for a, against in (("raw", "raw"), ("filter", "best filter")) for m in ("nme", "nmf")}
+    note = ("Paired bootstrap differences (this row minus the reference, resampling the same videos for both) against the model's raw predictions "
+            "and its filter setting with the lowest NME + NMF on the first split; P<0: the share of resamples in which the difference is below zero (this row better).")
+    return Leaderboard("video_differences", summary.table, columns, board.norm, board.nmf_definition, note)
 
 
 def still_leaderboard(table: pd.DataFrame, norm: str) -> Leaderboard:
@@ -148,7 +179,7 @@ def plot_nme_vs_nmf(board: Leaderboard, path: Path) -> None:
     """NME against NMF per split (the paper's figure 5): a colour per model, a curve per filter sweep, each
     starting from the model's unfiltered point; RwR's caps joined by a line. Lower-left is better."""
     table = board.table
-    splits = [c.removeprefix("nme_") for c in table.columns if c.startswith("nme_")]
+    splits = video_splits(table)
     figure, axes = plt.subplots(1, len(splits), figsize=(6.5 * len(splits), 5), squeeze=False)
     models = list(dict.fromkeys(table["model"]))
     for ax, split in zip(axes[0], splits):
@@ -159,7 +190,10 @@ def plot_nme_vs_nmf(board: Leaderboard, path: Path) -> None:
                 points = group if curve in ("raw", "rwr") else pd.concat([raw, group])
                 style = "none" if curve == "raw" else "-"
                 ax.plot(points[f"nmf_{split}"], points[f"nme_{split}"], marker=CURVE_MARKERS.get(curve, "x"), linestyle=style, color=f"C{colour}", markersize=9 if curve == "rwr" else 5, alpha=0.85)
-        ax.set(title=f"{split} videos", xlabel=f"NMF ({board.nmf_definition})", ylabel=f"NME ({board.norm}) x100")
+            x, y = rows[f"nmf_{split}"], rows[f"nme_{split}"]
+            errors = {axis: [values - rows[f"{column}_low"], rows[f"{column}_high"] - values] for axis, column, values in (("xerr", f"nmf_{split}", x), ("yerr", f"nme_{split}", y))}
+            ax.errorbar(x, y, **errors, fmt="none", ecolor=f"C{colour}", elinewidth=0.8, alpha=0.35)
+        ax.set(title=f"{split} videos (bars: {100 * LEVEL:.0f}% intervals)", xlabel=f"NMF ({board.nmf_definition})", ylabel=f"NME ({board.norm}) x100")
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=f"C{i}", lw=3, label=model) for i, model in enumerate(models)]
     handles += [Line2D([], [], color="grey", marker=m, linestyle="none", label=curve) for curve, m in CURVE_MARKERS.items() if curve in set(table["curve"])]
@@ -252,7 +286,8 @@ def write_report(run: Path) -> Path:
         sections.append(section("Still images", manifest["stills"], board, ["ced.png"]))
     if manifest.get("videos"):
         board = read_leaderboard(run / "video_leaderboard.parquet")
-        sections.append(section("Videos", manifest["videos"], video_summary(board), ["nme_vs_nmf.png", "flicker.png"], board))
+        sections.append(section("Videos", manifest["videos"], video_summary(board), ["nme_vs_nmf.png", "flicker.png"], board, prediction_sets(manifest)))
+        sections.append(f'<h2>Differences</h2><div class="scroll">{video_differences(board).html}</div>\n')
         sections.append(clips_section(run, manifest, board))
     title = f"wflwv benchmark: {html.escape(run.resolve().name)}"
     page = f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{PAGE_STYLE}</style></head>\n<body><h1>{title}</h1>\n{"".join(sections)}\n</body></html>\n'
@@ -260,9 +295,19 @@ def write_report(run: Path) -> Path:
     return run / "report.html"
 
 
-def section(heading: str, source: str, board: Leaderboard, images: list[str], full: Leaderboard | None = None) -> str:
-    """A heading, the board, optionally the full board it summarises (folded), and the images."""
-    tables = f'<div class="scroll">{board.html}</div>'
+def prediction_sets(manifest: dict) -> str:
+    """A list of the prediction sets benched beside the models: name, folder, and what their method.json says."""
+    items = []
+    for entry in manifest.get("predictions", []):
+        method = entry["method"]
+        causal = {True: "causal (online)", False: "not causal (offline)", None: "causality not stated"}[method["causal"]]
+        items.append(f"<li><b>{html.escape(entry['label'])}</b>: <code>{html.escape(entry['runs']['raw'])}</code>, {html.escape(method['name'])}, {causal}. {html.escape(method['description'])}</li>")
+    return f"<p>Prediction sets:</p><ul>{''.join(items)}</ul>" if items else ""
+
+
+def section(heading: str, source: str, board: Leaderboard, images: list[str], full: Leaderboard | None = None, intro: str = "") -> str:
+    """A heading, an introduction, the board, optionally the full board it summarises (folded), and the images."""
+    tables = f'{intro}<div class="scroll">{board.html}</div>'
     if full is not None:
         tables += f'<details><summary>All {len(full.table)} rows</summary><div class="scroll">{full.html}</div></details>'
     figures = "".join(f'<figure><img src="{name}" alt="{name}"></figure>' for name in images)
@@ -276,13 +321,13 @@ def clips_section(run: Path, manifest: dict, board: Leaderboard, count: int = 3)
     per_video = pd.read_parquet(run / "per_video.parquet")
     raw = per_video[(per_video["method"] == "raw") & (per_video["split"] == split)]
     hardest = raw.groupby("id")["nme"].mean().sort_values(ascending=False).index[:count]
-    model = manifest["models"][0]
+    model = (manifest["models"] + manifest.get("predictions", []))[0]
     methods = ["raw"] + [best_method(board.table, model["label"], "rwr", split)] * model["deq"]
     legend = ", ".join(f"{name} ({colour})" for name, colour in zip(["ground truth", *methods], ["green", "red", "blue"]))
     figures = []
     for video_id in hardest:
         item = videos.load(video_id)
-        landmarks = {"ground truth": item.landmarks} | {m: np.load(run / model["runs"][m] / f"{video_id}.npz")["landmarks"] for m in methods}
+        landmarks = {"ground truth": item.landmarks} | {m: read_landmarks(prediction_file(run / model["runs"][m], video_id)) for m in methods}
         write_overlay_gif(item.frames_path, landmarks, item.boxes, item.fps, run / "clips" / f"{video_id}.gif")
         figures.append(f'<figure><img src="clips/{video_id}.gif" alt="{video_id}"><figcaption>{html.escape(video_id)}: raw NME {raw[raw["id"] == video_id]["nme"].mean():.2f}</figcaption></figure>')
     intro = f"<p>The {len(figures)} {split} videos with the highest raw NME, model {html.escape(model['label'])}: animated GIFs of their first {CLIP_FRAMES} frames, {html.escape(legend)}.</p>"
