@@ -1,7 +1,9 @@
 """Tiny worlds shared by the tests: benchmark videos and still sets in both WFLW layouts, models, labelled builds."""
 
 import argparse
+import collections
 import itertools
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from wflwv.data.videoset import VideoSet
 from wflwv.data.wflw import IMAGES_DIR, Face, WflwStills, write_annotations, write_image, write_precropped
 from wflwv.label import label
 from wflwv.models import LDEQ, create_model, load_config, register_family, save_checkpoint
+from wflwv.predict import Row, RowWriter
 from wflwv.synth import generate
 
 VIDEO_LENGTHS = {"h1": 7, "h2": 5, "e1": 6, "e2": 6}
@@ -132,22 +135,50 @@ def regression_checkpoint(path: Path) -> Path:
     return path
 
 
+def write_prediction_file(path: Path, landmarks: np.ndarray) -> Path:
+    """One video's landmarks (frames, 98, 2) in the format of the path's suffix: .npy, .npz, or `wflwv predict`'s .parquet / .csv."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npy":
+        io.save_npy(path, landmarks)
+    elif path.suffix == ".npz":
+        np.savez(path, landmarks=landmarks)
+    else:
+        rows = [Row(frame, -1 if np.isnan(points).any() else 0, None if np.isnan(points).any() else points, 1) for frame, points in enumerate(landmarks)]
+        with RowWriter(path, 30.0, 4, csv=path.suffix == ".csv") as writer:
+            collections.deque(writer.written(rows), maxlen=0)
+    return path
+
+
+def write_noisy_truth(videos: Path, folder: Path) -> Path:
+    """An external method's prediction set: the ground truth plus 1 px of noise, no landmarks on each video's
+    third frame, one video in each of the four formats, and a method.json saying it is not causal."""
+    rng = np.random.default_rng(5)
+    for video_id, suffix in zip(VIDEO_LENGTHS, (".npy", ".npz", ".parquet", ".csv")):
+        landmarks = VideoSet(videos).load_landmarks(video_id) + rng.normal(0, 1.0, (VIDEO_LENGTHS[video_id], 98, 2))
+        landmarks[2] = np.nan
+        write_prediction_file(folder / f"{video_id}{suffix}", landmarks)
+    method = {"name": "noisy truth", "description": "ground truth + N(0, 1 px)", "parameters": {"sigma": 1.0}, "causal": False}
+    io.save_text(folder / "method.json", json.dumps(method))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def bench_world(tmp_path_factory):
-    """Videos, an official-layout still set, two LDEQs with different seeds and a tiny regression model."""
+    """Videos, an official-layout still set, two LDEQs with different seeds, a tiny regression model and an external prediction set."""
     root = tmp_path_factory.mktemp("bench_world")
     checkpoints = [ldeq_checkpoint(root / "ldeq_a" / "checkpoint.pth.tar", 0), ldeq_checkpoint(root / "ldeq_b" / "checkpoint.pth.tar", 1), regression_checkpoint(root / "regression.pth.tar")]
-    return argparse.Namespace(root=root, videos=write_wflwv(root / "wflwv"), stills=write_official_stills(root / "wflw"), checkpoints=checkpoints)
+    videos = write_wflwv(root / "wflwv")
+    return argparse.Namespace(root=root, videos=videos, stills=write_official_stills(root / "wflw"), checkpoints=checkpoints, noisy_truth=write_noisy_truth(videos, root / "noisy_truth"))
 
 
 @pytest.fixture(scope="session")
 def bench_run(bench_world):
-    """One benchmark of the three models on the videos and the stills: (output folder, leaderboards)."""
+    """One benchmark of the three models and the prediction set on the videos, and of the models on the stills: (output folder, leaderboards)."""
     from wflwv.bench import BenchSettings, run_bench
 
     out = bench_world.root / "run"
     settings = BenchSettings(slots=4, rwr_iters=(1, 2), latency_runs=1)
-    return out, run_bench(bench_world.checkpoints, out, videos=bench_world.videos, stills=bench_world.stills, settings=settings)
+    return out, run_bench(bench_world.checkpoints, out, videos=bench_world.videos, stills=bench_world.stills, settings=settings, predictions={"noisy_truth": bench_world.noisy_truth})
 
 
 BUILD_FRAMES = 16  # the synthetic videos cut short: labelling tests stay fast on 2 CPU cores

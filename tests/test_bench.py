@@ -17,6 +17,7 @@ from wflwv.filters import SavitzkyGolay, sweep
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.metrics import score_images, score_videos
 from wflwv.models import load_checkpoint
+from wflwv.predictions import hold_missing, load_prediction_set, predictions_digest
 from wflwv.stills import predict_stills
 
 FILTER_ROWS = sum(len(sweep(name)) for name in ("ema", "one_euro", "savgol", "kalman"))
@@ -38,14 +39,15 @@ def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
 def test_video_leaderboard_gives_every_model_raw_rwr_and_every_filter_setting(bench_run, bench_world):
     out, boards = bench_run
     table = boards["videos"].table
-    assert list(dict.fromkeys(table["model"])) == ["ldeq_a", "ldeq_b", "regression"]
+    assert list(dict.fromkeys(table["model"])) == ["ldeq_a", "ldeq_b", "regression", "noisy_truth"]
     for model in ("ldeq_a", "ldeq_b"):
         methods = list(table[table["model"] == model]["method"])
         assert methods[:1] == ["raw"] and methods[-2:] == ["RwR (1 it)", "RwR (2 it)"] and len(methods) == 3 + FILTER_ROWS
     regression = table[table["model"] == "regression"]
     assert len(regression) == 1 + FILTER_ROWS and set(regression["curve"]) == {"raw", "ema", "one_euro", "savgol", "kalman"}
     assert (regression["solver_iters_per_frame"] == 0).all()
-    assert np.isfinite(table[["nme_hard", "nmf_hard", "nme_easy", "nmf_easy", "fps"]].to_numpy()).all()
+    assert np.isfinite(table[["nme_hard", "nmf_hard", "nme_easy", "nmf_easy"]].to_numpy()).all()
+    assert np.isfinite(table[table["model"] != "noisy_truth"]["fps"]).all()
     # two seeds, two different models
     raw = table[table["method"] == "raw"].set_index("model")
     assert raw.loc["ldeq_a", "nme_hard"] != raw.loc["ldeq_b", "nme_hard"]
@@ -185,3 +187,111 @@ def test_still_bench_of_an_official_set_without_test_faces_is_one_line(bench_wor
     WflwStills(root).annotation_path("test").write_text("")
     result = run_main(capsys, "bench", "--stills", root, "--model", bench_world.checkpoints[0], "--out", tmp_path / "out")
     assert result.returncode == 2 and "no faces" in result.stderr and "list_98pt_rect_attr_test.txt" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def other_videos(tmp_path_factory):
+    """A second video set with the IDs and lengths of bench_world's, and other faces, motion and boxes."""
+    videos = VideoSet(tmp_path_factory.mktemp("other") / "wflwv")
+    for seed, (video_id, length) in enumerate(VIDEO_LENGTHS.items(), start=10):
+        videos.write(video_id, *face_video(length, seed), fps=30)
+    videos.write_split("hard", ["h1", "h2"])
+    videos.write_split("easy", ["e1", "e2"])
+    return videos.root
+
+
+def test_a_prediction_set_is_scored_like_a_model_with_every_filter_and_its_missing_frames_held(bench_run, bench_world):
+    out, boards = bench_run
+    table = boards["videos"].table
+    rows = table[table["model"] == "noisy_truth"].set_index("method")
+    assert len(rows) == 1 + FILTER_ROWS and set(rows["curve"]) == {"raw", "ema", "one_euro", "savgol", "kalman"}
+    assert not rows["causal"].any() and rows["fps"].isna().all() and rows["solver_iters_per_frame"].isna().all()
+    videos = VideoSet(bench_world.videos)
+    landmarks = load_prediction_set(bench_world.noisy_truth, {i: n for i, n in VIDEO_LENGTHS.items()})
+    expected = score_videos(padded([hold_missing(landmarks[i]) for i in ("h1", "h2")]), padded([videos.load_landmarks(i) for i in ("h1", "h2")]))
+    assert rows.loc["raw", "nme_hard"] == pytest.approx(100 * expected.nme) and rows.loc["raw", "nmf_hard"] == pytest.approx(100 * expected.nmf)
+    assert rows.loc["raw", "missing_hard"] == pytest.approx(100 * 2 / 12) and rows.loc["raw", "missing_easy"] == pytest.approx(100 * 2 / 12)
+    entries = [json.loads(line) for line in (out / "leaderboard_entries.jsonl").read_text().splitlines()]
+    entry = next(e for e in entries if (e["model"], e["method"]) == ("noisy_truth", "raw"))
+    assert entry["prediction_set"] == predictions_digest(landmarks) and entry["wflwv_version"] and len(entries) == len(table)
+    assert len({e["video_set"] for e in entries}) == 1 and entry["row"]["nme_hard_low"] <= entry["row"]["nme_hard"]
+
+
+def test_every_figure_has_its_interval_and_paired_differences(bench_run):
+    boards = bench_run[1]
+    table = boards["videos"].table
+    for split in ("hard", "easy"):
+        for metric in ("nme", "nmf"):
+            figure = f"{metric}_{split}"
+            assert (table[f"{figure}_low"] <= table[figure] + 1e-9).all() and (table[figure] <= table[f"{figure}_high"] + 1e-9).all()
+            assert (table[f"{figure}_high"] > table[f"{figure}_low"]).all()
+            raw = table[table["method"] == "raw"]
+            assert (raw[f"{figure}_vs_raw"] == 0).all() and (raw[f"{figure}_vs_raw_p"] == 0).all()
+            # the difference is the difference of the figures (means over the same videos)
+            by_method = table.set_index(["model", "method"])
+            difference = by_method[figure] - by_method.xs("raw", level="method")[figure].reindex(by_method.index.get_level_values("model")).to_numpy()
+            assert np.allclose(by_method[f"{figure}_vs_raw"], difference)
+    summary = table.set_index(["model", "method"])
+    for model in ("ldeq_a", "regression", "noisy_truth"):
+        rows = summary.loc[model]
+        best = rows[~rows["curve"].isin(["raw", "rwr"])].eval("nme_hard + nmf_hard").idxmin()
+        assert rows.loc[best, "nmf_hard_vs_filter"] == 0 and (rows["nmf_hard_vs_filter_p"].between(0, 1)).all()
+    stills = boards["stills"].table
+    assert (stills["nme_full_low"] < stills["nme_full"]).all() and (stills["nme_full"] < stills["nme_full_high"]).all()
+    assert "[" in boards["stills"].markdown and "bootstrap interval" in boards["videos"].markdown
+
+
+def test_a_model_run_re_scores_as_a_prediction_set_without_any_model(bench_run, bench_world, tmp_path, capsys):
+    out, boards = bench_run
+    regression = json.loads((out / "bench.json").read_text())["models"][2]
+    folder = out / regression["runs"]["raw"]
+    assert json.loads((folder / "method.json").read_text())["causal"] is True
+    result = run_main(capsys, "bench", "--predictions", f"copy={folder}", "--videos", bench_world.videos, "--filters", "none", "--out", tmp_path / "copy")
+    assert result.returncode == 0, result.stderr
+    assert "| copy | raw |" in result.stdout
+    copy = pd.read_parquet(tmp_path / "copy" / "video_leaderboard.parquet")
+    original = boards["videos"].table.set_index(["model", "method"]).loc[("regression", "raw")]
+    assert len(copy) == 1
+    for column in ("nme_hard", "nmf_hard", "nme_easy", "nmf_easy", "nme_hard_low", "nmf_easy_high"):
+        assert copy.loc[0, column] == pytest.approx(original[column])
+    # the two runs merge into one table; a run on another video set is refused in one line
+    merged = run_main(capsys, "leaderboard", "merge", out, tmp_path / "copy", "--out", tmp_path / "merged")
+    assert merged.returncode == 0, merged.stderr
+    table = pd.read_parquet(tmp_path / "merged" / "video_leaderboard.parquet")
+    assert len(table) == len(boards["videos"].table) + 1 and ("copy", "raw") in set(zip(table["model"], table["method"]))
+
+
+def test_merge_refuses_entries_of_another_video_set(bench_run, bench_world, other_videos, tmp_path, capsys):
+    other = run_main(capsys, "bench", "--predictions", f"noisy={bench_world.noisy_truth}", "--videos", other_videos, "--filters", "", "--out", tmp_path / "other")
+    assert other.returncode == 0, other.stderr
+    refused = run_main(capsys, "leaderboard", "merge", bench_run[0], tmp_path / "other", "--out", tmp_path / "merged")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "leaderboard_entries.jsonl" in refused.stderr and "another video set" in refused.stderr
+    assert not (tmp_path / "merged").exists()
+
+
+def test_two_video_sets_with_the_same_ids_benched_into_one_out_get_their_own_scores(bench_world, other_videos, tmp_path):
+    settings = BenchSettings(slots=2, filters=())
+    checkpoint = bench_world.checkpoints[2:]
+    first = run_bench(checkpoint, tmp_path / "out", videos=bench_world.videos, settings=settings)["videos"].table
+    second = run_bench(checkpoint, tmp_path / "out", videos=other_videos, settings=settings)["videos"].table
+    alone = run_bench(checkpoint, tmp_path / "alone", videos=other_videos, settings=settings)["videos"].table
+    columns = ["nme_hard", "nmf_hard", "nme_easy", "nmf_easy"]
+    assert np.allclose(second[columns], alone[columns]) and not np.allclose(second[columns], first[columns])
+    assert len(list((tmp_path / "out" / "cache").glob("*.npz"))) == 2 * len(VIDEO_LENGTHS)
+    # other boxes for one video: its prediction is recomputed, not read
+    videos = VideoSet(other_videos)
+    np.save(videos.boxes_path("h1"), videos.load_boxes("h1") + 2.0)
+    moved = run_bench(checkpoint, tmp_path / "out", videos=other_videos, settings=settings)["videos"].table
+    assert len(list((tmp_path / "out" / "cache").glob("*.npz"))) == 2 * len(VIDEO_LENGTHS) + 1
+    assert moved.loc[0, "nme_hard"] != second.loc[0, "nme_hard"] and moved.loc[0, "nme_easy"] == second.loc[0, "nme_easy"]
+
+
+def test_a_corrupt_cached_prediction_is_recomputed(bench_world, tmp_path):
+    settings = BenchSettings(slots=2, filters=())
+    first = run_bench(bench_world.checkpoints[2:], tmp_path, videos=bench_world.videos, settings=settings)["videos"].table
+    cached = sorted((tmp_path / "cache").glob("*.npz"))
+    cached[0].write_bytes(b"PK\x03\x04 truncated")
+    again = run_bench(bench_world.checkpoints[2:], tmp_path, videos=bench_world.videos, settings=settings)["videos"].table
+    pd.testing.assert_frame_equal(first.drop(columns="fps"), again.drop(columns="fps"))
+    assert sorted(np.load(cached[0]).files) == ["iterations", "landmarks", "residuals", "seconds"]
