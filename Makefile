@@ -23,7 +23,10 @@ demo: setup
 	$(BIN)/wflwv synth --out $(RUN)/data --preset demo
 	$(BIN)/wflwv train --data $(RUN)/data/stills --config ldeq_demo --out $(RUN)/ldeq
 	$(BIN)/wflwv train --data $(RUN)/data/stills --config hrnet_demo --out $(RUN)/hrnet
-	$(BIN)/wflwv bench --model $(RUN)/ldeq/checkpoint.pth.tar --model $(RUN)/hrnet/checkpoint.pth.tar --stills $(RUN)/data/stills --videos $(RUN)/data/videos --out $(RUN)/bench
+	mkdir -p $(RUN)/ensemble && ln -sfn ../data/videos/videos $(RUN)/ensemble/videos && ln -sfn ../data/videos/bboxes $(RUN)/ensemble/bboxes
+	$(BIN)/wflwv label --build $(RUN)/ensemble --members $(RUN)/ldeq/checkpoint.pth.tar --members $(RUN)/hrnet/checkpoint.pth.tar
+	printf '%s\n' '{"name": "LDEQ + HRNet ensemble", "description": "wflwv label: the two demo models, heatmaps averaged per frame", "parameters": {}, "causal": true}' > $(RUN)/ensemble/landmarks/method.json
+	$(BIN)/wflwv bench --model $(RUN)/ldeq/checkpoint.pth.tar --model $(RUN)/hrnet/checkpoint.pth.tar --predictions ensemble=$(RUN)/ensemble/landmarks --stills $(RUN)/data/stills --videos $(RUN)/data/videos --out $(RUN)/bench
 	$(BIN)/wflwv report $(RUN)/bench
 
 # WFLW-V built end to end on the synthetic world (scraped over loopback), then benchmarked.
