@@ -141,7 +141,7 @@ def byte_rate(ctx, param, value: str | None) -> float | None:
 @click.option("--out", required=True, type=OUT_DIR, help="Build folder: videos/<ID>.mp4 and stages/scrape/ (manifest.parquet, rows).")
 @click.option("--queries", type=IN_FILE, help="Search queries, one a line (UTF-8, any language): YouTube search with the Creative Commons filter.")
 @click.option("--per-query", default=20, show_default=True, help="Videos taken from each query's results.")
-@click.option("--ids", type=IN_FILE, help="Official ID list: 'ID start end' lines (inclusive frames; download_ranges.txt) or 'ID None None' (skipped).")
+@click.option("--ids", type=IN_FILE, is_flag=False, flag_value="data/WFLW_V_lists/download_ranges.txt", help="Official ID list: 'ID start end' lines (inclusive frames; download_ranges.txt) or 'ID None None' (skipped). Given without a file: data/WFLW_V_lists/download_ranges.txt, where the authors' lists go (docs/scrape.md).")
 @click.option("--urls", type=IN_FILE, help="CSV of other sites' videos: columns url, licence, optional id, start, end.")
 @click.option("--info-json", type=IN_DIR, help="Folder of recorded <ID>.info.json metadata (yt-dlp's --load-info-json path); with --ids, the metadata of the listed IDs.")
 @click.option("--cookies", type=IN_FILE, help="Netscape cookies file for yt-dlp (YouTube's 'confirm you're not a bot').")
