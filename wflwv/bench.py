@@ -58,6 +58,7 @@ class BenchSettings:
     norm: str = "interocular"
     device: str = "cpu"
     latency_runs: int = 5
+    protocol: str = "wflwv"  # or "released": the authors' crop and solver conventions (docs/protocol.md)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def run_bench(checkpoints: list[Path], out: Path, videos: Path | None = None, st
     manifest = {
         "videos": str(videos.resolve()) if videos else None,
         "stills": str(stills.resolve()) if stills else None,
+        "protocol": settings.protocol,
         "models": [{"label": m.label, "checkpoint": str(m.checkpoint.resolve()), "digest": m.digest, "deq": is_deq(m.model),
                     "runs": {run.name: f"predictions/{m.digest}/{slug(run.name)}" for run in model_runs(m.model, settings)}} for m in models],
     }  # fmt: skip
@@ -162,7 +164,7 @@ def predict_run(model, items: dict[str, VideoItem], run: ModelRun, folder: Path,
     if todo:
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
         start, frames = time.perf_counter(), 0
-        predictions = predict_videos(model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device)
+        predictions = predict_videos(model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, protocol=settings.protocol, device=settings.device)
         for prediction in track(predictions, total=len(todo), description=f"{run.name}: videos"):
             save_npz(folder / f"{prediction.id}.npz", landmarks=prediction.landmarks, iterations=prediction.iterations, residuals=prediction.residuals)
             frames += len(prediction.landmarks)
