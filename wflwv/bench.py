@@ -32,7 +32,7 @@ from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, re
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import DEFAULT_SLOTS, VideoStream, is_deq, predict_videos
-from wflwv.metrics import memory, score_images, score_videos
+from wflwv.metrics import memory, score_images, score_videos, temporal_scores
 from wflwv.models import load_checkpoint
 from wflwv.report import (
     NMF_TABLE_SCALE,
@@ -146,8 +146,10 @@ def bench_videos(models: list[BenchModel], root: Path, out: Path, settings: Benc
                 for split, ids in splits.items():
                     scores = score_videos(padded([landmarks[i] for i in ids]), padded([items[i].landmarks for i in ids]), norm=settings.norm, nmf_definition=settings.nmf_definition)
                     kept = memory(padded([landmarks[i] for i in ids]), padded([raw[i] for i in ids]))
-                    row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf, f"memory_{split}": kept}
-                    per_video += [{"model": bench_model.label, "method": method, "split": split, "id": i, "nme": 100 * e, "nmf": nmf_scale * f} for i, e, f in zip(ids, scores.video_nme, scores.video_nmf)]
+                    temporal = temporal_scores(padded([landmarks[i] for i in ids]), padded([items[i].landmarks for i in ids]), padded([items[i].boxes[:, :4] for i in ids]), settings.nmf_definition).scaled(nmf_scale)
+                    row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf, f"memory_{split}": kept} | {f"{name}_{split}": value for name, value in temporal.overall.items()}
+                    per_video += [{"model": bench_model.label, "method": method, "split": split, "id": i, "nme": 100 * e, "nmf": nmf_scale * f} | {name: values[k] for name, values in temporal.video.items()}
+                                  for k, (i, e, f) in enumerate(zip(ids, scores.video_nme, scores.video_nmf))]
                 rows.append(row | {"solver_iters_per_frame": iterations, "fps": fps})
     board = video_leaderboard(pd.DataFrame(rows), settings.norm, settings.nmf_definition)
     board.write(out)
