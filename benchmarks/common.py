@@ -2,6 +2,7 @@
 
 import argparse
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from wflwv.models import create_model, load_checkpoint, load_config
 from wflwv.synth import Preset, generate
 
 REPO = Path(__file__).resolve().parents[1]
-DOWNLOAD_RANGES = REPO.parent / "shared" / "reference" / "wflwv-official" / "download_ranges.txt"
+FRAME_COUNTS = REPO / "benchmarks" / "data" / "wflwv_frame_counts.json"
 DEMO_CHECKPOINT = REPO / "runs" / "demo" / "ldeq" / "checkpoint.pth.tar"  # what `make demo` trains
 WORLD = REPO / "runs" / "bench" / "world"
 K = TypeVar("K")
@@ -92,9 +93,9 @@ def synchronize(device: str | torch.device) -> None:
 
 
 def wflwv_lengths() -> np.ndarray:
-    """Frame counts of the 1000 WFLW-V videos (end - start + 1 of each download range)."""
-    ranges = np.loadtxt(DOWNLOAD_RANGES, usecols=(1, 2), dtype=np.int64)
-    return ranges[:, 1] - ranges[:, 0] + 1
+    """Frame counts of the 1000 WFLW-V videos, in increasing order (from the distribution kept in FRAME_COUNTS)."""
+    counts = json.loads(FRAME_COUNTS.read_text())["videos_per_frame_count"]
+    return np.repeat(np.array([int(length) for length in counts], dtype=np.int64), list(counts.values()))
 
 
 def sample_lengths(n: int, seed: int = 0) -> np.ndarray:

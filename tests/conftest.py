@@ -115,10 +115,10 @@ def write_precropped_stills(root: Path, size: int) -> Path:
     return root
 
 
-def ldeq_checkpoint(path: Path, seed: int, released: bool = False) -> Path:
-    """An untrained, narrow ldeq_demo; `released`: in the authors' format, with no family key."""
+def ldeq_checkpoint(path: Path, seed: int, released: bool = False, **options) -> Path:
+    """An untrained, narrow ldeq_demo (options replace its args); `released`: in the authors' format, with no family key."""
     # beta 0.1 keeps the untrained cell a contraction, so solves stop on the tolerance as a trained model's do
-    args = {**load_config("ldeq_demo")["args"], "injection_width": 8, "cell_base_width": 8, "cell_width_increment": 2, "cell_softargmax_beta": 0.1, "max_iters": 4}
+    args = {**load_config("ldeq_demo")["args"], "injection_width": 8, "cell_base_width": 8, "cell_width_increment": 2, "cell_softargmax_beta": 0.1, "max_iters": 4, **options}
     torch.manual_seed(seed)
     model = LDEQ(argparse.Namespace(**args))
     if released:

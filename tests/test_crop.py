@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from wflwv.data.crop import IMAGENET_MEAN, IMAGENET_STD, box_to_affine, crop, crops_to_tensor, invert_affine, transform_points
+from wflwv.data.crop import IMAGENET_MEAN, IMAGENET_STD, box_to_affine, crop, crops_to_tensor, invert_affine, released_box_to_affine, transform_points
 
 
 def test_box_to_affine_by_hand():
@@ -11,6 +11,15 @@ def test_box_to_affine_by_hand():
     assert np.allclose(affine, [[2, 0, 120 - 2 * 150], [0, 2, 120 - 2 * 100]])
     corners = transform_points(np.array([[90.0, 40.0], [210.0, 160.0]]), affine)
     assert np.allclose(corners, [[0, 0], [240, 240]])  # the crop's square spans the box's longer side * 1.2
+
+
+def test_released_box_to_affine_by_hand():
+    # Corners int(v + 0.5): 10, 21, 50, 59; w 41, h 39; centre (10 + 20, 21 + 19); side max(40, 38) * 1.2 = 48 -> 96 px, scale 2.
+    affine = released_box_to_affine(np.array([10.4, 20.6, 49.5, 59.2]), size=96)
+    assert np.allclose(affine, [[2, 0, 48 - 2 * 30], [0, 2, 48 - 2 * 40]])
+    # int() truncates towards zero: -0.7 + 0.5 -> 0, not -1; w 51, centre x 25; side 50 * 1.2 = 60 -> 96 px, scale 1.6
+    affine = released_box_to_affine(np.array([-0.7, 20.6, 49.5, 59.2]), size=96)
+    assert np.allclose(affine, [[1.6, 0, 48 - 1.6 * 25], [0, 1.6, 48 - 1.6 * 40]])
 
 
 def test_points_round_trip_through_the_inverse_affine():

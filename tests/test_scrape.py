@@ -20,9 +20,8 @@ from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_info_json
 from wflwv.scrape.cut import first_window
 from wflwv.scrape.fetch import wait_for_start
 from wflwv.scrape.loopback import STANDARD_LICENCE, Failure, LoopbackSite
-from wflwv.scrape.sources import search_url
+from wflwv.scrape.sources import SAFE_NAME, search_url
 
-OFFICIAL = Path("/work/shared/reference/wflwv-official")
 SIZE, BITS, FPS = (64, 128), 8, 25.0
 FAST = ScrapeSettings(FetchSettings(timeout=0.5, retries=2, backoff=0.01, min_interval=0.0))
 
@@ -269,14 +268,31 @@ def test_first_window_needs_every_sample_inside_to_have_a_face():
     assert first_window([(0, True), (10, True), (20, False)], 21, 30) is None
 
 
-def test_official_lists_are_read_with_their_windows():
-    ranges = read_ids(OFFICIAL / "download_ranges.txt")
-    assert len(ranges) == 1000 and all(120 <= c.window[1] - c.window[0] + 1 <= 151 for c in ranges)
-    assert ranges[0].url == "https://www.youtube.com/watch?v=eEbMsJPwPEM" and ranges[0].window == (3329, 3454)
-    windows = read_ids(OFFICIAL / "frame_windows_all.txt")
-    assert len(windows) == 14755 and sum(c.skip is not None for c in windows) == 9979
-    odd = next(c for c in windows if c.source_id == 'qBW9M..."}]')
-    assert odd.skip and odd.name != odd.source_id and "/" not in odd.name
+def official_like_lists(folder: Path) -> tuple[Path, Path]:
+    """Made-up lists with the quirks of the authors' download_ranges.txt and frame_windows_all.txt: YouTube IDs
+    of 11 characters from [A-Za-z0-9_-] (some starting with '-'), one shorter ID, inclusive windows of 120-151
+    frames; in the candidates' list, 'ID None None' lines and a garbled ID left over from scraped JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ranges = ["eXaMpLe0001 3329 3454", "-dash_Start 164 283", "-Zz9_-Yy8xW 0 150", "shortID12 539 658", "under_score 818 967"]
+    windows = ["abcDEF12345 None None", *ranges[:2], '-noWindow_1 None None', 'qXY3Z..."}] None None', ranges[3]]
+    (folder / "download_ranges.txt").write_text("".join(f"{line}\n" for line in ranges))
+    (folder / "frame_windows_all.txt").write_text("".join(f"{line}\n" for line in windows))
+    return folder / "download_ranges.txt", folder / "frame_windows_all.txt"
+
+
+def test_official_lists_are_read_with_their_windows(tmp_path):
+    ranges_path, windows_path = official_like_lists(tmp_path / "lists")
+    ranges = read_ids(ranges_path)
+    assert [c.source_id for c in ranges] == ["eXaMpLe0001", "-dash_Start", "-Zz9_-Yy8xW", "shortID12", "under_score"]
+    assert [c.window[1] - c.window[0] + 1 for c in ranges] == [126, 120, 151, 120, 150] and not any(c.skip for c in ranges)
+    assert [c.name for c in ranges] == [c.source_id for c in ranges]  # plain IDs, a leading '-' included, name their files
+    assert ranges[1].url == "https://www.youtube.com/watch?v=-dash_Start"
+    windows = read_ids(windows_path)
+    assert [c.skip is not None for c in windows] == [True, False, False, True, True, False]
+    assert windows[2].window == (164, 283) and windows[3].source_id == "-noWindow_1" and windows[3].window is None
+    odd = windows[4]
+    assert odd.source_id == 'qXY3Z..."}]' and odd.skip == "no usable window in the list (None None)"
+    assert odd.name != odd.source_id and SAFE_NAME.fullmatch(odd.name) and odd.name.startswith("qXY3Z")
 
 
 @pytest.mark.parametrize("line, problem", [
@@ -305,8 +321,8 @@ def test_queries_in_any_language_become_creative_commons_searches(tmp_path):
         read_queries(path)
 
 
-def run_wflwv(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, timeout=120)
+def run_wflwv(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def test_cli_scrapes_and_prints_a_summary(site, tmp_path):
@@ -325,5 +341,12 @@ def test_cli_bad_input_is_one_line_naming_the_file(tmp_path, case):
     result = run_wflwv("scrape", "--out", tmp_path / "build", "--ids", ids)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1
-    assert lines[0] == (f"error: {ids}: line 2: expected 'ID start end', got 'bad'" if case == "malformed" else f"error: {ids}: no such file")
+    assert lines[0].startswith(f"error: {ids}: line 2: expected 'ID start end', got 'bad'" if case == "malformed" else f"error: {ids}: no such file")
+
+
+def test_ids_without_a_file_read_the_documented_place_and_say_where_the_lists_come_from(tmp_path):
+    result = run_wflwv("scrape", "--ids", "--out", tmp_path / "build", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: data/WFLW_V_lists/download_ranges.txt: no such file")
+    assert "github.com/polo5/LDEQ_RwR" in result.stderr and "copy them to data/WFLW_V_lists/" in result.stderr
 

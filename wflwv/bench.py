@@ -41,7 +41,7 @@ from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, re
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import DEFAULT_SLOTS, VideoStream, is_deq, predict_videos
-from wflwv.metrics import memory, score_images, score_videos
+from wflwv.metrics import memory, score_images, score_videos, temporal_scores
 from wflwv.models import load_checkpoint
 from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, predictions_digest, read_method, write_prediction_set
 from wflwv.report import (
@@ -73,6 +73,7 @@ class BenchSettings:
     latency_runs: int = 5
     resamples: int = RESAMPLES  # bootstrap resamples of the videos (images) behind every interval
     seed: int = SEED
+    protocol: str = "wflwv"  # or "released": the authors' crop and solver conventions (docs/protocol.md)
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def run_bench(checkpoints: list[Path], out: Path, videos: Path | None = None, st
     manifest = {
         "videos": str(videos.resolve()) if videos else None,
         "stills": str(stills.resolve()) if stills else None,
+        "protocol": settings.protocol,
         "models": [{"label": m.label, "checkpoint": str(m.checkpoint.resolve()), "digest": m.digest, "deq": is_deq(m.model),
                     "runs": {run.name: prediction_folder(m, run) for run in model_runs(m.model, settings)}} for m in models],
         "predictions": [{"label": label, "deq": False, "runs": {"raw": str(folder.resolve())}, "method": read_method(folder).to_json()} for label, folder in predictions.items()],
@@ -238,10 +240,13 @@ def score_method(landmarks: dict[str, np.ndarray], raw: dict[str, np.ndarray], i
     row, per_video = {}, []
     nmf_scale = NMF_TABLE_SCALE[settings.nmf_definition]
     for split, ids in splits.items():
-        predicted = padded([landmarks[i] for i in ids])
-        scores = score_videos(predicted, padded([items[i].landmarks for i in ids]), norm=settings.norm, nmf_definition=settings.nmf_definition)
+        predicted, truth = padded([landmarks[i] for i in ids]), padded([items[i].landmarks for i in ids])
+        scores = score_videos(predicted, truth, norm=settings.norm, nmf_definition=settings.nmf_definition)
+        temporal = temporal_scores(predicted, truth, padded([items[i].boxes[:, :4] for i in ids]), settings.nmf_definition).scaled(nmf_scale)
         row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf, f"memory_{split}": memory(predicted, padded([raw[i] for i in ids]))}
-        per_video += [{"split": split, "id": i, "nme": 100 * e, "nmf": nmf_scale * f} for i, e, f in zip(ids, scores.video_nme, scores.video_nmf)]
+        row |= {f"{name}_{split}": value for name, value in temporal.overall.items()}
+        per_video += [{"split": split, "id": i, "nme": 100 * e, "nmf": nmf_scale * f} | {name: values[k] for name, values in temporal.video.items()}
+                      for k, (i, e, f) in enumerate(zip(ids, scores.video_nme, scores.video_nmf))]
     return row, per_video
 
 
@@ -320,9 +325,9 @@ def model_entrant(bench_model: BenchModel, items: dict[str, VideoItem], inputs: 
     return Entrant(bench_model.label, is_deq(bench_model.model), runs, folders)
 
 
-def prediction_key(bench_model: BenchModel, run: ModelRun, inputs: dict[str, str]) -> str:
+def prediction_key(bench_model: BenchModel, run: ModelRun, protocol: str, inputs: dict[str, str]) -> str:
     """The cache name of a model run's prediction for one video: a digest of everything the landmarks depend on."""
-    key = {"checkpoint": bench_model.digest, "run": run.settings, "video": inputs["video"], "boxes": inputs["boxes"]}
+    key = {"checkpoint": bench_model.digest, "run": run.settings, "protocol": protocol, "video": inputs["video"], "boxes": inputs["boxes"]}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -338,12 +343,12 @@ def read_cached(path: Path) -> dict | None:
 def predict_run(bench_model: BenchModel, items: dict[str, VideoItem], inputs: dict[str, dict[str, str]], run: ModelRun, cache: Path, settings: BenchSettings, force: bool) -> dict[str, dict]:
     """Predictions of one run for every video, read from the cache where present; each new one is cached with
     its share of the wall time (the time since the previous video finished)."""
-    paths = {i: cache / f"{prediction_key(bench_model, run, inputs[i])}.npz" for i in items}
+    paths = {i: cache / f"{prediction_key(bench_model, run, settings.protocol, inputs[i])}.npz" for i in items}
     predictions = {} if force else {i: cached for i in items if (cached := read_cached(paths[i])) is not None}
     todo = [i for i in items if i not in predictions]
     if todo:
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
-        solved = predict_videos(bench_model.model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device)
+        solved = predict_videos(bench_model.model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, protocol=settings.protocol, device=settings.device)
         last = time.perf_counter()
         for prediction in track(solved, total=len(todo), description=f"{bench_model.label} {run.name}: videos"):
             now = time.perf_counter()

@@ -105,11 +105,12 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--slots", default=32, show_default=True, help="Video streams batched together (32: see benchmarks/schedules.py).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=filter_list, help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated; none for no filter).")
-@click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True, help="NMF definition: the paper's, or the authors' released NMJ.")
+@click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), help="NMF definition: the paper's, or the authors' released NMJ [default: the protocol's: paper for wflwv, released for released].")
+@click.option("--protocol", type=click.Choice(["wflwv", "released"]), default="wflwv", show_default=True, help="wflwv's own evaluation, or the authors' release's: its crop, solver conventions, RwR cap on the first frame and NMJ (docs/protocol.md).")
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
+def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, device: str, force: bool) -> None:
     """Leaderboards of models and prediction sets: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost), with 95% intervals."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.report import video_differences, video_summary
@@ -122,7 +123,8 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: P
         raise click.UsageError("--predictions are scored on --videos: give them")
     if stills is not None and not checkpoints:
         raise click.UsageError("--stills scores models: give --model")
-    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device)
+    nmf_definition = nmf_definition or ("released" if protocol == "released" else "paper")
+    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force, predictions=predictions)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)
@@ -193,7 +195,7 @@ def byte_rate(ctx, param, value: str | None) -> float | None:
 @click.option("--out", required=True, type=OUT_DIR, help="Build folder: videos/<ID>.mp4 and stages/scrape/ (manifest.parquet, rows).")
 @click.option("--queries", type=IN_FILE, help="Search queries, one a line (UTF-8, any language): YouTube search with the Creative Commons filter.")
 @click.option("--per-query", default=20, show_default=True, help="Videos taken from each query's results.")
-@click.option("--ids", type=IN_FILE, help="Official ID list: 'ID start end' lines (inclusive frames; download_ranges.txt) or 'ID None None' (skipped).")
+@click.option("--ids", type=IN_FILE, is_flag=False, flag_value="data/WFLW_V_lists/download_ranges.txt", help="Official ID list: 'ID start end' lines (inclusive frames; download_ranges.txt) or 'ID None None' (skipped). Given without a file: data/WFLW_V_lists/download_ranges.txt, where the authors' lists go (docs/scrape.md).")
 @click.option("--urls", type=IN_FILE, help="CSV of other sites' videos: columns url, licence, optional id, start, end.")
 @click.option("--info-json", type=IN_DIR, help="Folder of recorded <ID>.info.json metadata (yt-dlp's --load-info-json path); with --ids, the metadata of the listed IDs.")
 @click.option("--cookies", type=IN_FILE, help="Netscape cookies file for yt-dlp (YouTube's 'confirm you're not a bot').")
@@ -364,14 +366,15 @@ def verify(root: Path) -> None:
 @click.option("--max-side", default=640, show_default=True, help="Frames whose longer side exceeds this are detected downscaled to it (0: never).")
 @click.option("--max-gap", default=10, show_default=True, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
 @click.option("--smoothing", default=0.1, show_default=True, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
-def predict(video: Path, model: str, checkpoint: Path | None, out: Path | None, overlay: Path | None, rwr_iters: int, device: str, max_side: int, max_gap: int, smoothing: float) -> None:
+@click.option("--protocol", type=click.Choice(["wflwv", "released"]), default="wflwv", show_default=True, help="wflwv's own inference, or the authors' release's: its crop, solver conventions and the RwR cap on first frames too (docs/protocol.md).")
+def predict(video: Path, model: str, checkpoint: Path | None, out: Path | None, overlay: Path | None, rwr_iters: int, device: str, max_side: int, max_gap: int, smoothing: float, protocol: str) -> None:
     """Landmarks for every frame of any video (MTCNN boxes, stabilised; LDEQ + RwR), streamed in constant memory."""
     from wflwv.boxes import BoxSettings, TrackSettings
     from wflwv.predict import PredictSettings, load_model, predict_video
 
     out = out or video.with_name(f"{video.stem}.landmarks.parquet")
     boxes = BoxSettings(device=device, max_side=max_side or None, smoothing=smoothing, track=TrackSettings(max_gap=max_gap))
-    summary = predict_video(video, load_model(model, checkpoint, device), out, overlay, PredictSettings(rwr_iters, device, boxes=boxes))
+    summary = predict_video(video, load_model(model, checkpoint, device), out, overlay, PredictSettings(rwr_iters, device, boxes=boxes, protocol=protocol))
     click.echo(f"{video}: {summary}")
     click.echo(f"landmarks: {out}" + (f"\noverlay: {overlay}" if overlay else ""))
 

@@ -3,8 +3,8 @@
 RwR solves frame n from z0 = z* of frame n-1 of the same video under a hard cap on solver
 iterations. The first frame of a video has no predecessor: it starts from zero and gets
 `first_frame_max_iters` (by default the config's full max_iters). The authors' release capped every
-frame, the first included; pass first_frame_max_iters=max_iters to do the same. Cold start solves
-every frame from zero with cap max_iters.
+frame, the first included: protocol="released" does the same, with the release's crop and solver
+conventions too (docs/protocol.md). Cold start solves every frame from zero with cap max_iters.
 
 The scheduler keeps `slots` videos in flight, one per slot. Each step takes the next frame of every
 occupied slot and solves them as one batch, each from its own slot's z0 and with its own cap; a
@@ -24,15 +24,16 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine, transform_points
+from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine, released_box_to_affine, transform_points
 from wflwv.errors import WflwvError
-from wflwv.models.ldeq import LDEQ
+from wflwv.models.ldeq import LDEQ, PROTOCOLS
 
 # Video streams solved as one batch. On the 2-core CPU the demo LDEQ alone runs 5.6-5.9x more frames
 # per second at batch 32 than at batch 1 on both cores (3.3-3.8x on one), and 1.2-1.9x more than at
 # batch 8 (benchmarks/schedules.py); a z state per slot is small (3 MiB for 32 slots of the demo
 # model, 50 MiB of the paper's).
 DEFAULT_SLOTS = 32
+CROPS = {"wflwv": box_to_affine, "released": released_box_to_affine}  # each protocol's box -> crop affine
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,11 @@ class _Track:
         self.frame_index, self.box = count, np.asarray(box)
         return frame
 
-    def affine(self, size: int) -> np.ndarray:
+    def affine(self, size: int, protocol: str) -> np.ndarray:
         try:
             if self.box.shape[0] < 4:
                 raise ValueError(f"box has {self.box.shape[0]} numbers, expected at least 4")
-            return box_to_affine(self.box, size=size)
+            return CROPS[protocol](self.box, size=size)
         except ValueError as error:
             raise WflwvError(self.stream.id, f"frame {self.frame_index}: {error}") from None
 
@@ -134,6 +135,7 @@ def predict_frames(
     warm_start: bool = True,
     max_iters: int | None = None,
     first_frame_max_iters: int | None = None,
+    protocol: str = "wflwv",
     device: str | torch.device = "cpu",
     channels_last: bool = True,
 ) -> Iterator[tuple[int, FramePrediction | None]]:
@@ -142,12 +144,18 @@ def predict_frames(
 
     warm_start: RwR (z0 = previous z*) or cold start (z0 = 0 on every frame). max_iters caps the
     solver on every frame but a warm-started video's first, which gets first_frame_max_iters; None
-    means the config's max_iters. The model is put in eval mode and must already be on `device`;
+    means the config's max_iters. protocol "released" evaluates as the authors' release does: its
+    crop, its solver conventions, and the RwR cap on the first frame too (first_frame_max_iters must
+    then be None). The model is put in eval mode and must already be on `device`;
     with channels_last its convolution weights are converted to that memory format in place (on the
     2-core CPU the demo LDEQ runs 7-14% faster, its landmarks equal to float rounding: benchmarks/limit.py).
     """
     if slots < 1:
         raise ValueError(f"slots must be at least 1, got {slots}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}, expected one of {PROTOCOLS}")
+    if protocol == "released" and first_frame_max_iters is not None:
+        raise ValueError("the released protocol caps the first frame as every other: leave first_frame_max_iters None")
     deq = is_deq(model)
     if warm_start and not deq:
         raise ValueError(f"{type(model).__name__} is not a DEQ: it has no state to warm-start from, use warm_start=False")
@@ -156,7 +164,7 @@ def predict_frames(
         model.to(memory_format=torch.channels_last)
     args = model.args
     cap = args.max_iters if deq and max_iters is None else max_iters
-    first_cap = (args.max_iters if first_frame_max_iters is None else first_frame_max_iters) if warm_start else cap
+    first_cap = (args.max_iters if first_frame_max_iters is None else first_frame_max_iters) if warm_start and protocol == "wflwv" else cap
     pending = enumerate(streams)
     tracks: list[_Track | None] = [None] * slots
     states = torch.zeros(slots, args.z_width, args.heatmap_size, args.heatmap_size, device=device) if warm_start else torch.zeros(slots, 0)
@@ -166,21 +174,21 @@ def predict_frames(
         if not frames:
             return
         occupied = list(frames)
-        affines = [tracks[slot].affine(args.im_size) for slot in occupied]
+        affines = [tracks[slot].affine(args.im_size, protocol) for slot in occupied]
         crops = np.stack([crop(frames[slot], affine, args.im_size) for slot, affine in zip(occupied, affines)])
         caps = [first_cap if tracks[slot].frame_index == 0 else cap for slot in occupied]
-        points, solver_iterations, residuals = _solve(model, crops_to_tensor(crops).to(device), states, occupied, caps, warm_start, deq)
+        points, solver_iterations, residuals = _solve(model, crops_to_tensor(crops).to(device), states, occupied, caps, warm_start, deq, protocol)
         for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points * args.im_size, solver_iterations, residuals):
             yield tracks[slot].number, FramePrediction(tracks[slot].frame_index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
 
 
 @torch.inference_mode()  # scoped to the solve: a generator's `with` would leave it on in the caller between yields
-def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, occupied: list[int], caps: list[int], warm_start: bool, deq: bool) -> tuple[np.ndarray, list[int], list[float]]:
+def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, occupied: list[int], caps: list[int], warm_start: bool, deq: bool, protocol: str) -> tuple[np.ndarray, list[int], list[float]]:
     """Landmarks in crop units (float), solver iterations and residuals of one batch; the occupied slots' states updated under RwR."""
     if not deq:
         return model(images).landmarks.float().cpu().numpy(), [0] * len(occupied), [float("nan")] * len(occupied)
     index = torch.tensor(occupied, device=images.device)
-    output = model(images, z0=states[index] if warm_start else None, max_iters=torch.tensor(caps, device=images.device))
+    output = model(images, z0=states[index] if warm_start else None, max_iters=torch.tensor(caps, device=images.device), protocol=protocol)
     if warm_start:
         states[index] = output.z_star
     return output.landmarks.float().cpu().numpy(), output.iterations.tolist(), output.residual.tolist()  # float: bf16 under autocast

@@ -23,6 +23,15 @@ PARTS = {
     "pupils": (96, 98),
 }
 
+# The face regions whose flicker is reported on its own (wflwv.metrics.region_nmf): both sides of each part, pupils with the eyes.
+REGIONS = {
+    "contour": np.arange(0, 33),
+    "brows": np.arange(33, 51),
+    "nose": np.arange(51, 60),
+    "eyes": np.r_[60:76, 96:98],
+    "mouth": np.arange(76, 96),
+}
+
 # Index i of a horizontally flipped face takes point FLIP_PERMUTATION[i] of the original.
 FLIP_PERMUTATION = np.array(
     list(range(32, -1, -1))

@@ -1,4 +1,6 @@
-"""Accuracy and stability of landmark predictions: NME, NMF, failure rate, AUC and CED.
+"""Accuracy and stability of landmark predictions: NME, NMF, failure rate, AUC and CED, and the temporal
+figures: flicker per face region, the Allan deviation of the residual, lag and the face boxes' jitter.
+Every formula is in docs/metrics.md.
 
 Landmarks are (..., 98, 2) arrays in pixels; a set of videos is (videos, frames, 98, 2), shorter videos
 padded with NaN. A frame whose ground truth has any NaN is not scored, and scores count such frames.
@@ -11,12 +13,14 @@ import numpy as np
 from scipy.integrate import simpson
 
 from wflwv.errors import WflwvError
-from wflwv.landmarks import LEFT_EYE_OUTER, LEFT_PUPIL, N_LANDMARKS, RIGHT_EYE_OUTER, RIGHT_PUPIL
+from wflwv.landmarks import LEFT_EYE_OUTER, LEFT_PUPIL, N_LANDMARKS, REGIONS, RIGHT_EYE_OUTER, RIGHT_PUPIL
 
 NORMS = ("interocular", "interpupil", "diagonal")
 NMF_DEFINITIONS = ("paper", "released")
 FAILURE_THRESHOLD = 0.10
 RELEASED_CROP_SIZE = 256  # the released NMJ measures the face scale in units of a 256-pixel crop
+ALLAN_WINDOWS = (1, 2, 4, 8, 16, 32)  # frames: octaves from frame-to-frame jitter to a second's drift
+MAX_LAG = 8  # frames: the largest delay `lag` looks for either way
 
 
 def _landmarks(array: np.ndarray, what: str, leading: str = "...") -> np.ndarray:
@@ -98,27 +102,109 @@ def nme(pred: np.ndarray, gt: np.ndarray, norm: str = "interocular", boxes: np.n
     return np.where(scored, errors, np.nan)
 
 
-def nmf(pred: np.ndarray, gt: np.ndarray, definition: str = "paper") -> np.ndarray:
+def nmf(pred: np.ndarray, gt: np.ndarray, definition: str = "paper", landmarks: np.ndarray | None = None) -> np.ndarray:
     """Per-video flicker (...) of videos (..., frames, 98, 2); NaN for a video without two consecutive scored frames.
 
     Frame n's value is the RMS over landmarks of ||r_n - r_(n-1)|| / s_n, s_n a scale of frame n's ground truth;
     a video's value is the RMS over the pairs of consecutive scored frames.
     "paper": s_n = sqrt(area of the ground-truth landmarks' box).
     "released": the authors' NMJ, 100 ||.|| / s_n with s_n = sqrt(area / 256^2); it equals 25600 x "paper".
+    `landmarks` (indices) restricts the RMS over landmarks to them: a face region's flicker.
     """
     pred, gt, scored = _scored_pair(pred, gt, "..., frames")
+    residual = gt - pred
+    return _flicker(residual if landmarks is None else residual[..., landmarks, :], flicker_scale(gt, scored, definition))
+
+
+def flicker_scale(gt: np.ndarray, scored: np.ndarray, definition: str) -> np.ndarray:
+    """Per-frame s_n (...) by which an NMF definition divides a residual (the released NMJ's factor 100 included)."""
     area = face_area(gt)
     _require_positive(area, scored, "landmark box area")
     if definition == "paper":
-        scale, factor = np.sqrt(area), 1.0
-    elif definition == "released":
-        scale, factor = np.sqrt(area) / RELEASED_CROP_SIZE, 100.0
-    else:
-        raise ValueError(f"unknown NMF definition {definition!r}, expected one of {NMF_DEFINITIONS}")
-    jump = np.linalg.norm(np.diff(gt - pred, axis=-3), axis=-1)  # (..., frames - 1, 98)
+        return np.sqrt(area)
+    if definition == "released":
+        return np.sqrt(area) / RELEASED_CROP_SIZE / 100.0
+    raise ValueError(f"unknown NMF definition {definition!r}, expected one of {NMF_DEFINITIONS}")
+
+
+def _flicker(residual: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """RMS over frame pairs of the RMS over points of ||r_n - r_(n-1)|| / s_n: residual (..., frames, P, 2), scale (..., frames)."""
+    jump = np.linalg.norm(np.diff(residual, axis=-3), axis=-1)  # (..., frames - 1, P)
     # NaN, and so left out of the mean, wherever either frame of the pair lacks ground truth
-    frame_squares = np.mean((factor * jump / scale[..., 1:, None]) ** 2, axis=-1)
+    frame_squares = np.mean((jump / scale[..., 1:, None]) ** 2, axis=-1)
     return np.sqrt(_nanmean(frame_squares, axis=-1))
+
+
+def region_nmf(pred: np.ndarray, gt: np.ndarray, definition: str = "paper") -> dict[str, np.ndarray]:
+    """NMF (...) of each face region of REGIONS, with the whole face's scale."""
+    return {region: nmf(pred, gt, definition, landmarks) for region, landmarks in REGIONS.items()}
+
+
+def allan_deviation(pred: np.ndarray, gt: np.ndarray, windows: tuple[int, ...] = ALLAN_WINDOWS, definition: str = "paper") -> np.ndarray:
+    """Allan deviation (..., len(windows)) of the normalised residual y_n = r_n / s_n of videos (..., frames, 98, 2).
+
+    sigma(tau)^2 = 1/2 mean over j and the landmarks of ||m_(j+tau) - m_j||^2, m_j the mean of y over
+    frames j .. j+tau-1 (overlapping windows; a window with an unscored frame is left out). Jitter
+    falls as tau grows (an alternating +-a gives sqrt(2) a at tau 1, 0 at 2), drift grows (c n gives c tau / sqrt(2)).
+    """
+    pred, gt, scored = _scored_pair(pred, gt, "..., frames")
+    y = (gt - pred) / flicker_scale(gt, scored, definition)[..., None, None]
+    valid = ~np.isnan(y).any(axis=(-2, -1))
+    sums = np.cumsum(np.where(valid[..., None, None], y, 0.0), axis=-3)
+    sums = np.concatenate([np.zeros_like(sums[..., :1, :, :]), sums], axis=-3)
+    counts = np.concatenate([np.zeros_like(valid[..., :1], dtype=int), np.cumsum(valid, axis=-1)], axis=-1)
+    deviations = []
+    for tau in windows:
+        means = (sums[..., tau:, :, :] - sums[..., :-tau, :, :]) / tau  # the window starting at each frame
+        means[(counts[..., tau:] - counts[..., :-tau]) < tau] = np.nan
+        squares = np.mean(np.sum((means[..., tau:, :, :] - means[..., :-tau, :, :]) ** 2, axis=-1), axis=-1)
+        deviations.append(np.sqrt(0.5 * _nanmean(squares, axis=-1)))
+    return np.stack(deviations, axis=-1)
+
+
+def motion_correlation(pred: np.ndarray, gt: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
+    """Sums (..., 3, 2 max_lag + 1), for each delay d = -max_lag .. max_lag, over the frames n and landmarks with
+    both motions scored, of <v_n, u_(n+d)>, ||v_n||^2 and ||u_(n+d)||^2: v_n = (g_n - g_(n-1)) / s_n is the truth's
+    motion, u_n = (p_n - p_(n-1)) / s_n the method's, s_n = sqrt(face area). Sums of several videos add up."""
+    pred, gt, scored = _scored_pair(pred, gt, "..., frames")
+    scale = flicker_scale(gt, scored, "paper")[..., 1:, None, None]
+    truth, method = np.diff(gt, axis=-3) / scale, np.diff(pred, axis=-3) / scale
+    frames = truth.shape[-3]
+    sums = []
+    for d in range(-max_lag, max_lag + 1):
+        pairs = max(frames - abs(d), 0)  # truth's frame n with the method's n + d
+        v, u = truth[..., max(0, -d) :, :, :][..., :pairs, :, :], method[..., max(0, d) :, :, :][..., :pairs, :, :]
+        both = ~np.isnan(v * u)
+        sums.append([np.sum(np.where(both, product, 0.0), axis=(-3, -2, -1)) for product in (v * u, v * v, u * u)])
+    return np.moveaxis(np.array(sums), (0, 1), (-1, -2))
+
+
+def lag(sums: np.ndarray) -> np.ndarray:
+    """The delay (...) in frames at which the method's motion best matches the truth's, from motion_correlation's sums
+    (..., 3, 2 D + 1): the peak of the normalised correlation <v, u> / (||v|| ||u||) over d = -D .. D, refined to a
+    fraction of a frame by the parabola through it and its neighbours. Positive: the method follows the truth."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = sums[..., 0, :] / np.sqrt(sums[..., 1, :] * sums[..., 2, :])
+    reach = correlation.shape[-1] // 2
+    peak = np.argmax(np.where(np.isnan(correlation), -np.inf, correlation), axis=-1)
+    inner = np.clip(peak, 1, 2 * reach - 1)
+    left, centre, right = (np.take_along_axis(correlation, (inner + k)[..., None], axis=-1)[..., 0] for k in (-1, 0, 1))
+    curvature = left - 2 * centre + right
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = np.where((peak == inner) & (curvature < 0), 0.5 * (left - right) / curvature, 0.0)
+    return np.where(np.isnan(correlation).all(axis=-1), np.nan, peak - reach + offset)
+
+
+def box_nmf(boxes: np.ndarray, gt: np.ndarray, definition: str = "paper") -> np.ndarray:
+    """The face boxes' jitter (...): NMF of the boxes' two corners (..., frames, >=4, x1 y1 x2 y2 first) against the
+    corners of the ground-truth landmarks' box, so that a box moving with the face does not count."""
+    gt = _landmarks(gt, "ground truth", "..., frames")
+    boxes = np.asarray(boxes, dtype=float)
+    if boxes.shape[:-1] != gt.shape[:-2] or boxes.shape[-1] < 4:
+        raise WflwvError(None, f"boxes have shape {boxes.shape}, expected ({', '.join(map(str, gt.shape[:-2]))}, >=4)")
+    scored = ~np.isnan(gt).any(axis=(-2, -1))
+    residual = (_extent(gt) - boxes[..., :4]).reshape(*boxes.shape[:-1], 2, 2)
+    return _flicker(residual, flicker_scale(gt, scored, definition))
 
 
 def memory(smoothed: np.ndarray, raw: np.ndarray) -> float:
@@ -217,3 +303,30 @@ def score_images(pred: np.ndarray, gt: np.ndarray, norm: str = "interocular", bo
         images_excluded=int((~scored).sum()),
         norm=norm,
     )
+
+
+@dataclass(frozen=True)
+class TemporalScores:
+    """The temporal figures of a set of videos, each named: nmf_<region>, allan_<tau>, box_nmf (fractions) and lag (frames)."""
+
+    video: dict[str, np.ndarray]  # name -> (videos,)
+    overall: dict[str, float]  # name -> the set's value: the mean over videos, lag's from the pooled motion correlation
+
+    def scaled(self, factor: float) -> "TemporalScores":
+        """Every figure but lag multiplied by `factor`, as a table prints NMF."""
+        def scale(name, value):
+            return value if name == "lag" else factor * value
+
+        return TemporalScores({n: scale(n, v) for n, v in self.video.items()}, {n: scale(n, v) for n, v in self.overall.items()})
+
+
+def temporal_scores(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray, nmf_definition: str = "paper") -> TemporalScores:
+    """Region flicker, Allan deviation, lag and box jitter of predictions, ground truth (videos, frames, 98, 2) and
+    boxes (videos, frames, >=4), all padded with NaN."""
+    video = {f"nmf_{region}": values for region, values in region_nmf(pred, gt, nmf_definition).items()}
+    video |= {f"allan_{tau}": values for tau, values in zip(ALLAN_WINDOWS, np.moveaxis(allan_deviation(pred, gt, definition=nmf_definition), -1, 0))}
+    video["box_nmf"] = box_nmf(boxes, gt, nmf_definition)
+    overall = {name: float(_nanmean(values)) for name, values in video.items()}
+    sums = motion_correlation(pred, gt)
+    video["lag"], overall["lag"] = lag(sums), float(lag(sums.sum(axis=0)))
+    return TemporalScores(video, overall)

@@ -37,6 +37,7 @@ class PredictSettings:
     device: str = "cpu"
     rows_per_group: int = 256  # landmark rows written at a time
     boxes: BoxSettings = field(default_factory=BoxSettings)
+    protocol: str = "wflwv"  # "released": the authors' crop and solver, the RwR cap on first frames too (docs/protocol.md)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def frame_rows(video: Path, info: VideoInfo, model: LDEQ, settings: PredictSetti
     boxes = stream_boxes(iter_frames(video), (info.width, info.height), info.fps, settings.boxes)
     starts: list[int] = []  # first frame of each face segment, by stream number
     streams = face_streams(iter_frames(video), boxes, starts)
-    solved = predict_frames(model, streams, slots=1, max_iters=settings.rwr_iters, device=settings.device)
+    solved = predict_frames(model, streams, slots=1, max_iters=settings.rwr_iters, protocol=settings.protocol, device=settings.device)
     next_frame = 0
     for number, prediction in solved:
         if prediction is None:

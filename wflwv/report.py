@@ -39,7 +39,10 @@ NMF_TEXT = {
 VIDEO_NOTE = (
     "Filters run in their online (causal) form over the raw predictions (for a DEQ, its cold start); "
     "their rows carry the raw run's solver iterations and frames/s. "
-    "Memory: the share of its previous frame's output a method keeps, relative to the raw predictions (an EMA of alpha keeps 1 - alpha)."
+    "Memory: the share of its previous frame's output a method keeps, relative to the raw predictions (an EMA of alpha keeps 1 - alpha). "
+    "NMF mouth, eyes: the flicker of those landmarks alone, on the whole face's scale; lag: the delay in frames at which the "
+    "method's landmark motion best matches the truth's (an EMA of alpha lags about (1 - alpha) / alpha). "
+    "Every region, the Allan deviation over 1-32 frames and the boxes' own jitter are in the parquet and CSV files (docs/metrics.md)."
 )
 STILL_NOTE = (
     "FR10: % of images with NME above 10; AUC10: area under the CED up to NME 10, x100. "
@@ -113,11 +116,14 @@ def video_splits(table: pd.DataFrame) -> list[str]:
 
 
 def video_leaderboard(table: pd.DataFrame, norm: str, nmf_definition: str) -> Leaderboard:
-    """Rows: model, method, curve (raw, rwr or a filter's name), nme_<split>, nmf_<split>, memory_<split>, solver_iters_per_frame, fps."""
+    """Rows: model, method, curve (raw, rwr or a filter's name), nme_<split>, nmf_<split>, memory_<split>, solver_iters_per_frame, fps,
+    and wflwv.metrics.temporal_scores' figures as <name>_<split>, of which the first split's mouth and eyes NMF and lag are shown."""
     splits = video_splits(table)
     columns = {"model": ("model", ""), "method": ("method", "")}
     columns |= {f"{m}_{s}": (f"{m.upper()} {s}", ".3f") for s in splits for m in ("nme", "nmf")}
     columns |= {f"memory_{s}": (f"memory {s}", ".2f") for s in splits}
+    temporal = {f"nmf_mouth_{splits[0]}": (f"NMF mouth {splits[0]}", ".3f"), f"nmf_eyes_{splits[0]}": (f"NMF eyes {splits[0]}", ".3f"), f"lag_{splits[0]}": (f"lag {splits[0]}", ".2f")}
+    columns |= {name: shown for name, shown in temporal.items() if name in table.columns}
     columns |= {"solver_iters_per_frame": ("solver iters/frame", ".2f"), "fps": ("frames/s", ".1f")}
     return Leaderboard("video_leaderboard", table, columns, norm, nmf_definition, VIDEO_NOTE)
 

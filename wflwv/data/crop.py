@@ -1,8 +1,8 @@
 """Face crops: a box becomes a square crop, side = max(w, h) * 1.2, warped to size x size.
 
-The released code rounds boxes to integers before building the affine; this one keeps them
-real-valued, so a stabilised box that moves by a fraction of a pixel moves the crop by as much
-(the two agree to within a pixel).
+The released code rounds boxes to integers before building the affine (`released_box_to_affine`,
+used by the released protocol); `box_to_affine` keeps them real-valued, so a stabilised box that
+moves by a fraction of a pixel moves the crop by as much.
 """
 
 import cv2
@@ -22,8 +22,22 @@ def box_to_affine(box: np.ndarray, size: int = 256, extra_scale: float = CROP_EX
     side = max(x2 - x1, y2 - y1) * extra_scale
     if not side > 0:
         raise ValueError(f"degenerate box {box[:4]}")
+    return _centred_affine((x1 + x2) / 2, (y1 + y2) / 2, side, size)
+
+
+def released_box_to_affine(box: np.ndarray, size: int = 256, extra_scale: float = CROP_EXTRA_SCALE) -> np.ndarray:
+    """The authors' release's affine for a box: corners rounded as int(v + 0.5), w = x2 - x1 + 1,
+    centre (x1 + w // 2, y1 + h // 2), side max(x2 - x1, y2 - y1) * extra_scale (no + 1 there)."""
+    x1, y1, x2, y2 = np.trunc(np.asarray(box, dtype=np.float64)[:4] + 0.5).astype(np.int64)
+    side = max(x2 - x1, y2 - y1) * extra_scale
+    if not side > 0:
+        raise ValueError(f"degenerate box {box[:4]}")
+    return _centred_affine(x1 + (x2 - x1 + 1) // 2, y1 + (y2 - y1 + 1) // 2, side, size)
+
+
+def _centred_affine(centre_x: float, centre_y: float, side: float, size: int) -> np.ndarray:
+    """The (2, 3) affine taking a square of `side` frame pixels around the centre to the size x size crop, centre to centre."""
     scale = size / side
-    centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
     return np.array(
         [[scale, 0.0, size / 2 - scale * centre_x], [0.0, scale, size / 2 - scale * centre_y]]
     )

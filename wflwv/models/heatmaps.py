@@ -34,15 +34,15 @@ def spatial_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(logits.flatten(2) / temperature, dim=2).view(batch, channels, height, width)
 
 
-def soft_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
-    """Expected (x, y) of each sum-normalised heatmap of (B, L, H, W), on the grid pixel index / size.
+def soft_argmax(heatmaps: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Expected (x, y) of each heatmap of (B, L, H, W) divided by eps + its sum, on the grid pixel index / size.
 
     Heatmap pixel i reads as i / size, so values lie in [0, 1) of the crop and crop pixels are
-    value * crop size, as in the authors' release (which adds 1e-4 to the sum; sigma's peak of 1
-    already keeps it away from zero, so the division here is exact).
+    value * crop size, as in the authors' release (which divides by 1e-4 + the sum; sigma's peak of 1
+    already keeps the sum away from zero, so wflwv's protocol divides by the sum exactly).
     """
     height, width = heatmaps.shape[-2:]
-    weights = probabilities(heatmaps)
+    weights = probabilities(heatmaps, eps)
     columns = torch.arange(width, dtype=heatmaps.dtype, device=heatmaps.device) / width
     rows = torch.arange(height, dtype=heatmaps.dtype, device=heatmaps.device) / height
     x = weights.sum(dim=2) @ columns
@@ -50,9 +50,9 @@ def soft_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     return torch.stack((x, y), dim=-1)
 
 
-def probabilities(heatmaps: torch.Tensor) -> torch.Tensor:
-    """Non-negative heatmaps (B, L, H, W) scaled so that each sums to 1."""
-    return heatmaps / heatmaps.sum(dim=(2, 3), keepdim=True)
+def probabilities(heatmaps: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Non-negative heatmaps (B, L, H, W) divided by eps + their sum: with eps 0, each sums to 1."""
+    return heatmaps / (eps + heatmaps.sum(dim=(2, 3), keepdim=True))
 
 
 def heatmap_nll(probability_maps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,12 @@ model is built from their argparse options (see OPTIONS). Released options that 
 training script or debugging (stochastic_max_iters, JFB, take_one_less_inference_step,
 verbose_solver, ...) are not interpreted.
 
-Differences from the release, all at inference: an iteration is one evaluation of f and the
-solution is the last evaluation's output, so a cap of k costs exactly k evaluations (the release
-returns its lowest-residual iterate and then applies f once more, and its Anderson solver spends
-two evaluations before its first counted iteration); every sample of a batch stops on its own.
+At inference, wflwv's own protocol (the default) counts an iteration as one evaluation of f and
+returns the last evaluation's output, so a cap of k costs exactly k evaluations. protocol="released"
+follows the authors' release instead (it returns its lowest-residual iterate and then applies f once
+more, its Anderson solver spends two evaluations before its first counted iteration, and its
+soft-argmax divides each heatmap by 1e-4 + its sum): docs/protocol.md. In both, every sample of a
+batch stops on its own.
 """
 
 import argparse
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 
 from wflwv.models.heatmaps import normalize_heatmaps, probabilities, soft_argmax
 from wflwv.models.options import require_options
-from wflwv.models.solvers import SOLVERS, STOP_MODES, FixedPointResult, anderson, fixed_point_iteration, residual
+from wflwv.models.solvers import SOLVERS, STOP_MODES, FixedPointResult, anderson, fixed_point_iteration, released_solve, residual
 
 OPTIONS = (
     "im_size", "heatmap_size", "n_keypoints", "cell_extra_latent_width", "z_width",
@@ -33,6 +35,9 @@ OPTIONS = (
     "z0_mode", "model_mode", "explicit_depth",
 )  # fmt: skip
 HOURGLASS_LEVELS = 4
+# How a model is evaluated: wflwv's own conventions, or the authors' release's (docs/protocol.md)
+PROTOCOLS = ("wflwv", "released")
+RELEASED_HEATMAP_EPS = 1e-4  # the release divides each heatmap by 1e-4 + its sum
 NormFactory = Callable[[int], nn.Module]
 
 
@@ -68,14 +73,16 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"injection_width ({args.injection_width}) must be a multiple of 4")
 
 
-def build_solver(args: argparse.Namespace) -> Callable[..., FixedPointResult]:
-    """solve(f, z0, max_iters) with the solver, stop mode and tolerance of args."""
+def build_solver(args: argparse.Namespace, protocol: str = "wflwv") -> Callable[..., FixedPointResult]:
+    """solve(f, z0, max_iters) with the solver, stop mode and tolerance of args, under a protocol's conventions."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}, expected one of {PROTOCOLS}")
     tol = args.rel_diff_target if args.stop_mode == "rel" else args.abs_diff_target
     if args.solver == "fpi":
-        return functools.partial(fixed_point_iteration, tol=tol, stop_mode=args.stop_mode)
-    return functools.partial(
-        anderson, tol=tol, stop_mode=args.stop_mode, m=args.anderson_m, lam=args.anderson_lam, beta=args.anderson_beta
-    )
+        solve = functools.partial(fixed_point_iteration, tol=tol, stop_mode=args.stop_mode)
+    else:
+        solve = functools.partial(anderson, tol=tol, stop_mode=args.stop_mode, m=args.anderson_m, lam=args.anderson_lam, beta=args.anderson_beta)
+    return solve if protocol == "wflwv" else functools.partial(released_solve, args.solver, solve)
 
 
 class ConvBlock(nn.Module):
@@ -190,14 +197,16 @@ class DEQLayer(nn.Module):
         super().__init__()
         self.cell = cell
         self.solve = build_solver(args)
+        self.solve_released = build_solver(args, "released")
         self.model_mode, self.stop_mode = args.model_mode, args.stop_mode
         self.max_iters, self.explicit_depth = args.max_iters, args.explicit_depth
 
-    def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None) -> FixedPointResult:
+    def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv") -> FixedPointResult:
         if self.training and self.model_mode == "explicit":
             return self._unrolled(injection, z0, self.explicit_depth if max_iters is None else max_iters)
         max_iters = self.max_iters if max_iters is None else max_iters
-        solution = self.solve(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters)
+        solve = self.solve_released if protocol == "released" and not self.training else self.solve
+        solution = solve(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters)
         if not self.training:
             return solution
         z_star = solution.z.detach().requires_grad_()
@@ -226,16 +235,20 @@ class LDEQ(nn.Module):
                 nn.init.xavier_normal_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None) -> LDEQOutput:
+    def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv") -> LDEQOutput:
         """images (B, 3, im_size, im_size), ImageNet-normalised; z0 None means zeros.
 
         max_iters overrides the config's cap (explicit training: its depth) for this call; at
-        evaluation it may be a (B,) tensor of per-sample caps.
+        evaluation it may be a (B,) tensor of per-sample caps. protocol (one of PROTOCOLS) picks the
+        evaluation's conventions; training ignores it.
         """
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}, expected one of {PROTOCOLS}")
         injection = self.tail(images)
         if z0 is None:
             size = self.args.heatmap_size
             z0 = injection.new_zeros(len(images), self.args.z_width, size, size)
-        solution = self.deq_layer(injection, z0, max_iters)
-        heatmaps = probabilities(solution.z[:, : self.args.n_keypoints])
-        return LDEQOutput(soft_argmax(heatmaps), solution.z.detach(), solution.iterations, solution.residual, heatmaps)
+        solution = self.deq_layer(injection, z0, max_iters, protocol)
+        eps = RELEASED_HEATMAP_EPS if protocol == "released" and not self.training else 0.0
+        keypoint_maps = solution.z[:, : self.args.n_keypoints]
+        return LDEQOutput(soft_argmax(keypoint_maps, eps), solution.z.detach(), solution.iterations, solution.residual, probabilities(keypoint_maps, eps))

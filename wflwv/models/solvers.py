@@ -45,18 +45,23 @@ def anderson(
     m: int = 6,
     lam: float = 1e-4,
     beta: float = 1.0,
+    skip: int = 0,
+    keep_lowest: bool = False,
 ) -> FixedPointResult:
     """Anderson acceleration with memory m, Tikhonov regularisation lam and mixing beta (1: undamped).
 
-    max_iters is one cap for the batch or a (B,) tensor of per-sample caps, each at least 1.
+    max_iters is one cap for the batch or a (B,) tensor of per-sample caps, each at least 1 (more
+    than `skip`). The authors' release needs two options: `skip` plain, undamped evaluations come
+    first and can neither stop a sample nor be its solution; with `keep_lowest` the solution is the
+    output of the evaluation with the lowest residual rather than of the last one.
     """
     batch, shape = len(z0), z0.shape[1:]
     caps = torch.as_tensor(max_iters, device=z0.device).expand(batch)
-    if batch == 0 or caps.min() < 1:
-        raise ValueError(f"need a non-empty batch and max_iters of at least 1, got {batch} samples and max_iters {max_iters}")
+    if batch == 0 or caps.min() < 1 + skip:
+        raise ValueError(f"need a non-empty batch and max_iters of at least {1 + skip}, got {batch} samples and max_iters {max_iters}")
     solution = torch.empty_like(z0).flatten(1)
     iterations = torch.zeros(batch, dtype=torch.long, device=z0.device)
-    residuals = torch.empty(batch, dtype=z0.dtype, device=z0.device)
+    residuals = torch.full((batch,), torch.inf, dtype=z0.dtype, device=z0.device)
 
     # Only the running samples are kept below: rows maps them to the batch, the histories of past
     # values f(x) and residuals f(x) - x shrink with them. The last iteration's values are never
@@ -68,17 +73,22 @@ def anderson(
         fx = f(x.reshape(-1, *shape), rows).flatten(1).to(z0.dtype)  # under autocast f and the mixing run in bf16
         g = fx - x
         r = _residual(g, fx, stop_mode)
-        done = ~(r >= tol) | (caps[rows] <= k + 1)  # a NaN residual stops too
+        if keep_lowest and k >= skip:
+            lower = (r < residuals[rows]) | (k == skip)
+            solution[rows[lower]], residuals[rows[lower]] = fx[lower], r[lower]
+        done = (~(r >= tol) | (caps[rows] <= k + 1)) & (k >= skip)  # a NaN residual stops too
         if done.any():
             finished = rows[done]
-            solution[finished], iterations[finished], residuals[finished] = fx[done], k + 1, r[done]
+            iterations[finished] = k + 1
+            if not keep_lowest:
+                solution[finished], residuals[finished] = fx[done], r[done]
             if done.all():
                 break
             running = ~done
             rows, fx, g, past_f, past_g = rows[running], fx[running], g[running], past_f[running], past_g[running]
         past_f[:, k % m], past_g[:, k % m] = fx, g
         memory = min(k + 1, m)
-        x = _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta).to(z0.dtype)
+        x = fx if k + 1 < skip else _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta).to(z0.dtype)
     return FixedPointResult(solution.view_as(z0), iterations, residuals)
 
 
@@ -90,6 +100,25 @@ def fixed_point_iteration(
 
 
 SOLVERS = {"anderson": anderson, "fpi": fixed_point_iteration}
+RELEASED_ANDERSON_SKIP = 2  # the release's Anderson evaluates f twice before its first counted iteration
+
+
+@torch.no_grad()
+def released_solve(solver: str, solve: Callable[..., FixedPointResult], f: FixedPointFunction, z0: torch.Tensor, max_iters: int | torch.Tensor) -> FixedPointResult:
+    """`solve` (a solver of SOLVERS with its options bound) under the authors' release's conventions.
+
+    A cap of k runs k iterations and then applies f once more: plain iteration returns f of its last
+    iterate, f^(k+1)(z0) (k + 1 evaluations); Anderson first spends two plain evaluations, then up to
+    k iterations, and returns f of its iterate with the lowest residual, which is that iterate's
+    evaluation already made (counted, k + 3 evaluations, but not repeated). Iterations count every
+    evaluation. Every sample stops on its own, as in the release's one-frame-at-a-time evaluation.
+    """
+    if solver == "fpi":
+        result = solve(f, z0, max_iters)
+        return FixedPointResult(f(result.z, torch.arange(len(z0), device=z0.device)), result.iterations + 1, result.residual)
+    caps = torch.as_tensor(max_iters, device=z0.device).expand(len(z0)) + RELEASED_ANDERSON_SKIP
+    result = solve(f, z0, caps, skip=RELEASED_ANDERSON_SKIP, keep_lowest=True)
+    return FixedPointResult(result.z, result.iterations + 1, result.residual)
 
 
 def _residual(g: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> torch.Tensor:

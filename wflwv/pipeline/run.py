@@ -96,10 +96,14 @@ def read_pipeline(path: Path) -> dict:
 def run_pipeline(path: Path, executor: Executor = Executor(), device: str = "cpu", force: bool = False, only: tuple[str, ...] = ()) -> None:
     """Run the steps of a pipeline file (all of them, or those in `only`), in order."""
     build = Build(Path(path), read_pipeline(Path(path)), executor, device, force)
-    for step in STEPS:
-        if step in build.spec and (not only or step in only):
-            console.rule(f"[bold]{step}")
-            STEP_FUNCTIONS[step](build)
+    steps = [step for step in STEPS if step in build.spec and (not only or step in only)]
+    if "scrape" in steps and build.table("scrape").get("source") == "ids":
+        from wflwv.scrape import read_ids
+
+        read_ids(Path(build.require("scrape", "ids")))  # a missing list stops the run now, not after the members have trained
+    for step in steps:
+        console.rule(f"[bold]{step}")
+        STEP_FUNCTIONS[step](build)
 
 
 def world(build: Build) -> None:

@@ -21,6 +21,15 @@ WATCH_URL = "https://www.youtube.com/watch?v={}"
 CREATIVE_COMMONS_SEARCH = "https://www.youtube.com/results?search_query={}&sp=EgQQATAB"
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 NO_WINDOW = "no usable window in the list (None None)"
+# The authors' ID lists are under NVIDIA's non-commercial licence, so wflwv does not ship them: the user
+# puts them here (relative to where wflwv runs, as every path of a pipeline file is).
+OFFICIAL_LISTS = Path("data/WFLW_V_lists")
+OFFICIAL_RANGES = OFFICIAL_LISTS / "download_ranges.txt"
+WHERE_TO_GET_LISTS = (
+    "no such file: the official lists (download_ranges.txt, frame_windows_all.txt, hard_video_IDs.txt, "
+    "easy_video_IDs.txt) are in the authors' GitHub repository, github.com/polo5/LDEQ_RwR, folder datasets/WFLW_V/ "
+    f"(NVIDIA's non-commercial licence); copy them to {OFFICIAL_LISTS}/ or give their path"
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,8 @@ def read_ids(path: Path, info_dir: Path | None = None) -> list[Candidate]:
     """An official list: "ID start end" (inclusive frame indices, download_ranges.txt) or "ID None None"
     (frame_windows_all.txt: no usable window, recorded as skipped). With `info_dir`, each ID's
     metadata is read from `info_dir/<name>.info.json` instead of being extracted from YouTube."""
+    if not path.is_file():
+        raise WflwvError(path, WHERE_TO_GET_LISTS)
     candidates = []
     for number, line in read_lines(path):
         fields = line.split()
