@@ -57,6 +57,16 @@ def kill_wflwv_when(started: Callable[[], bool], *args) -> str:
     return output
 
 
+def stage_rows(folder: Path) -> dict[str, str]:
+    """A stage's committed rows, item -> text (a rewritten row is a redone item: it records its worker and time)."""
+    return {path.stem: path.read_text() for path in (folder / "rows").glob("*.json") if not path.name.startswith(".")}
+
+
+def redone_items(folder: Path, before: dict[str, str]) -> set[str]:
+    """The items whose row is new or rewritten since `before` (stage_rows of the same folder)."""
+    return {item for item, text in stage_rows(folder).items() if before.get(item) != text}
+
+
 @dataclass(frozen=True)
 class RegressionOutput:
     landmarks: torch.Tensor  # (B, 98, 2) in [0, 1] crop units
