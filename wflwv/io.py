@@ -54,9 +54,10 @@ def copy_file(source: str | Path, target: str | Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def remove_partials(folder: str | Path) -> int:
-    """Remove the temporary files that killed writers left in `folder` (not below it); returns how many."""
-    partials = list(Path(folder).glob(f"{PARTIAL_PREFIX}*"))
+def remove_partials(folder: str | Path, recursive: bool = False) -> int:
+    """Remove the temporary files that killed writers left in `folder` (and below it, if `recursive`); returns how many."""
+    pattern = f"{PARTIAL_PREFIX}*"
+    partials = list(Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern))
     for partial in partials:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
@@ -69,16 +70,17 @@ def digest(value) -> str:
 
 
 def file_digest(path: str | Path) -> str | None:
-    """The SHA-256 of a file's contents, None when it does not exist; cached while its size and time stay."""
+    """The SHA-256 of a file's contents, None when it does not exist; cached while its inode, size and times stay
+    (an atomic write makes a new inode)."""
     path = Path(path)
     if not path.is_file():
         return None
     stat = path.stat()
-    return _file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return _file_digest(str(path.resolve()), (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
 
 
 @functools.lru_cache(maxsize=4096)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+def _file_digest(path: str, version: tuple) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -177,7 +177,7 @@ def run_record(config: dict, settings: TrainSettings, stills: WflwStills, faces:
     train_table = {key: value for key, value in dataclasses.asdict(settings).items() if key != "epochs"}
     files = [stills.annotation_path(split) for split in ("train", "test")] + sorted({stills.image_path(face) for face in faces})
     data = io.digest([[str(path.relative_to(stills.root)), path] for path in files])
-    return json.loads(json.dumps({"config": {**config, "train": train_table}, "data": data, "seed": seed}))
+    return json.loads(json.dumps({"config": {**config, "train": train_table}, "data": data, "seed": seed}))  # tuples as lists, as the checkpoint holds it
 
 
 def random_states(loader_generator: torch.Generator) -> dict:
