@@ -4,7 +4,14 @@ import argparse
 import collections
 import itertools
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +34,40 @@ VIDEO_LENGTHS = {"h1": 7, "h2": 5, "e1": 6, "e2": 6}
 STILL_COUNT = 6
 # attribute flags (pose, expression, illumination, makeup, occlusion, blur) of each still: makeup is nobody's
 STILL_ATTRIBUTES = [(1, 0, 0, 0, 0, 1), (0, 1, 0, 0, 1, 0), (1, 1, 0, 0, 0, 0), (0, 0, 1, 0, 0, 1), (0, 0, 0, 0, 1, 0), (1, 0, 1, 0, 0, 0)]
+
+
+def wflwv_command(*args) -> list[str]:
+    return [sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)]
+
+
+def run_wflwv(*args) -> subprocess.CompletedProcess:
+    """The command line `wflwv ARGS` in a new process, its output captured as text."""
+    return subprocess.run(wflwv_command(*args), capture_output=True, text=True)
+
+
+def kill_wflwv_when(started: Callable[[], bool], *args) -> str:
+    """Start `wflwv ARGS` (one intra-op thread, as this process) and SIGKILL it as soon as `started()`
+    holds; returns its output so far. Fails when the command ends before being killed."""
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a full pipe would stall the command
+        process = subprocess.Popen(wflwv_command(*args), stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"OMP_NUM_THREADS": "1"})
+        while not started() and process.poll() is None:
+            time.sleep(0.01)
+        process.kill()  # SIGKILL
+        process.wait()
+        log.seek(0)
+        output = log.read()
+    assert process.returncode == -signal.SIGKILL, f"wflwv {' '.join(map(str, args))} ended (status {process.returncode}) before the kill: {output[-2000:]}"
+    return output
+
+
+def stage_rows(folder: Path) -> dict[str, str]:
+    """A stage's committed rows, item -> text (a rewritten row is a redone item: it records its worker and time)."""
+    return {path.stem: path.read_text() for path in (folder / "rows").glob("*.json") if not path.name.startswith(".")}
+
+
+def redone_items(folder: Path, before: dict[str, str]) -> set[str]:
+    """The items whose row is new or rewritten since `before` (stage_rows of the same folder)."""
+    return {item for item, text in stage_rows(folder).items() if before.get(item) != text}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import kill_wflwv_when, redone_items, stage_rows
 from wflwv import io
 from wflwv.boxes import (
     BoxMap,
@@ -27,7 +28,7 @@ from wflwv.boxes import (
 )
 from wflwv.boxes.stage import detect_item, summary
 from wflwv.boxes.track import candidate_scores, iou
-from wflwv.data.video import probe, write_video
+from wflwv.data.video import probe, read_video, write_video
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
 from wflwv.synth import PRESETS, generate
@@ -97,6 +98,47 @@ def test_rerun_skips_finished_videos(detected):
     build, manifest = detected
     again = run_boxes(build, SETTINGS)
     assert again[["id", "seconds", "worker"]].equals(manifest[["id", "seconds", "worker"]])
+
+
+def test_boxes_killed_then_one_video_changed_redetects_exactly_the_affected_videos(world, tmp_path, one_torch_thread):
+    build = new_build(world, tmp_path / "build")
+    ids, stage = VideoSet(build).ids(), build / "stages" / "boxes"
+    kill_wflwv_when(lambda: len(stage_rows(stage)) > 0, "boxes", "--build", build, "--batch-size", SETTINGS.batch_size, "--max-side", SETTINGS.max_side)
+    finished = stage_rows(stage)
+    assert 0 < len(finished) < len(ids)
+    changed = sorted(finished)[0]
+    video = VideoSet(build).video_path(changed)
+    write_video(video, read_video(video)[::-1], probe(video).fps)  # the same frames backwards: a new video file
+
+    manifest = run_boxes(build, SETTINGS)
+    assert list(manifest["status"]) == ["done"] * len(ids)
+    assert redone_items(stage, finished) == set(ids) - set(finished) | {changed}
+    before = stage_rows(stage)
+    run_boxes(build, replace(SETTINGS, min_face=0.4))  # a setting reaches every video
+    assert redone_items(stage, before) == set(ids)
+
+
+def test_a_bootstrap_round_redoes_the_videos_whose_labels_calibration_or_smoothing_changed(world, tmp_path):
+    build = new_build(world, tmp_path / "build")
+    videos, truth = VideoSet(build), VideoSet(world / "videos")
+    for seed, video_id in enumerate(videos.ids()):
+        io.save_npy(videos.landmarks_path(video_id), noisy_landmarks(truth.load_landmarks(video_id), seed))
+    stage = build / "stages" / "boxes_round1"
+
+    def redone(settings: BoxSettings) -> set[str]:
+        before = stage_rows(stage)
+        run_boxes(build, settings, from_landmarks=True)
+        return redone_items(stage, before)
+
+    assert redone(SETTINGS) == set(videos.ids())
+    assert redone(SETTINGS) == set()
+    io.save_npy(videos.landmarks_path("hard0001"), noisy_landmarks(truth.load_landmarks("hard0001"), 99))  # new labels for one video
+    assert redone(SETTINGS) == {"hard0001"}
+    assert redone(replace(SETTINGS, smoothing=0.2)) == set(videos.ids())
+    calibration = json.loads(SETTINGS.calibration.read_text())
+    calibration["landmarks"]["scale_y"] = 1.3
+    (tmp_path / "calibration.json").write_text(json.dumps(calibration))
+    assert redone(replace(SETTINGS, smoothing=0.2, calibration=tmp_path / "calibration.json")) == set(videos.ids())
 
 
 def frame_detections(*faces: tuple[np.ndarray, float]) -> Detections:

@@ -1,10 +1,6 @@
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +8,8 @@ import pytest
 import torch
 
 import wflwv
-from conftest import BUILD_FRAMES, copy_build, make_member
+from conftest import BUILD_FRAMES, copy_build, kill_wflwv_when, make_member, redone_items, stage_rows
+from wflwv import io
 from wflwv.data.video import read_video
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
@@ -186,38 +183,30 @@ def test_members_are_named_by_their_run_folder_or_file(tmp_path, members):
         find_members([], None)
 
 
-def committed_rows(rows) -> list:
-    """Row files, not the temporary files of rows being written (named with a leading dot)."""
-    return [path for path in rows.glob("*.json") if not path.name.startswith(".")]
-
-
-def test_sigkill_in_the_middle_of_label_then_rerun_finishes_without_redoing(labelled_build, members, tmp_path):
-    """The issue's acceptance test: kill -9 while labelling, rerun, every output intact and no finished item done twice."""
+def test_sigkill_in_the_middle_of_label_then_new_boxes_for_one_video_relabels_exactly_the_affected(labelled_build, members, tmp_path):
+    """The issue's acceptance test: kill -9 while labelling, give one finished video new boxes, rerun:
+    every output intact, the unfinished videos and the changed one labelled, no other done twice."""
     build = copy_build(labelled_build, tmp_path / "build", "videos", "bboxes")
     ids = VideoSet(build).ids()
-    rows = build / "stages" / "label" / "rows"
-    command = [sys.executable, "-c", "from wflwv.cli import main; main()", "label", "--build", str(build), "--batch-size", "4"]
-    command += [argument for member in members for argument in ("--members", str(member))]
-    log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(command, stdout=log, stderr=log)
-    while not committed_rows(rows) and first.poll() is None:
-        time.sleep(0.01)
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    finished = {path.stem: (path.read_text(), VideoSet(build).landmarks_path(path.stem).stat().st_mtime_ns) for path in committed_rows(rows)}
-    log.close()
-    assert 0 < len(finished) < len(ids), f"the first run ended (status {first.returncode}) with {len(finished)} videos labelled: {(tmp_path / 'first.log').read_text()}"
-    assert {json.loads(row)["worker"].split(":")[1] for row, _ in finished.values()} == {str(first.pid)}
+    stage = build / "stages" / "label"
+    arguments = [argument for member in members for argument in ("--members", member)]
+    kill_wflwv_when(lambda: len(stage_rows(stage)) > 0, "label", "--build", build, "--batch-size", 4, *arguments)
+    finished = stage_rows(stage)
+    assert 0 < len(finished) < len(ids)
+    changed = sorted(finished)[0]
+    boxes = VideoSet(build).load_boxes(changed)
+    io.save_npy(VideoSet(build).boxes_path(changed), boxes + [4, 4, 4, 4])  # the face moved 4 pixels right and down
+    written = {video_id: VideoSet(build).landmarks_path(video_id).stat().st_mtime_ns for video_id in finished}
 
     manifest = label(build, members, batch_size=4)  # the rerun, in this process
     assert list(manifest["status"]) == ["done"] * len(ids)
+    assert redone_items(stage, finished) == set(ids) - set(finished) | {changed}
     for video_id in ids:
-        row = json.loads((rows / f"{video_id}.json").read_text())
-        if video_id in finished:  # committed before the kill: neither redone nor rewritten
-            assert (rows / f"{video_id}.json").read_text() == finished[video_id][0]
-            assert VideoSet(build).landmarks_path(video_id).stat().st_mtime_ns == finished[video_id][1]
-        else:
-            assert row["worker"].split(":")[1] == str(os.getpid())
+        if video_id in finished and video_id != changed:  # committed before the kill: neither redone nor rewritten
+            assert VideoSet(build).landmarks_path(video_id).stat().st_mtime_ns == written[video_id]
+        if video_id == changed:
+            assert not np.allclose(VideoSet(build).load_landmarks(video_id), VideoSet(labelled_build).load_landmarks(video_id), atol=1e-3)
+            continue
         assert np.allclose(VideoSet(build).load(video_id).landmarks, VideoSet(labelled_build).load_landmarks(video_id), atol=1e-3)
         assert np.allclose(np.load(variance_path(build, video_id)), np.load(variance_path(labelled_build, video_id)), atol=1e-3)
 

@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 
@@ -105,3 +106,30 @@ def test_auroc_counts_ties_as_half_and_the_roc_plot_is_written(tmp_path):
     assert auroc(np.array([1.0, 1.0, 1.0, 1.0]), positive) == 0.5
     plot_roc(np.array([4.0, 2.0, 3.0, 1.0]), positive, tmp_path / "roc.png")
     assert (tmp_path / "roc.png").stat().st_size > 0
+
+
+def test_run_force_redoes_the_world_the_members_and_the_bench_models(unlabelled_build, tmp_path):
+    """`run --force` redoes every step, training included; a plain rerun redoes nothing."""
+    from wflwv.pipeline.run import Build, bench_model
+    from wflwv.pipeline.stage import Executor
+
+    world = shutil.copytree(unlabelled_build.parent / "synth", tmp_path / "world")
+    (tmp_path / "ensemble.toml").write_text('[[member]]\nconfig = "ldeq_demo"\nseeds = [0]\n')
+    path = tmp_path / "pipeline.toml"
+    path.write_text(f'build = "{tmp_path}/build"\n[world]\nout = "{world}"\npreset = "tiny"\n[members]\nensemble = "{tmp_path}/ensemble.toml"\nepochs = 1\n')
+    video, member = next((world / "videos" / "videos").glob("*.mp4")), tmp_path / "build" / "members" / "ldeq_demo_seed0" / "checkpoint.pth.tar"
+
+    def written() -> tuple[int, int]:
+        return video.stat().st_ino, member.stat().st_ino
+
+    for options, redone in (((), None), ((), False), (("--force",), True)):
+        before = written() if redone is not None else None
+        result = run_wflwv("run", str(path), "--only", "world,members", *options)
+        assert result.returncode == 0, result.stderr[-2000:]
+        if redone is not None:
+            assert [new != old for new, old in zip(written(), before)] == [redone, redone]
+    spec = read_pipeline(path) | {"bench": {"epochs": 1}}
+    trained = bench_model(Build(path, spec, Executor(), "cpu", force=False), "ldeq_demo")
+    first = trained.stat().st_ino
+    assert bench_model(Build(path, spec, Executor(), "cpu", force=False), "ldeq_demo").stat().st_ino == first
+    assert bench_model(Build(path, spec, Executor(), "cpu", force=True), "ldeq_demo").stat().st_ino != first

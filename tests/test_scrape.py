@@ -14,6 +14,7 @@ import pytest
 from yt_dlp.extractor.youtube import YoutubeSearchURLIE
 from yt_dlp.utils import parse_qs
 
+from conftest import kill_wflwv_when, redone_items, stage_rows
 from wflwv.data.video import probe, read_video, write_video
 from wflwv.errors import WflwvError
 from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_info_jsons, read_queries, read_urls, safe_name, scrape
@@ -350,3 +351,19 @@ def test_ids_without_a_file_read_the_documented_place_and_say_where_the_lists_co
     assert result.stderr.startswith("error: data/WFLW_V_lists/download_ranges.txt: no such file")
     assert "github.com/polo5/LDEQ_RwR" in result.stderr and "copy them to data/WFLW_V_lists/" in result.stderr
 
+
+
+def test_scrape_killed_then_one_window_changed_cuts_exactly_the_affected_candidate(site, tmp_path):
+    """Killed while a transfer stalls; rerun with one candidate's window changed and the stalled one
+    dropped from the list: only the changed one is cut again, and the stalled download is removed."""
+    folder, stage = info_dir(site, tmp_path), tmp_path / "build" / "stages" / "scrape"
+    options = ["--out", tmp_path / "build", "--info-json", folder, "--min-interval", 0, "--backoff", 0.01]
+    kill_wflwv_when(lambda: (stage / "downloads" / "stall").exists(), "scrape", *options, "--ids", ids_file(tmp_path, ["coded 0 4", "closed 0 4", "stall 0 4"]), "--timeout", 60)
+    finished = stage_rows(stage)
+    assert set(finished) == {"coded", "closed"} and leftovers(tmp_path / "build") != []
+
+    result = run_wflwv("scrape", *options, "--ids", ids_file(tmp_path, ["coded 0 5", "closed 0 4"]), "--timeout", 5)
+    assert result.returncode == 0, result.stderr
+    assert redone_items(stage, finished) == {"coded"}
+    assert probe(tmp_path / "build" / "videos" / "coded.mp4").n_frames == 6
+    assert leftovers(tmp_path / "build") == []

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import BUILD_FRAMES, copy_build
+from conftest import BUILD_FRAMES, copy_build, kill_wflwv_when, redone_items, stage_rows
 from wflwv import io
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
@@ -105,3 +105,51 @@ def test_verify_reports_missing_lists_and_ids_listed_twice(build, tmp_path):
     assert [str(p) for p in verify(build).problems] == [f"{videos.split_path('easy')}: easy0000 is also listed in hard_video_IDs.txt"]
     with pytest.raises(WflwvError, match="easy0000 is listed as hard and as easy"):
         export(build, tmp_path / "out")
+
+
+def many_videos(build, labelled_build, count: int) -> list[str]:
+    """`count` copies of one labelled video of the tiny world, each with its own noisy variance: enough
+    items that a kill lands in the middle of a stage's work."""
+    source, target = VideoSet(labelled_build), VideoSet(build)
+    rng = np.random.default_rng(0)
+    ids = [f"v{index:03d}" for index in range(count)]
+    for video_id in ids:
+        for path_of in (VideoSet.landmarks_path, VideoSet.boxes_path, VideoSet.video_path):
+            io.copy_file(path_of(source, "hard0000"), path_of(target, video_id))
+        io.save_npy(variance_path(build, video_id), rng.uniform(1, 2, (BUILD_FRAMES, 98)).astype(np.float32))
+    return ids
+
+
+def test_split_killed_then_one_variance_changed_rescores_exactly_the_affected_videos(labelled_build, tmp_path):
+    build = tmp_path / "build"
+    ids = many_videos(build, labelled_build, 150)
+    stage = build / "stages" / "split"
+    kill_wflwv_when(lambda: len(stage_rows(stage)) > 0, "split", "--build", build, "--k", 10)
+    finished = stage_rows(stage)
+    assert 0 < len(finished) < len(ids)
+    changed = sorted(finished)[0]
+    io.save_npy(variance_path(build, changed), np.full((BUILD_FRAMES, 98), 50.0, np.float32))
+
+    table = split(build, 10)
+    assert redone_items(stage, finished) == set(ids) - set(finished) | {changed}
+    assert table["id"][0] == changed and VideoSet(build).ids("hard")[0] == changed  # its new score counts
+
+
+def test_export_killed_then_one_boxes_file_changed_copies_exactly_the_affected_videos(labelled_build, tmp_path):
+    build, out = tmp_path / "build", tmp_path / "WFLW_V"
+    ids = many_videos(build, labelled_build, 40)
+    VideoSet(build).write_split("hard", ids[:20])
+    VideoSet(build).write_split("easy", ids[20:])
+    stage = build / "stages" / "export"
+    kill_wflwv_when(lambda: len(stage_rows(stage)) > 0, "export", "--build", build, "--out", out)
+    finished = stage_rows(stage)
+    assert 0 < len(finished) < len(ids)
+    changed = sorted(finished)[0]
+    io.save_npy(VideoSet(build).boxes_path(changed), VideoSet(build).load_boxes(changed) + 1)
+    leftover = out / "videos" / f"{io.PARTIAL_PREFIX}{changed}.mp4.k3j9.mp4"  # as a kill while copying leaves
+    leftover.write_bytes(b"half a video")
+
+    assert export(build, out) == {"hard": 20, "easy": 20}
+    assert redone_items(stage, finished) == set(ids) - set(finished) | {changed}
+    assert np.array_equal(VideoSet(out).load_boxes(changed), VideoSet(build).load_boxes(changed))
+    assert not leftover.exists() and verify(out).problems == []

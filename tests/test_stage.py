@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -90,19 +91,35 @@ def test_ray_and_local_executors_give_identical_outputs(tmp_path, monkeypatch):
     assert not set(ray_manifest["worker"]) & set(local_manifest["worker"])  # really done by other processes
 
 
-def test_an_item_whose_key_changed_is_redone(tmp_path):
-    """A stage with a key (a digest of each item's inputs) redoes exactly the items whose key changed."""
-    keys = tmp_path / "keys.json"
-    keys.write_text(json.dumps({"v3": "a", "v4": "a"}))
-    stage = Stage("square", tmp_path / "stage", make_stage(tmp_path).process, key=functools.partial(key_from_file, keys))
+def test_an_item_whose_inputs_changed_is_redone(tmp_path):
+    """A stage keys each item by its inputs (settings, and files by content): exactly the items whose inputs changed are redone."""
+    for item in ("v3", "v4"):
+        (tmp_path / f"{item}.txt").write_text("same")
+    stage = Stage("square", tmp_path / "stage", make_stage(tmp_path).process, inputs=functools.partial(square_inputs, tmp_path, 1))
     run_stage(stage, ["v3", "v4"])
     run_stage(stage, ["v3", "v4"])
     assert calls(tmp_path) == ["v3", "v4"]
-    keys.write_text(json.dumps({"v3": "a", "v4": "b"}))
+    (tmp_path / "v4.txt").write_text("changed")
     manifest = run_stage(stage, ["v3", "v4"])
     assert calls(tmp_path) == ["v3", "v4", "v4"]
-    assert list(manifest["key"]) == ["a", "b"]
+    assert manifest["key"].nunique() == 2
+    (tmp_path / "v3.txt").unlink()  # a missing input file is an input too
+    run_stage(stage, ["v3", "v4"])
+    assert calls(tmp_path)[3:] == ["v3"]
+    run_stage(dataclasses.replace(stage, inputs=functools.partial(square_inputs, tmp_path, 2)), ["v3", "v4"])
+    assert calls(tmp_path)[4:] == ["v3", "v4"]  # a setting reaches every item
 
 
-def key_from_file(path, item: str) -> str:
-    return json.loads(path.read_text())[item]
+def square_inputs(folder, setting: int, item: str) -> dict:
+    return {"setting": setting, "source": folder / f"{item}.txt"}
+
+
+def test_a_run_removes_what_killed_writes_left_in_the_stage_folders(tmp_path):
+    stage = dataclasses.replace(make_stage(tmp_path), outputs=(tmp_path / "out",))
+    leftovers = [tmp_path / "out" / f"{io.PARTIAL_PREFIX}v3.npy.x1y2.npy", stage.folder / "rows" / f"{io.PARTIAL_PREFIX}v3.json.abc.json"]
+    kept = tmp_path / "out" / ".hidden"
+    for path in [*leftovers, kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    run_stage(stage, ["v3"])
+    assert not any(path.exists() for path in leftovers) and kept.exists()

@@ -211,6 +211,7 @@ def test_the_world_is_the_same_whatever_the_workers_and_after_a_resume(tmp_path)
     assert files(one) == files(two)
     (two / "stills" / "WFLW_images" / "test" / "test_00002.jpg").unlink()
     (two / "videos" / "videos" / "easy0000.mp4").unlink()
+    (two / "videos" / "videos" / ".partial.easy0000.mp4.q8w1.mp4").write_bytes(b"half a video")  # as a kill leaves
     summary = generate(two, SMALL, seed=5, workers=2)
     assert summary["rendered"] == 2 and summary["reused"] == 12
     assert files(one) == files(two)

@@ -5,9 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import kill_wflwv_when
+from wflwv import io
 from wflwv.data.wflw import Face, WflwStills, write_annotations, write_image
 from wflwv.errors import WflwvError
-from wflwv.models import create_model, load_checkpoint, load_config
+from wflwv.models import CONFIG_DIR, create_model, load_checkpoint, load_config, save_checkpoint
 from wflwv.stills import Augmentation, StillCrops
 from wflwv.train import LOSSES, TrainSettings, train
 
@@ -48,6 +50,47 @@ def test_training_writes_a_checkpoint_and_resumes_where_it_stopped(tmp_path):
 
     train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=1, force=True)
     assert [row["epoch"] for row in load_checkpoint(checkpoint)[1]["history"]] == [1]
+
+
+def test_a_run_killed_by_sigkill_and_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    still_set(tmp_path / "stills")
+    straight, _ = load_checkpoint(train(tmp_path / "stills", "ldeq_demo", tmp_path / "straight", epochs=2))
+    run = tmp_path / "run"
+    checkpoint = run / "checkpoint.pth.tar"
+    kill_wflwv_when(checkpoint.exists, "train", "--data", tmp_path / "stills", "--config", "ldeq_demo", "--out", run, "--epochs", 2)
+    killed = load_checkpoint(checkpoint)[1]["history"]
+    assert [row["epoch"] for row in killed] == [1]  # killed in the second epoch
+    leftover = run / f"{io.PARTIAL_PREFIX}{checkpoint.name}.x7k2.tar"  # as a kill while saving leaves
+    leftover.write_bytes(b"half a checkpoint")
+
+    train(tmp_path / "stills", "ldeq_demo", run, epochs=2)
+    resumed, saved = load_checkpoint(checkpoint)
+    assert saved["history"][0] == killed[0] and [row["epoch"] for row in saved["history"]] == [1, 2]  # only the second epoch redone
+    assert all(torch.equal(value, straight.state_dict()[name]) for name, value in resumed.state_dict().items())
+    assert not leftover.exists()
+
+
+def test_a_resume_must_be_the_same_run_or_is_refused_naming_the_difference(tmp_path):
+    still_set(tmp_path / "stills")
+    run = tmp_path / "run"
+    checkpoint = train(tmp_path / "stills", "ldeq_demo", run, epochs=1)
+    with pytest.raises(WflwvError, match=re.escape(f"{checkpoint}: checkpoint is of another run: seed 0 in the checkpoint, 1 now; use --force")):
+        train(tmp_path / "stills", "ldeq_demo", run, epochs=1, seed=1)
+    config = tmp_path / "faster.toml"
+    config.write_text((CONFIG_DIR / "ldeq_demo.toml").read_text().replace("lr = 2e-3", "lr = 3e-3"))
+    assert load_config(config)["train"]["lr"] == 0.003
+    with pytest.raises(WflwvError, match=re.escape("another run: config.train.lr 0.002 in the checkpoint, 0.003 now")):
+        train(tmp_path / "stills", config, run, epochs=1)
+    stills = WflwStills(tmp_path / "stills")
+    face = stills.faces("train")[5]
+    write_image(stills.image_path(face), 255 - stills.load_image(face))
+    with pytest.raises(WflwvError, match=re.escape("another run: data: the stills' files differ")):
+        train(tmp_path / "stills", "ldeq_demo", run, epochs=1)
+    train(tmp_path / "stills", "ldeq_demo", run, epochs=1, seed=1, force=True)
+    model, saved = load_checkpoint(checkpoint)
+    save_checkpoint(checkpoint, model, extra={key: saved[key] for key in ("optimizer", "schedule", "history")})  # as before runs were recorded
+    with pytest.raises(WflwvError, match="checkpoint does not record its run"):
+        train(tmp_path / "stills", "ldeq_demo", run, epochs=2, seed=1)
 
 
 def test_augmented_crops_keep_landmarks_on_the_face(tmp_path):

@@ -322,22 +322,24 @@ def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, cor
 @cli.command()
 @click.option("--build", required=True, type=EXISTING_DIR, help="A labelled build folder (landmarks/ and variance/).")
 @click.option("--k", "k", required=True, type=int, help="Videos per split: the K highest scores are hard, the K lowest easy.")
-def split(build: Path, k: int) -> None:
+@click.option("--force", is_flag=True, help="Score again videos already scored under the same labels.")
+def split(build: Path, k: int, force: bool) -> None:
     """Rank the videos by ensemble variance; write hard_video_IDs.txt, easy_video_IDs.txt and split_scores.parquet."""
     from wflwv.split import split as run_split
 
-    table = run_split(build, k)
+    table = run_split(build, k, force=force)
     click.echo(f"{k} hard and {k} easy videos of {len(table)} written to {build}")
 
 
 @cli.command()
 @click.option("--build", required=True, type=EXISTING_DIR, help="A build folder with hard_video_IDs.txt and easy_video_IDs.txt.")
 @click.option("--out", required=True, type=OUT_DIR, help="The WFLW-V folder to write.")
-def export(build: Path, out: Path) -> None:
+@click.option("--force", is_flag=True, help="Copy again videos already exported from the same files.")
+def export(build: Path, out: Path, force: bool) -> None:
     """Copy the listed videos, landmarks and boxes into the official WFLW-V layout."""
     from wflwv.export import export as run_export
 
-    counts = run_export(build, out)
+    counts = run_export(build, out, force)
     click.echo(f"exported {', '.join(f'{n} {split}' for split, n in counts.items())} videos to {out}")
 
 

@@ -4,6 +4,7 @@ The layout: videos/<ID>.mp4, landmarks/<ID>.npy (frames, 98, 2) frame pixels, bb
 (frames, >=4) x1 y1 x2 y2 first, hard_video_IDs.txt and easy_video_IDs.txt.
 """
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,14 +15,16 @@ from wflwv import io
 from wflwv.data.video import probe
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
+from wflwv.pipeline.stage import Stage, run_stage
 from wflwv.split import SPLITS
 
 
-def export(build: Path, out: Path) -> dict[str, int]:
+def export(build: Path, out: Path, force: bool = False) -> dict[str, int]:
     """Copy the listed videos (hard and easy) of BUILD with their landmarks and boxes into OUT; returns videos per split.
 
     Every item is checked (shapes, finite values, frame counts) before it is copied; every file is
-    copied atomically, the video last.
+    copied atomically, the video last. Items are those of the stage `export` (BUILD/stages/export),
+    keyed by their source files and OUT: a rerun copies only the videos whose files changed.
     """
     if Path(out).resolve() == Path(build).resolve():
         raise WflwvError(out, "the export folder must not be the build folder")
@@ -30,13 +33,32 @@ def export(build: Path, out: Path) -> dict[str, int]:
     both = set(splits["hard"]) & set(splits["easy"])
     if both:
         raise WflwvError(source.split_path("easy"), f"{sorted(both)[0]} is listed as hard and as easy")
-    for video_id in track([i for ids in splits.values() for i in ids], description="export"):
-        source.load(video_id)
-        for path_of in (VideoSet.landmarks_path, VideoSet.boxes_path, VideoSet.video_path):
-            io.copy_file(path_of(source, video_id), path_of(target, video_id))
+    stage = Stage(
+        "export", Path(build) / "stages" / "export", functools.partial(export_item, source, target), inputs=functools.partial(export_inputs, source, target),
+        outputs=tuple(target.root / folder for folder in ("videos", "landmarks", "bboxes")),
+    )
+    manifest = run_stage(stage, [i for ids in splits.values() for i in ids], force=force)
+    failed = manifest[manifest["status"] != "done"]
+    if len(failed):
+        raise WflwvError(None, failed["reason"].iloc[0])
     for split, ids in splits.items():
         target.write_split(split, ids)
     return {split: len(ids) for split, ids in splits.items()}
+
+
+EXPORTED = (VideoSet.landmarks_path, VideoSet.boxes_path, VideoSet.video_path)  # in copying order: the video, which makes the ID visible, last
+
+
+def export_item(source: VideoSet, target: VideoSet, video_id: str) -> dict:
+    item = source.load(video_id)
+    for path_of in EXPORTED:
+        io.copy_file(path_of(source, video_id), path_of(target, video_id))
+    return {"frames": item.n_frames}
+
+
+def export_inputs(source: VideoSet, target: VideoSet, video_id: str) -> dict:
+    """The item's three source files by content, and where they go (stage `export` keys each video by them)."""
+    return {"files": [path_of(source, video_id) for path_of in EXPORTED], "out": str(target.root.resolve())}
 
 
 @dataclass

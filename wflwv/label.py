@@ -13,7 +13,7 @@ another): averaging the heatmaps and averaging the points agree.
 
 A corrections file drops members for frame ranges of a video, as the paper's authors fixed errors:
 a CSV with the header `video_id,member,first_frame,last_frame` (frames 0-based, inclusive). A
-video's row records a digest of what it was labelled from (the members' checkpoints, the video's
+video's row records a digest of what it was labelled from (the members' checkpoints, the video, its
 boxes and its corrections): change any of them and the next run relabels that video.
 
 Outputs: BUILD/landmarks/<ID>.npy (frames, 98, 2) float32 frame pixels, BUILD/variance/<ID>.npy
@@ -22,9 +22,7 @@ Outputs: BUILD/landmarks/<ID>.npy (frames, 98, 2) float32 frame pixels, BUILD/va
 
 import csv
 import functools
-import hashlib
 import itertools
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -223,19 +221,11 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-def item_key(build: Path, ensemble: str, corrections: Corrections, video_id: str) -> str:
-    """The digest of what a video is labelled from: the ensemble, the video's boxes and its corrections."""
-    boxes = VideoSet(build).boxes_path(video_id)
-    inputs = [ensemble, _digest(boxes.read_bytes()) if boxes.is_file() else None, corrections.get(video_id, [])]
-    return _digest(json.dumps(inputs).encode())
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def ensemble_digest(checkpoints: Sequence[Path]) -> str:
-    return _digest(json.dumps([[member_name(p), _digest(Path(p).read_bytes())] for p in checkpoints]).encode())
+def label_inputs(build: Path, checkpoints: Sequence[Path], corrections: Corrections, video_id: str) -> dict:
+    """What a video's labels are made from: the members' checkpoints, the video, its boxes and its corrections."""
+    videos = VideoSet(build)
+    members = [[member_name(path), Path(path)] for path in checkpoints]
+    return {"members": members, "video": videos.video_path(video_id), "boxes": videos.boxes_path(video_id), "corrections": corrections.get(video_id, [])}
 
 
 def label(
@@ -264,7 +254,8 @@ def label(
         build / "stages" / "label",
         functools.partial(label_video, build, checkpoints, corrections, device, batch_size),
         resources={"num_gpus": 1} if device.startswith("cuda") else {},
-        key=functools.partial(item_key, build, ensemble_digest(checkpoints), corrections),
+        inputs=functools.partial(label_inputs, build, checkpoints, corrections),
+        outputs=(build / "landmarks", build / "variance"),
     )
     return run_stage(stage, ids, executor, force=force)
 

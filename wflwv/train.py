@@ -4,10 +4,18 @@ The config's loss (MSE between predicted and true landmarks in crop units, as th
 heatmaps' negative log-likelihood of the true points), averaged over the stacks of a stacked model;
 AdamW with a cosine schedule, a checkpoint in the released format after every epoch, resume from it
 after an interruption. Solver iterations are logged for the models that report them (LDEQ).
+
+A resume is exact: the checkpoint records what the run is (the config with its [train] settings, a
+digest of the stills, the seed), and a run folder is resumed only by the same run (a larger
+`--epochs` continues it); it also holds every random state (torch's, CUDA's, numpy's, Python's and
+the data loader's shuffling generator; the augmentations are drawn from (seed, epoch, index)), so a
+run killed and resumed ends with the same weights as one never interrupted.
 """
 
 import dataclasses
+import json
 import math
+import random
 from pathlib import Path
 from typing import Callable
 
@@ -97,6 +105,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
     if not train_faces or not test_faces:
         raise WflwvError(data, "training needs faces in both the train and the test annotation files")
     torch.manual_seed(seed)
+    run = run_record(config, settings, stills, train_faces + test_faces, seed)
 
     model = create_model(config).to(device)
     dataset = StillCrops(stills, train_faces, model.args.im_size, settings.augmentation, seed)
@@ -109,9 +118,11 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
     optimizer, schedule = optimizer_and_schedule(model, settings, total_steps=settings.epochs * len(loader))
 
     checkpoint_path = out / CHECKPOINT_NAME
+    if world.is_main:
+        io.remove_partials(out)  # what a killed run was writing
     history = []
     if checkpoint_path.exists() and not force:
-        history = resume(checkpoint_path, model, optimizer, schedule)
+        history = resume(checkpoint_path, run, model, optimizer, schedule, loader.generator)
     replica = distributed.wrap(model, world, device)  # DDP starts every process from rank 0's weights
 
     with progress_bar(visible=world.is_main) as progress:
@@ -141,7 +152,8 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
                 history.append({"epoch": epoch + 1, "loss": epoch_loss} | solver_row | {"test_nme": float(test_nme)})
                 solver_text = f", solver iterations {solver_row['solver_iterations']:.2f}" if solver_row else ""
                 progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}{solver_text}, test NME {100 * test_nme:.2f}")
-                save_checkpoint(checkpoint_path, model, extra={"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history})
+                state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "random": random_states(loader.generator)}
+                save_checkpoint(checkpoint_path, model, extra=state | {"history": history, "run": json.dumps(run, sort_keys=True)})
                 io.save_parquet(out / HISTORY_NAME, pd.DataFrame(history))
             distributed.barrier(world)
     return checkpoint_path
@@ -159,15 +171,66 @@ def training_loss(output, targets: torch.Tensor, loss: Callable = mse_loss) -> t
     return torch.stack([loss(stack, targets) for stack in stacks]).mean()
 
 
-def resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule) -> list[dict]:
-    """Load weights, optimizer and schedule state from a run's checkpoint; returns the epochs done."""
+def run_record(config: dict, settings: TrainSettings, stills: WflwStills, faces: list, seed: int) -> dict:
+    """What a run is, as its checkpoint records it: the model config and [train] settings (all but the
+    number of epochs, which may grow), a digest of the stills (annotation files and images) and the seed."""
+    train_table = {key: value for key, value in dataclasses.asdict(settings).items() if key != "epochs"}
+    files = [stills.annotation_path(split) for split in ("train", "test")] + sorted({stills.image_path(face) for face in faces})
+    data = io.digest([[str(path.relative_to(stills.root)), path] for path in files])
+    return json.loads(json.dumps({"config": {**config, "train": train_table}, "data": data, "seed": seed}))  # tuples as lists, as the checkpoint holds it
+
+
+def random_states(loader_generator: torch.Generator) -> dict:
+    """Every random state a training step draws from; numpy's as plain lists, which a weights-only load accepts."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [name, keys.tolist(), position, has_gauss, cached],
+        "python": random.getstate(),
+        "loader": loader_generator.get_state(),
+    }
+
+
+def restore_random_states(states: dict, loader_generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    loader_generator.set_state(states["loader"])
+
+
+def resume(path: Path, run: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule, loader_generator: torch.Generator) -> list[dict]:
+    """Load weights, optimizer, schedule and random states from a run's checkpoint; returns the epochs done.
+    A checkpoint of another run (config, data or seed) is refused, naming the first difference."""
     restored, checkpoint = load_checkpoint(path)
-    if vars(restored.args) != vars(model.args):
-        raise WflwvError(path, "checkpoint was trained with another model config; use --force to start again")
+    if "run" not in checkpoint or "random" not in checkpoint:
+        raise WflwvError(path, "checkpoint does not record its run (config, data, seed, random states), so it cannot be resumed exactly; use --force to start again")
+    difference = first_difference(json.loads(checkpoint["run"]), run)
+    if difference:
+        raise WflwvError(path, f"checkpoint is of another run: {difference}; use --force to start again")
     model.load_state_dict(restored.state_dict())
     optimizer.load_state_dict(checkpoint["optimizer"])
     schedule.load_state_dict(checkpoint["schedule"])
+    restore_random_states(checkpoint["random"], loader_generator)
     return list(checkpoint["history"])
+
+
+def first_difference(saved, asked, where: str = "") -> str | None:
+    """The first key whose value differs between two JSON values, as `key: saved in the checkpoint, asked now`."""
+    if isinstance(saved, dict) and isinstance(asked, dict):
+        for key in sorted(set(saved) | set(asked)):
+            difference = first_difference(saved.get(key), asked.get(key), f"{where}.{key}" if where else key)
+            if difference:
+                return difference
+        return None
+    if saved == asked:
+        return None
+    described = {"data": "the stills' files differ"}.get(where)
+    return f"{where}: {described}" if described else f"{where} {saved!r} in the checkpoint, {asked!r} now"
 
 
 def progress_bar(visible: bool = True) -> Progress:

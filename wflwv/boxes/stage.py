@@ -5,12 +5,17 @@ Two modes, each a resumable per-video stage (wflwv.pipeline.stage):
   boxes mapped to the models' convention and smoothed;
 - bootstrap round N (stages/boxes_roundN): boxes rebuilt from the current labels, landmarks/<ID>.npy.
 
+A video is redone when what determines its boxes changes (wflwv.pipeline.stage): its video file,
+the calibration file, the settings that change boxes (max_side, min_face, smoothing, the tracking
+settings) and, in a bootstrap round, its labels.
+
 bboxes/<ID>.npy is (frames, 5): x1 y1 x2 y2 in frame pixels, then 1 where the frame shows the main
 face (detected, or inside a gap of at most max_gap frames) and 0 where it does not (the box there is
 interpolated from the frames around it). Each row reports the box jitter (see box_jitter) before
 smoothing and after.
 """
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +86,18 @@ def bootstrap_item(build: Path, settings: BoxSettings, video_id: str) -> dict:
     return {"frames": info.n_frames, "no_face": int((~face).sum()), "jitter_before": box_jitter(raw), "jitter_after": box_jitter(boxes)}
 
 
+def detect_inputs(build: Path, settings: BoxSettings, video_id: str) -> dict:
+    """What determines a video's detected boxes: the video, the calibration and the settings that change them."""
+    changing = {"max_side": settings.max_side, "min_face": settings.min_face, "smoothing": settings.smoothing, "track": dataclasses.asdict(settings.track)}
+    return {"video": VideoSet(build).video_path(video_id), "calibration": Path(settings.calibration), **changing}
+
+
+def bootstrap_inputs(build: Path, settings: BoxSettings, video_id: str) -> dict:
+    """What determines a bootstrap round's boxes: the video, its labels, the calibration and the smoothing."""
+    videos = VideoSet(build)
+    return {"video": videos.video_path(video_id), "landmarks": videos.landmarks_path(video_id), "calibration": Path(settings.calibration), "smoothing": settings.smoothing}
+
+
 def previous_face_flags(path: Path, n_frames: int) -> np.ndarray:
     """The face column of an existing boxes file of the same length; every frame when there is none."""
     boxes = load_array(path, "boxes") if path.is_file() else np.zeros((0, 0))
@@ -103,9 +120,9 @@ def run_boxes(build: str | Path, settings: BoxSettings = BoxSettings(), from_lan
     if round_number < 1:
         raise WflwvError(None, f"bootstrap round must be 1 or more, got {round_number}")
     Calibration.load(settings.calibration)  # a missing calibration stops the run, not every item
-    name, process = (f"boxes_round{round_number}", bootstrap_item) if from_landmarks else ("boxes", detect_item)
+    name, process, inputs = (f"boxes_round{round_number}", bootstrap_item, bootstrap_inputs) if from_landmarks else ("boxes", detect_item, detect_inputs)
     resources = {"num_gpus": 1} if settings.device.startswith("cuda") and not from_landmarks else {}
-    stage = Stage(name, build / "stages" / name, functools.partial(process, build, settings), resources)
+    stage = Stage(name, build / "stages" / name, functools.partial(process, build, settings), resources, functools.partial(inputs, build, settings), (build / "bboxes",))
     return run_stage(stage, ids, executor, force)
 
 

@@ -110,7 +110,7 @@ def world(build: Build) -> None:
     from wflwv.synth import generate
 
     table = build.table("world")
-    summary = generate(Path(table["out"]), preset=table.get("preset", "demo"), seed=table.get("seed", 0), workers=table.get("workers", 2))
+    summary = generate(Path(table["out"]), preset=table.get("preset", "demo"), seed=table.get("seed", 0), workers=table.get("workers", 2), force=build.force)
     console.print(f"world in {table['out']}: {summary}")
 
 
@@ -119,7 +119,7 @@ def members(build: Build) -> None:
 
     for config, seed, out in build.member_runs():
         console.print(f"member {config}, seed {seed}")
-        train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, device=build.device)
+        train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, force=build.force, device=build.device)
 
 
 def scrape(build: Build) -> None:
@@ -192,7 +192,7 @@ def member_checkpoints(build: Build) -> list[Path]:
 def split(build: Build) -> None:
     from wflwv.split import split as run_split
 
-    scores = run_split(build.root, build.require("split", "k"))
+    scores = run_split(build.root, build.require("split", "k"), build.executor, build.force)
     console.print(f"split: {(scores['split'] == 'hard').sum()} hard, {(scores['split'] == 'easy').sum()} easy of {len(scores)} videos")
 
 
@@ -201,7 +201,7 @@ def export(build: Build) -> None:
     from wflwv.export import verify
 
     out = Path(build.require("export", "out"))
-    console.print(f"export: {run_export(build.root, out)} videos in {out}")
+    console.print(f"export: {run_export(build.root, out, build.force)} videos in {out}")
     verification = verify(out)
     if verification.problems:
         raise WflwvError(out, f"verify found {len(verification.problems)} problems; the first: {verification.problems[0]}")
@@ -236,7 +236,7 @@ def bench_model(build: Build, entry: str) -> Path:
 
     if entry.endswith(".pth.tar") or Path(entry).is_file():
         return Path(entry)
-    return train(build.stills, entry, build.root / "bench_models" / entry, epochs=build.table("bench").get("epochs"), device=build.device)
+    return train(build.stills, entry, build.root / "bench_models" / entry, epochs=build.table("bench").get("epochs"), force=build.force, device=build.device)
 
 
 def counts(manifest: pd.DataFrame) -> str:

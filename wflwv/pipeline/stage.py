@@ -4,10 +4,12 @@ A stage does the same thing to many items (video IDs), each on its own. Doing an
 output files atomically and then its row, `<folder>/rows/<id>.json`: the row is the commit. An item
 whose row says it is finished is skipped by the next run; one without a row (killed in flight) or
 whose row says "failed" is done again from scratch, and so is one whose row was recorded under
-another key, when the stage has one (a digest of the item's inputs, such as the corrections that
-apply to it). So a kill at any moment loses only the items in flight, and no finished item is ever
-done twice. Each run ends by rewriting the stage's manifest, `<folder>/manifest.parquet`, from
-the rows.
+another key. An item's key is the digest of everything that determines its outputs, as the stage's
+`inputs` gives it: the settings that change them and the input files, by content (a new video,
+calibration or label file, or a new setting, redoes exactly the items it reaches). So a kill at
+any moment loses only the items in flight, and no finished item is ever done twice. A run starts
+by removing the temporary files that a killed run left in the stage's folders (wflwv.io) and ends
+by rewriting the stage's manifest, `<folder>/manifest.parquet`, from the rows.
 
 The executors give identical outputs: an item's work depends on its ID alone, never on which
 process or machine does it. On Ray, every worker must see the same file system as the driver
@@ -47,10 +49,15 @@ class Stage:
     folder: Path
     process: Callable[[str], dict]
     resources: dict = field(default_factory=dict)  # Ray's per-item resources, e.g. {"num_gpus": 1}
-    key: Callable[[str], str] | None = None  # the digest of an item's inputs, recorded in its row
+    inputs: Callable[[str], dict] | None = None  # what determines an item: settings, and input files as Paths (by content)
+    outputs: tuple[Path, ...] = ()  # the folders its items write to, cleared of killed writes when a run starts
 
     def row_path(self, item: str) -> Path:
         return self.folder / "rows" / f"{validate_id(item)}.json"
+
+    def key(self, item: str) -> str | None:
+        """The digest of the item's inputs, recorded in its row; None for a stage without inputs."""
+        return None if self.inputs is None else io.digest(self.inputs(item))
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class Executor:
 def run_stage(stage: Stage, items: Sequence[str], executor: Executor = Executor(), force: bool = False) -> pd.DataFrame:
     """Do every item that is not finished (every item with force); returns the stage's manifest."""
     items = list(dict.fromkeys(items))
+    for folder in (stage.folder, stage.folder / "rows", *stage.outputs):
+        io.remove_partials(folder)
     todo = [item for item in items if force or not _finished(stage, item)]
     if force:
         for item in todo:
@@ -83,7 +92,7 @@ def run_stage(stage: Stage, items: Sequence[str], executor: Executor = Executor(
 def do_item(stage: Stage, item: str) -> dict:
     """Process one item and commit its row; what every executor runs."""
     started = time.perf_counter()
-    key = {"key": stage.key(item)} if stage.key else {}
+    key = {"key": stage.key(item)} if stage.inputs else {}
     try:
         row = {"status": "done", **stage.process(item)}
     except WflwvError as error:
@@ -113,7 +122,7 @@ def write_manifest(stage: Stage, items: Sequence[str]) -> pd.DataFrame:
 
 def _finished(stage: Stage, item: str) -> bool:
     row = read_row(stage, item)
-    return row is not None and row["status"] != FAILED and (stage.key is None or row.get("key") == stage.key(item))
+    return row is not None and row["status"] != FAILED and (stage.inputs is None or row.get("key") == stage.key(item))
 
 
 def _execute(stage: Stage, items: list[str], executor: Executor) -> Iterator[dict]:

@@ -10,6 +10,7 @@ executor does as many at once as the Ray instance has CPUs, on one machine or a 
 workers share BUILD's file system. `min_interval` spaces the starts of attempts across all of them.
 """
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -23,10 +24,10 @@ from yt_dlp.utils import DownloadError
 
 from wflwv import io
 from wflwv.errors import WflwvError
-from wflwv.pipeline.stage import Executor, Stage, run_stage
+from wflwv.pipeline.stage import Executor, Stage, read_row, run_stage
 from wflwv.scrape.cut import cut_window, find_face_window
 from wflwv.scrape.fetch import FetchSettings, fetch, ytdl_params
-from wflwv.scrape.sources import Candidate, search_candidates, search_url
+from wflwv.scrape.sources import SAFE_NAME, Candidate, search_candidates, search_url
 
 STAGE = "scrape"
 STATUSES = ("done", "refused", "skipped", "failed")
@@ -52,8 +53,25 @@ def scrape(out: Path, candidates: list[Candidate], settings: ScrapeSettings = Sc
     by_name = {}
     for candidate in candidates:
         by_name.setdefault(candidate.name, candidate)
-    stage = Stage(STAGE, stage_folder(out), functools.partial(scrape_candidate, Path(out), by_name, settings))
+    inputs = functools.partial(candidate_inputs, by_name, settings)
+    stage = Stage(STAGE, stage_folder(out), functools.partial(scrape_candidate, Path(out), by_name, settings), inputs=inputs, outputs=(Path(out) / "videos",))
+    remove_unfinished_downloads(stage, settings)
     return run_stage(stage, list(by_name), executor, force=force)
+
+
+def candidate_inputs(candidates: dict[str, Candidate], settings: ScrapeSettings, name: str) -> dict:
+    """What determines a candidate's cut: where it comes from, its window, licence or skip, and the
+    settings that change the file (the info-json itself is not: the loopback site rewrites its URLs every run)."""
+    candidate = dataclasses.asdict(candidates[name]) | {"info_json": None}
+    return {"candidate": candidate, "max_height": settings.fetch.max_height, "window_seconds": settings.window_seconds}
+
+
+def remove_unfinished_downloads(stage: Stage, settings: ScrapeSettings) -> None:
+    """What a killed run left in stages/scrape/downloads/: every download but the kept ones of finished candidates."""
+    for folder in sorted((stage.folder / "downloads").glob("*")):
+        row = read_row(stage, folder.name) if SAFE_NAME.fullmatch(folder.name) else None
+        if not (settings.keep_downloads and row is not None and row["status"] == "done"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def scrape_candidate(out: Path, candidates: dict[str, Candidate], settings: ScrapeSettings, name: str) -> dict:

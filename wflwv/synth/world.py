@@ -184,6 +184,7 @@ def generate(out: Path, preset: str | Preset = "demo", seed: int = 0, workers: i
     if workers < 1:
         raise WflwvError(None, f"workers must be 1 or more, got {workers}")
     out.mkdir(parents=True, exist_ok=True)
+    io.remove_partials(out, recursive=True)  # what a killed run was writing
     started = time.perf_counter()
     rows = [] if force else load_manifest(out, preset, seed).to_dict("records")
     done = {(row["kind"], row["index"]) for row in rows}
