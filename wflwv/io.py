@@ -10,12 +10,23 @@ import numpy as np
 import pandas as pd
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (os.umask can only swap it)."""
+    with contextlib.suppress(OSError, StopIteration):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it 0600; the file should be as open() would make it
     os.close(fd)
     try:
         yield Path(tmp)
