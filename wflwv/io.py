@@ -37,6 +37,13 @@ def atomic_path(path: str | Path):
         raise
 
 
+def check_writable(folder: str | Path) -> None:
+    """Create `folder` if needed and write a file in it: raises OSError unless outputs can go there."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
 def save_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
