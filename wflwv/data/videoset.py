@@ -10,7 +10,7 @@ import numpy as np
 from wflwv import io
 from wflwv.data.video import probe, write_video
 from wflwv.errors import WflwvError
-from wflwv.landmarks import N_LANDMARKS
+from wflwv.landmarks import LEFT_EYE_OUTER, N_LANDMARKS, RIGHT_EYE_OUTER
 
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -51,18 +51,24 @@ def load_array(path: Path, what: str) -> np.ndarray:
         raise WflwvError(path, f"not a readable .npy array ({error})") from None
 
 
-def check_finite(path: Path, array: np.ndarray, what: str) -> None:
-    if not np.isfinite(array).all():
-        frame = int(np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))[0])
-        raise WflwvError(path, f"{what} of frame {frame} are not finite")
+def check_finite(path: Path, array: np.ndarray, what: str, allow_nan: bool = False) -> None:
+    bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
+    if bad.any():
+        frame = int(np.flatnonzero(bad.reshape(len(array), -1).any(axis=1))[0])
+        raise WflwvError(path, f"{what} of frame {frame} are {'infinite' if allow_nan else 'not finite'}")
 
 
 def check_landmarks(path: Path, landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks of the right shape and type; NaN marks a frame without ground truth (excluded from the scores and counted),
+    infinity is refused, and so is a frame whose outer eye corners coincide (no inter-ocular distance to normalise by)."""
     if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 2):
         raise WflwvError(path, f"landmarks have shape {landmarks.shape}, expected (frames, {N_LANDMARKS}, 2)")
     if not np.issubdtype(landmarks.dtype, np.floating):
         raise WflwvError(path, f"landmarks have dtype {landmarks.dtype}, expected floating point")
-    check_finite(path, landmarks, "landmarks")
+    check_finite(path, landmarks, "landmarks", allow_nan=True)
+    coincide = (landmarks[:, LEFT_EYE_OUTER] == landmarks[:, RIGHT_EYE_OUTER]).all(axis=1)
+    if coincide.any():
+        raise WflwvError(path, f"landmarks of frame {int(np.flatnonzero(coincide)[0])}: points {LEFT_EYE_OUTER} and {RIGHT_EYE_OUTER} coincide (zero inter-ocular distance)")
     return landmarks
 
 

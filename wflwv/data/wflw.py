@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wflwv import io
 from wflwv.errors import WflwvError
-from wflwv.landmarks import N_LANDMARKS
+from wflwv.landmarks import LEFT_EYE_OUTER, N_LANDMARKS, RIGHT_EYE_OUTER
 
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 # Test subsets of the pre-cropped release (test_<name>) and the attribute flag that selects each.
@@ -82,7 +82,10 @@ def parse_face(line: str) -> Face:
     for name, flag in zip(ATTRIBUTES, flags):
         if flag not in (0, 1):
             raise ValueError(f"attribute flag {name} is {flag:g}, expected 0 or 1")
-    return Face(values[:N_COORDINATES].reshape(N_LANDMARKS, 2), values[N_COORDINATES:-len(ATTRIBUTES)], flags, fields[-1].strip())
+    landmarks = values[:N_COORDINATES].reshape(N_LANDMARKS, 2)
+    if (landmarks[LEFT_EYE_OUTER] == landmarks[RIGHT_EYE_OUTER]).all():
+        raise ValueError(f"points {LEFT_EYE_OUTER} and {RIGHT_EYE_OUTER} coincide (zero inter-ocular distance)")
+    return Face(landmarks, values[N_COORDINATES:-len(ATTRIBUTES)], flags, fields[-1].strip())
 
 
 def read_lines(path: Path, parse):
