@@ -193,6 +193,7 @@ def scrape(out: Path, queries: Path | None, per_query: int, ids: Path | None, ur
         candidates = read_urls(urls) if urls else read_info_jsons(info_json)
     manifest = run_scrape(out, candidates, ScrapeSettings(fetch, window_seconds, keep_downloads), Executor(executor, address), force=force)
     click.echo(f"scrape: {summary(manifest)}; manifest in {out / 'stages' / 'scrape' / 'manifest.parquet'}")
+    exit_if_failed(manifest)
 
 
 @cli.command()
@@ -237,6 +238,7 @@ def boxes(build: Path | None, from_landmarks: bool, round_number: int, device: s
     settings = BoxSettings(device, batch_size, max_side or None, min_face, smoothing, calibration, TrackSettings(max_gap=max_gap))
     manifest = run_boxes(build, settings, from_landmarks, round_number, Executor(executor, address), force)
     click.echo(summary(manifest))
+    exit_if_failed(manifest)
 
 
 @cli.command("run")
@@ -275,9 +277,16 @@ def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, cor
     checkpoints = find_members(members, ensemble_dir)
     manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force)
     failed = manifest[manifest["status"] == "failed"]
+    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints)} members in {build}")
+    exit_if_failed(manifest)
+
+
+def exit_if_failed(manifest) -> None:
+    """The per-item stages' (scrape, boxes, label; verify alike) partial failure: after the summary, each failure's reason on
+    stderr and exit status 1."""
+    failed = manifest[manifest["status"] == "failed"] if len(manifest) else manifest
     for reason in failed.get("reason", []):
         click.echo(f"failed: {reason}", err=True)
-    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints)} members in {build}")
     if len(failed):
         sys.exit(1)
 
