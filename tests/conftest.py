@@ -2,16 +2,22 @@
 
 import argparse
 import itertools
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 from wflwv import io
+from wflwv.cli import main
 from wflwv.data.crop import box_to_affine, crop, transform_points
 from wflwv.data.video import iter_frames, probe, write_video
 from wflwv.data.videoset import VideoSet
@@ -19,6 +25,29 @@ from wflwv.data.wflw import IMAGES_DIR, Face, WflwStills, write_annotations, wri
 from wflwv.label import label
 from wflwv.models import LDEQ, create_model, load_config, register_family, save_checkpoint
 from wflwv.synth import generate
+
+def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`wflwv ARGS` in a new interpreter: for what needs its own process (a kill, a launcher, stdout of C libraries)."""
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}  # tiny models on a shared machine, as torch.set_num_threads(1) below
+    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, env=environment, timeout=timeout)
+
+
+def run_main(capsys, *args) -> subprocess.CompletedProcess:
+    """The CLI's main() in this process, as run_cli without the start-up of a new interpreter."""
+    with mock.patch.object(sys, "argv", ["wflwv", *map(str, args)]), pytest.raises(SystemExit) as exit:
+        main()
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exit.value.code, captured.out, captured.err)
+
+
+def write_sideways(path: Path, frames: np.ndarray, fps: float) -> Path:
+    """A phone video stored sideways: the frames (T, H, W, 3) turned a quarter counter-clockwise, with a -90° display
+    matrix that turns them back when shown."""
+    stored = path.with_name(f"stored_{path.name}")
+    write_video(stored, np.rot90(frames, 1, axes=(1, 2)), fps)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "-90", "-i", str(stored), "-c", "copy", str(path)], check=True)
+    return path
+
 
 VIDEO_LENGTHS = {"h1": 7, "h2": 5, "e1": 6, "e2": 6}
 STILL_COUNT = 6

@@ -2,8 +2,6 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -12,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from yt_dlp.extractor.youtube import YoutubeSearchURLIE
+from conftest import run_cli
 from yt_dlp.utils import parse_qs
 
 from wflwv.data.video import probe, read_video, write_video
@@ -305,14 +304,12 @@ def test_queries_in_any_language_become_creative_commons_searches(tmp_path):
         read_queries(path)
 
 
-def run_wflwv(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_scrapes_and_prints_a_summary(site, tmp_path):
     folder = info_dir(site, tmp_path)
     ids = ids_file(tmp_path, ["coded 0 4", "closed 0 4", "other None None"])
-    result = run_wflwv("scrape", "--out", tmp_path / "build", "--ids", ids, "--info-json", folder, "--min-interval", 0, "--timeout", 1)
+    result = run_cli("scrape", "--out", tmp_path / "build", "--ids", ids, "--info-json", folder, "--min-interval", 0, "--timeout", 1)
     assert result.returncode == 0, result.stderr
     assert "scrape: done 1, refused 1, skipped 1, failed 0" in result.stdout
     manifest = pd.read_parquet(tmp_path / "build" / "stages" / "scrape" / "manifest.parquet")
@@ -322,7 +319,7 @@ def test_cli_scrapes_and_prints_a_summary(site, tmp_path):
 @pytest.mark.parametrize("case", ["malformed", "missing"])
 def test_cli_bad_input_is_one_line_naming_the_file(tmp_path, case):
     ids = ids_file(tmp_path, ["good 1 2", "bad"]) if case == "malformed" else tmp_path / "absent.txt"
-    result = run_wflwv("scrape", "--out", tmp_path / "build", "--ids", ids)
+    result = run_cli("scrape", "--out", tmp_path / "build", "--ids", ids)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1
     assert lines[0] == (f"error: {ids}: line 2: expected 'ID start end', got 'bad'" if case == "malformed" else f"error: {ids}: no such file")
