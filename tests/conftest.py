@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 from wflwv import io
+from wflwv.cli import main
 from wflwv.data.crop import box_to_affine, crop, transform_points
 from wflwv.data.video import iter_frames, probe, write_video
 from wflwv.data.videoset import VideoSet
@@ -30,19 +33,37 @@ from wflwv.models import LDEQ, create_model, load_config, register_family, save_
 from wflwv.predict import Row, RowWriter
 from wflwv.synth import generate
 
-VIDEO_LENGTHS = {"h1": 7, "h2": 5, "e1": 6, "e2": 6}
-STILL_COUNT = 6
-# attribute flags (pose, expression, illumination, makeup, occlusion, blur) of each still: makeup is nobody's
-STILL_ATTRIBUTES = [(1, 0, 0, 0, 0, 1), (0, 1, 0, 0, 1, 0), (1, 1, 0, 0, 0, 0), (0, 0, 1, 0, 0, 1), (0, 0, 0, 0, 1, 0), (1, 0, 1, 0, 0, 0)]
-
-
 def wflwv_command(*args) -> list[str]:
     return [sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)]
 
 
-def run_wflwv(*args) -> subprocess.CompletedProcess:
-    """The command line `wflwv ARGS` in a new process, its output captured as text."""
-    return subprocess.run(wflwv_command(*args), capture_output=True, text=True)
+def run_cli(*args, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`wflwv ARGS` in a new interpreter: for what needs its own process (a kill, a launcher, stdout of C libraries)."""
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}  # tiny models on a shared machine, as torch.set_num_threads(1) below
+    return subprocess.run(wflwv_command(*args), capture_output=True, text=True, env=environment, timeout=timeout, cwd=cwd)
+
+
+def run_main(capsys, *args) -> subprocess.CompletedProcess:
+    """The CLI's main() in this process, as run_cli without the start-up of a new interpreter."""
+    with mock.patch.object(sys, "argv", ["wflwv", *map(str, args)]), pytest.raises(SystemExit) as exit:
+        main()
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exit.value.code, captured.out, captured.err)
+
+
+def write_sideways(path: Path, frames: np.ndarray, fps: float) -> Path:
+    """A phone video stored sideways: the frames (T, H, W, 3) turned a quarter counter-clockwise, with a -90° display
+    matrix that turns them back when shown."""
+    stored = path.with_name(f"stored_{path.name}")
+    write_video(stored, np.rot90(frames, 1, axes=(1, 2)), fps)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "-90", "-i", str(stored), "-c", "copy", str(path)], check=True)
+    return path
+
+
+VIDEO_LENGTHS = {"h1": 7, "h2": 5, "e1": 6, "e2": 6}
+STILL_COUNT = 6
+# attribute flags (pose, expression, illumination, makeup, occlusion, blur) of each still: makeup is nobody's
+STILL_ATTRIBUTES = [(1, 0, 0, 0, 0, 1), (0, 1, 0, 0, 1, 0), (1, 1, 0, 0, 0, 0), (0, 0, 1, 0, 0, 1), (0, 0, 0, 0, 1, 0), (1, 0, 1, 0, 0, 0)]
 
 
 def kill_wflwv_when(started: Callable[[], bool], *args) -> str:

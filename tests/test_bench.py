@@ -1,16 +1,11 @@
 import json
-import os
-import subprocess
-import sys
-from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import VIDEO_LENGTHS, face_video, ldeq_checkpoint, write_official_stills, write_precropped_stills, write_wflwv
+from conftest import VIDEO_LENGTHS, face_video, ldeq_checkpoint, run_cli, run_main, write_official_stills, write_precropped_stills, write_wflwv
 
 from wflwv.bench import BenchSettings, padded, run_bench
-from wflwv.cli import main
 from wflwv.data.videoset import VideoSet
 from wflwv.data.wflw import SUBSETS, WflwStills
 from wflwv.filters import SavitzkyGolay, sweep
@@ -21,19 +16,6 @@ from wflwv.predictions import hold_missing, load_prediction_set, predictions_dig
 from wflwv.stills import predict_stills
 
 FILTER_ROWS = sum(len(sweep(name)) for name in ("ema", "one_euro", "savgol", "kalman"))
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    environment = os.environ | {"OMP_NUM_THREADS": "1"}  # as in conftest: tiny models, shared machine
-    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, env=environment)
-
-
-def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
-    """The CLI's main() in this process (as run_cli, without the start-up of a new interpreter)."""
-    with mock.patch.object(sys, "argv", ["wflwv", *map(str, args)]), pytest.raises(SystemExit) as exit:
-        main()
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit.value.code, captured.out, captured.err)
 
 
 def test_video_leaderboard_gives_every_model_raw_rwr_and_every_filter_setting(bench_run, bench_world):

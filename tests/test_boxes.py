@@ -1,13 +1,12 @@
 import json
 import shutil
-import subprocess
-import sys
 from dataclasses import astuple, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from conftest import kill_wflwv_when, redone_items, stage_rows
 from wflwv import io
@@ -187,7 +186,7 @@ def test_a_video_without_a_face_fails_with_the_reason(tmp_path, one_torch_thread
 def test_a_missing_video_is_a_one_line_error(tmp_path):
     with pytest.raises(WflwvError, match=r"nope\.mp4: no such video file"):
         detect_item(tmp_path, BoxSettings(), "nope")
-    result = run_wflwv("boxes", "--build", str(tmp_path))
+    result = run_cli("boxes", "--build", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'videos'}: no videos (<ID>.mp4) to find boxes in"
 
@@ -276,8 +275,6 @@ def test_bootstrapping_with_an_ldeq_predictor(world):
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
 
 
-def run_wflwv(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *args], capture_output=True, text=True)
 
 
 def test_cli_bootstrap_round_from_the_labels(world, tmp_path):
@@ -293,7 +290,7 @@ def test_cli_bootstrap_round_from_the_labels(world, tmp_path):
     no_face = np.ones(len(truth.load_landmarks("easy0000")))
     no_face[:3] = 0
     io.save_npy(labels.boxes_path("easy0000"), np.column_stack([truth.load_boxes("easy0000"), no_face]))
-    result = run_wflwv("boxes", "--build", str(build), "--from-landmarks", "--round", "2")
+    result = run_cli("boxes", "--build", str(build), "--from-landmarks", "--round", "2")
     assert result.returncode == 0, result.stderr
     assert "3 of 4 videos have boxes" in result.stdout and "landmarks/hard0001.npy: video has" in result.stdout
     manifest = pd.read_parquet(build / "stages" / "boxes_round2" / "manifest.parquet").set_index("id")

@@ -1,8 +1,6 @@
-import subprocess
-import sys
-
 import pytest
 from click.testing import CliRunner
+from conftest import run_cli
 
 from wflwv.cli import cli
 
@@ -16,8 +14,6 @@ def test_every_command_has_help(command):
     assert "Usage:" in result.output and "--help" in result.output
 
 
-def run_wflwv(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *args], capture_output=True, text=True)
 
 
 def test_bad_checkpoint_is_one_line_naming_the_file(tmp_path):
@@ -25,14 +21,14 @@ def test_bad_checkpoint_is_one_line_naming_the_file(tmp_path):
     videos.mkdir()
     checkpoint = tmp_path / "model.pth.tar"
     checkpoint.write_text("not a checkpoint")
-    result = run_wflwv("bench", "--videos", str(videos), "--model", str(checkpoint), "--out", str(tmp_path / "out"))
+    result = run_cli("bench", "--videos", str(videos), "--model", str(checkpoint), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(checkpoint) in lines[0]
 
 
 def test_unknown_model_config_is_one_line(tmp_path):
-    result = run_wflwv("train", "--data", str(tmp_path), "--config", "no_such_model", "--out", str(tmp_path / "run"))
+    result = run_cli("train", "--data", str(tmp_path), "--config", "no_such_model", "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "no such model config" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

@@ -1,10 +1,7 @@
-import shutil
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from wflwv.data.videoset import VideoSet
 from wflwv.export import verify
@@ -41,8 +38,6 @@ out = "{root}/bench"
 """
 
 
-def run_wflwv(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +46,7 @@ def pipeline(unlabelled_build, members, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     path = root / "tiny.toml"
     path.write_text(PIPELINE.format(root=root, world=unlabelled_build.parent / "synth", members=members))
-    result = run_wflwv("run", str(path))
+    result = run_cli("run", str(path))
     assert result.returncode == 0, result.stderr[-2000:]
     return root, path
 
@@ -83,7 +78,7 @@ def test_a_rerun_does_no_item_twice(pipeline):
     root, path = pipeline
     rows = sorted((root / "build" / "stages").glob("*/rows/*.json"))
     before = {row: row.read_text() for row in rows}
-    result = run_wflwv("run", str(path), "--only", "scrape,boxes,label")
+    result = run_cli("run", str(path), "--only", "scrape,boxes,label")
     assert result.returncode == 0, result.stderr[-2000:]
     assert {row: row.read_text() for row in rows} == before
 
@@ -93,7 +88,7 @@ def test_a_pipeline_file_with_an_unknown_table_is_one_line_naming_it(tmp_path):
     path.write_text('build = "b"\n[labels]\n')
     with pytest.raises(WflwvError, match="unknown table or key 'labels'"):
         read_pipeline(path)
-    result = run_wflwv("run", str(path))
+    result = run_cli("run", str(path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(path) in result.stderr
 
 
@@ -124,7 +119,7 @@ def test_run_force_redoes_the_world_the_members_and_the_bench_models(unlabelled_
 
     for options, redone in (((), None), ((), False), (("--force",), True)):
         before = written() if redone is not None else None
-        result = run_wflwv("run", str(path), "--only", "world,members", *options)
+        result = run_cli("run", str(path), "--only", "world,members", *options)
         assert result.returncode == 0, result.stderr[-2000:]
         if redone is not None:
             assert [new != old for new, old in zip(written(), before)] == [redone, redone]

@@ -2,8 +2,6 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -12,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from yt_dlp.extractor.youtube import YoutubeSearchURLIE
+from conftest import run_cli
 from yt_dlp.utils import parse_qs
 
 from conftest import kill_wflwv_when, redone_items, stage_rows
@@ -322,14 +321,12 @@ def test_queries_in_any_language_become_creative_commons_searches(tmp_path):
         read_queries(path)
 
 
-def run_wflwv(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def test_cli_scrapes_and_prints_a_summary(site, tmp_path):
     folder = info_dir(site, tmp_path)
     ids = ids_file(tmp_path, ["coded 0 4", "closed 0 4", "other None None"])
-    result = run_wflwv("scrape", "--out", tmp_path / "build", "--ids", ids, "--info-json", folder, "--min-interval", 0, "--timeout", 1)
+    result = run_cli("scrape", "--out", tmp_path / "build", "--ids", ids, "--info-json", folder, "--min-interval", 0, "--timeout", 1)
     assert result.returncode == 0, result.stderr
     assert "scrape: done 1, refused 1, skipped 1, failed 0" in result.stdout
     manifest = pd.read_parquet(tmp_path / "build" / "stages" / "scrape" / "manifest.parquet")
@@ -339,14 +336,14 @@ def test_cli_scrapes_and_prints_a_summary(site, tmp_path):
 @pytest.mark.parametrize("case", ["malformed", "missing"])
 def test_cli_bad_input_is_one_line_naming_the_file(tmp_path, case):
     ids = ids_file(tmp_path, ["good 1 2", "bad"]) if case == "malformed" else tmp_path / "absent.txt"
-    result = run_wflwv("scrape", "--out", tmp_path / "build", "--ids", ids)
+    result = run_cli("scrape", "--out", tmp_path / "build", "--ids", ids)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1
     assert lines[0].startswith(f"error: {ids}: line 2: expected 'ID start end', got 'bad'" if case == "malformed" else f"error: {ids}: no such file")
 
 
 def test_ids_without_a_file_read_the_documented_place_and_say_where_the_lists_come_from(tmp_path):
-    result = run_wflwv("scrape", "--ids", "--out", tmp_path / "build", cwd=tmp_path)
+    result = run_cli("scrape", "--ids", "--out", tmp_path / "build", cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("error: data/WFLW_V_lists/download_ranges.txt: no such file")
     assert "github.com/polo5/LDEQ_RwR" in result.stderr and "copy them to data/WFLW_V_lists/" in result.stderr
@@ -362,7 +359,7 @@ def test_scrape_killed_then_one_window_changed_cuts_exactly_the_affected_candida
     finished = stage_rows(stage)
     assert set(finished) == {"coded", "closed"} and leftovers(tmp_path / "build") != []
 
-    result = run_wflwv("scrape", *options, "--ids", ids_file(tmp_path, ["coded 0 5", "closed 0 4"]), "--timeout", 5)
+    result = run_cli("scrape", *options, "--ids", ids_file(tmp_path, ["coded 0 5", "closed 0 4"]), "--timeout", 5)
     assert result.returncode == 0, result.stderr
     assert redone_items(stage, finished) == {"coded"}
     assert probe(tmp_path / "build" / "videos" / "coded.mp4").n_frames == 6

@@ -1,11 +1,8 @@
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import BUILD_FRAMES, copy_build, kill_wflwv_when, redone_items, stage_rows
+from conftest import BUILD_FRAMES, copy_build, kill_wflwv_when, redone_items, run_cli, stage_rows
 from wflwv import io
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
@@ -15,8 +12,6 @@ from wflwv.metrics import face_area
 from wflwv.split import split
 
 
-def run_wflwv(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *args], capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -67,7 +62,7 @@ def test_export_then_verify_passes_and_the_cli_agrees(build, tmp_path):
     result = verify(out)
     assert result.problems == []
     assert result.videos == {"hard": 2, "easy": 2} and result.frames == {"hard": 2 * BUILD_FRAMES, "easy": 2 * BUILD_FRAMES}
-    cli = run_wflwv("verify", str(out))
+    cli = run_cli("verify", str(out))
     assert cli.returncode == 0 and cli.stdout.strip() == f"{out}: hard 2 videos ({2 * BUILD_FRAMES} frames), easy 2 videos ({2 * BUILD_FRAMES} frames); 0 problems"
 
 
@@ -90,7 +85,7 @@ def test_verify_names_every_broken_file(build, tmp_path):
         f"{videos.boxes_path(easy[0])}: no such boxes file",
         f"{videos.landmarks_path(easy[1])}: video has {BUILD_FRAMES} frames, landmarks have {BUILD_FRAMES - 1}",
     ]
-    cli = run_wflwv("verify", str(out))
+    cli = run_cli("verify", str(out))
     assert cli.returncode == 1
     assert cli.stdout.splitlines()[1:] == problems
     assert cli.stdout.splitlines()[0].endswith("; 4 problems")

@@ -6,6 +6,7 @@ import av
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from conftest import write_sideways
 
 from wflwv.data.video import VideoInfo, iter_frames, probe, read_video, write_video
 from wflwv.errors import WflwvError
@@ -152,3 +153,11 @@ def test_bad_frames_are_rejected_and_the_old_file_kept(video, tmp_path):
 def test_frames_come_from_any_iterable(tmp_path, frames):
     assert write_video(tmp_path / "gen.mp4", (frame for frame in frames[:5]), fps=10) == 5
     assert probe(tmp_path / "gen.mp4").n_frames == 5
+
+
+def test_a_video_stored_sideways_is_read_as_displayed(frames, tmp_path):
+    sideways = write_sideways(tmp_path / "phone.mp4", frames, fps=10)
+    assert probe(sideways) == VideoInfo(n_frames=20, fps=10.0, width=64, height=48)
+    decoded = read_video(sideways)
+    assert decoded.shape == frames.shape
+    assert np.abs(decoded.astype(int) - frames).mean() < 3  # the codec's rounding only

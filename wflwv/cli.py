@@ -8,22 +8,39 @@ import click
 
 from wflwv.errors import WflwvError
 
+
+class WritablePath(click.Path):
+    """An output path whose folder (the path itself, or a file's parent) is created and tried when the command line is read."""
+
+    def convert(self, value, param, ctx) -> Path:
+        path = super().convert(value, param, ctx)
+        from wflwv import io
+
+        try:
+            io.check_writable(path.parent if self.file_okay else path)
+        except OSError as error:
+            raise WflwvError(path, f"cannot be written ({error.strerror or error})") from None
+        return path
+
+
 EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-OUT_DIR = click.Path(file_okay=False, path_type=Path)
+OUT_DIR = WritablePath(file_okay=False, path_type=Path)
+OUT_FILE = WritablePath(dir_okay=False, path_type=Path)
 # Inputs checked by the command itself, so that a missing one is a one-line error naming it.
 IN_FILE = click.Path(dir_okay=False, path_type=Path)
 IN_DIR = click.Path(file_okay=False, path_type=Path)
+POSITIVE = click.IntRange(min=1)
+NON_NEGATIVE = click.IntRange(min=0)
+NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
 
 
-def comma_separated(kind: type):
-    """A click callback reading "a,b,c" as a tuple of `kind`."""
+def comma_separated(kind: type | click.ParamType):
+    """A click callback reading "a,b,c" as a tuple of `kind` (a type or a click type such as POSITIVE)."""
+    kind = click.types.convert_type(kind)
 
     def parse(ctx, param, value: str) -> tuple:
-        try:
-            return tuple(kind(part) for part in value.split(","))
-        except ValueError:
-            raise click.BadParameter(f"{value!r} is not a comma-separated list of {kind.__name__} values") from None
+        return tuple(kind.convert(part, param, ctx) for part in value.split(","))
 
     return parse
 
@@ -37,8 +54,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--out", required=True, type=OUT_DIR, help="Output folder: stills/ (WFLW layout) and videos/ (WFLW-V layout).")
 @click.option("--preset", default="demo", show_default=True, help="World size preset: demo or full.")
-@click.option("--seed", default=0, show_default=True, help="Everything generated is a function of this seed.")
-@click.option("--workers", default=2, show_default=True, help="Rendering processes.")
+@click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE, help="Everything generated is a function of this seed.")
+@click.option("--workers", default=2, show_default=True, type=POSITIVE, help="Rendering processes.")
 @click.option("--force", is_flag=True, help="Regenerate items that already exist.")
 def synth(out: Path, preset: str, seed: int, workers: int, force: bool) -> None:
     """Generate the embedded synthetic face world (stills and videos with exact landmarks)."""
@@ -52,8 +69,8 @@ def synth(out: Path, preset: str, seed: int, workers: int, force: bool) -> None:
 @click.option("--data", required=True, type=EXISTING_DIR, help="A WFLW-layout still set (WFLW_annotations/, WFLW_images/).")
 @click.option("--config", default="ldeq_demo", show_default=True, help="Model config: a name in models/ or a TOML path.")
 @click.option("--out", required=True, type=OUT_DIR, help="Run folder: checkpoint.pth.tar and the training log.")
-@click.option("--epochs", type=int, help="Override the config's number of epochs.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the initial weights, the augmentations and the batch order: ensemble members of one config differ by it.")
+@click.option("--epochs", type=POSITIVE, help="Override the config's number of epochs.")
+@click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE, help="Seed of the initial weights, the augmentations and the batch order: ensemble members of one config differ by it.")
 @click.option("--force", is_flag=True, help="Start again instead of resuming from the run folder's checkpoint.")
 @click.option("--backend", type=click.Choice(["nccl", "gloo"]), help="Under torchrun: the process group's backend (default: nccl on GPUs, gloo on the CPU).")
 def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, force: bool, backend: str | None) -> None:
@@ -102,8 +119,8 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt): the video leaderboard.")
 @click.option("--stills", type=EXISTING_DIR, help="A WFLW still set, official layout (WFLW_annotations/, WFLW_images/) or pre-cropped (test.txt, test/, test_<subset>...): the still-image leaderboard.")
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
-@click.option("--slots", default=32, show_default=True, help="Video streams batched together (32: see benchmarks/schedules.py).")
-@click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
+@click.option("--slots", default=32, show_default=True, type=POSITIVE, help="Video streams batched together (32: see benchmarks/schedules.py).")
+@click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(POSITIVE), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=filter_list, help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated; none for no filter).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), help="NMF definition: the paper's, or the authors' released NMJ [default: the protocol's: paper for wflwv, released for released].")
 @click.option("--protocol", type=click.Choice(["wflwv", "released"]), default="wflwv", show_default=True, help="wflwv's own evaluation, or the authors' release's: its crop, solver conventions, RwR cap on the first frame and NMJ (docs/protocol.md).")
@@ -166,7 +183,7 @@ def report(run: Path) -> None:
 @cli.command()
 @click.option("--videos", required=True, type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/).")
 @click.option("--model", "checkpoint", required=True, type=EXISTING_FILE, help="An LDEQ checkpoint.")
-@click.option("--pairs", default=8, show_default=True, help="Pairs of consecutive frames measured per video.")
+@click.option("--pairs", default=8, show_default=True, type=POSITIVE, help="Pairs of consecutive frames measured per video.")
 def diagnose(videos: Path, checkpoint: Path, pairs: int) -> None:
     """Why RwR does or does not stabilise an LDEQ: its fixed points' spread and contraction between frames."""
     from wflwv.equilibrium import diagnose as measure
@@ -194,18 +211,18 @@ def byte_rate(ctx, param, value: str | None) -> float | None:
 @cli.command()
 @click.option("--out", required=True, type=OUT_DIR, help="Build folder: videos/<ID>.mp4 and stages/scrape/ (manifest.parquet, rows).")
 @click.option("--queries", type=IN_FILE, help="Search queries, one a line (UTF-8, any language): YouTube search with the Creative Commons filter.")
-@click.option("--per-query", default=20, show_default=True, help="Videos taken from each query's results.")
+@click.option("--per-query", default=20, show_default=True, type=POSITIVE, help="Videos taken from each query's results.")
 @click.option("--ids", type=IN_FILE, is_flag=False, flag_value="data/WFLW_V_lists/download_ranges.txt", help="Official ID list: 'ID start end' lines (inclusive frames; download_ranges.txt) or 'ID None None' (skipped). Given without a file: data/WFLW_V_lists/download_ranges.txt, where the authors' lists go (docs/scrape.md).")
 @click.option("--urls", type=IN_FILE, help="CSV of other sites' videos: columns url, licence, optional id, start, end.")
 @click.option("--info-json", type=IN_DIR, help="Folder of recorded <ID>.info.json metadata (yt-dlp's --load-info-json path); with --ids, the metadata of the listed IDs.")
 @click.option("--cookies", type=IN_FILE, help="Netscape cookies file for yt-dlp (YouTube's 'confirm you're not a bot').")
-@click.option("--max-height", default=720, show_default=True, help="Largest video height downloaded (video only).")
-@click.option("--window-seconds", default=5.0, show_default=True, help="Length of the window chosen when none is given: the first one with a face throughout.")
-@click.option("--retries", default=3, show_default=True, help="Further attempts after a retryable failure (HTTP 5xx, cut transfer, timeout).")
-@click.option("--backoff", default=2.0, show_default=True, help="Seconds before the first retry, doubled before each next one.")
-@click.option("--timeout", default=20.0, show_default=True, help="Seconds without data before a connection is given up.")
+@click.option("--max-height", default=720, show_default=True, type=POSITIVE, help="Largest video height downloaded (video only).")
+@click.option("--window-seconds", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Length of the window chosen when none is given: the first one with a face throughout.")
+@click.option("--retries", default=3, show_default=True, type=NON_NEGATIVE, help="Further attempts after a retryable failure (HTTP 5xx, cut transfer, timeout).")
+@click.option("--backoff", default=2.0, show_default=True, type=NON_NEGATIVE_FLOAT, help="Seconds before the first retry, doubled before each next one.")
+@click.option("--timeout", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Seconds without data before a connection is given up.")
 @click.option("--rate-limit", callback=byte_rate, help="Bandwidth of each download in bytes per second, such as 2M (yt-dlp's ratelimit).")
-@click.option("--min-interval", default=1.0, show_default=True, help="Seconds between the starts of any two downloads, across all workers.")
+@click.option("--min-interval", default=1.0, show_default=True, type=NON_NEGATIVE_FLOAT, help="Seconds between the starts of any two downloads, across all workers.")
 @click.option("--keep-downloads", is_flag=True, help="Keep the full downloads in stages/scrape/downloads/.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: one video at a time; ray: as many as the Ray instance has CPUs.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
@@ -230,18 +247,19 @@ def scrape(out: Path, queries: Path | None, per_query: int, ids: Path | None, ur
         candidates = read_urls(urls) if urls else read_info_jsons(info_json)
     manifest = run_scrape(out, candidates, ScrapeSettings(fetch, window_seconds, keep_downloads), Executor(executor, address), force=force)
     click.echo(f"scrape: {summary(manifest)}; manifest in {out / 'stages' / 'scrape' / 'manifest.parquet'}")
+    exit_if_failed(manifest)
 
 
 @cli.command()
 @click.option("--build", type=EXISTING_DIR, help="Build folder: reads videos/<ID>.mp4 (and landmarks/<ID>.npy), writes bboxes/<ID>.npy.")
 @click.option("--from-landmarks", is_flag=True, help="Bootstrap round: boxes from the current labels landmarks/<ID>.npy instead of MTCNN.")
-@click.option("--round", "round_number", default=1, show_default=True, help="Bootstrap round number (its own resumable stage, stages/boxes_roundN).")
+@click.option("--round", "round_number", default=1, show_default=True, type=POSITIVE, help="Bootstrap round number (its own resumable stage, stages/boxes_roundN).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for MTCNN: cpu, cuda or cuda:N.")
-@click.option("--batch-size", default=16, show_default=True, help="Frames per MTCNN call.")
-@click.option("--max-side", default=640, show_default=True, help="Frames whose longer side exceeds this are detected downscaled to it (0: never).")
-@click.option("--max-gap", default=10, show_default=True, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
-@click.option("--min-face", default=0.5, show_default=True, help="A video fails unless the main face is on at least this share of its frames.")
-@click.option("--smoothing", default=0.1, show_default=True, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
+@click.option("--batch-size", default=16, show_default=True, type=POSITIVE, help="Frames per MTCNN call.")
+@click.option("--max-side", default=640, show_default=True, type=NON_NEGATIVE, help="Frames whose longer side exceeds this are detected downscaled to it (0: never).")
+@click.option("--max-gap", default=10, show_default=True, type=NON_NEGATIVE, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
+@click.option("--min-face", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="A video fails unless the main face is on at least this share of its frames.")
+@click.option("--smoothing", default=0.1, show_default=True, type=NON_NEGATIVE_FLOAT, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Box calibration JSON to use, or to write with --fit-calibration [default: models/box_calibration.json].")
 @click.option("--fit-calibration", "fit_stills", type=EXISTING_DIR, help="Refit the calibration on this WFLW-layout still set, write it to --calibration and stop.")
 @click.option("--split", default="train", show_default=True, help="Still split that --fit-calibration fits on.")
@@ -274,6 +292,7 @@ def boxes(build: Path | None, from_landmarks: bool, round_number: int, device: s
     settings = BoxSettings(device, batch_size, max_side or None, min_face, smoothing, calibration, TrackSettings(max_gap=max_gap))
     manifest = run_boxes(build, settings, from_landmarks, round_number, Executor(executor, address), force)
     click.echo(summary(manifest))
+    exit_if_failed(manifest)
 
 
 @cli.command("run")
@@ -299,7 +318,7 @@ def run(pipeline: Path, only: tuple[str, ...], device: str, executor: str, addre
 @click.option("--members", multiple=True, type=EXISTING_FILE, help="A member checkpoint (repeat the option for each member).")
 @click.option("--ensemble-dir", type=EXISTING_DIR, help="A folder of member run folders, <name>/checkpoint.pth.tar each.")
 @click.option("--corrections", type=EXISTING_FILE, help="CSV video_id,member,first_frame,last_frame: members dropped on those frames (inclusive).")
-@click.option("--batch-size", default=64, show_default=True, help="Frames per batch through each member.")
+@click.option("--batch-size", default=64, show_default=True, type=POSITIVE, help="Frames per batch through each member.")
 @click.option("--device", default="cpu", show_default=True, help="torch device; with --executor ray and cuda, each labelling worker gets one GPU.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Label in this process or on Ray.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
@@ -312,16 +331,23 @@ def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, cor
     checkpoints = find_members(members, ensemble_dir)
     manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force)
     failed = manifest[manifest["status"] == "failed"]
+    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints)} members in {build}")
+    exit_if_failed(manifest)
+
+
+def exit_if_failed(manifest) -> None:
+    """The per-item stages' (scrape, boxes, label; verify alike) partial failure: after the summary, each failure's reason on
+    stderr and exit status 1."""
+    failed = manifest[manifest["status"] == "failed"] if len(manifest) else manifest
     for reason in failed.get("reason", []):
         click.echo(f"failed: {reason}", err=True)
-    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints)} members in {build}")
     if len(failed):
         sys.exit(1)
 
 
 @cli.command()
 @click.option("--build", required=True, type=EXISTING_DIR, help="A labelled build folder (landmarks/ and variance/).")
-@click.option("--k", "k", required=True, type=int, help="Videos per split: the K highest scores are hard, the K lowest easy.")
+@click.option("--k", "k", required=True, type=POSITIVE, help="Videos per split: the K highest scores are hard, the K lowest easy.")
 @click.option("--force", is_flag=True, help="Score again videos already scored under the same labels.")
 def split(build: Path, k: int, force: bool) -> None:
     """Rank the videos by ensemble variance; write hard_video_IDs.txt, easy_video_IDs.txt and split_scores.parquet."""
@@ -361,13 +387,13 @@ def verify(root: Path) -> None:
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("--model", required=True, help="An LDEQ checkpoint path (wflwv's or the authors' .pth.tar), or a config name in models/ (then --checkpoint).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="The weights for a config name given as --model.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Landmarks file, .parquet or .csv [default: VIDEO's name with .landmarks.parquet].")
-@click.option("--overlay", type=click.Path(dir_okay=False, path_type=Path), help="Also write this mp4: the video with the landmarks drawn.")
-@click.option("--rwr-iters", default=2, show_default=True, help="RwR's cap on solver iterations per frame (a face segment's first frame gets the config's max_iters).")
+@click.option("--out", type=OUT_FILE, help="Landmarks file, .parquet or .csv [default: VIDEO's name with .landmarks.parquet].")
+@click.option("--overlay", type=OUT_FILE, help="Also write this mp4: the video with the landmarks drawn.")
+@click.option("--rwr-iters", default=2, show_default=True, type=POSITIVE, help="RwR's cap on solver iterations per frame (a face segment's first frame gets the config's max_iters).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for MTCNN and the model: cpu, cuda or cuda:N.")
-@click.option("--max-side", default=640, show_default=True, help="Frames whose longer side exceeds this are detected downscaled to it (0: never).")
-@click.option("--max-gap", default=10, show_default=True, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
-@click.option("--smoothing", default=0.1, show_default=True, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
+@click.option("--max-side", default=640, show_default=True, type=NON_NEGATIVE, help="Frames whose longer side exceeds this are detected downscaled to it (0: never).")
+@click.option("--max-gap", default=10, show_default=True, type=NON_NEGATIVE, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
+@click.option("--smoothing", default=0.1, show_default=True, type=NON_NEGATIVE_FLOAT, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
 @click.option("--protocol", type=click.Choice(["wflwv", "released"]), default="wflwv", show_default=True, help="wflwv's own inference, or the authors' release's: its crop, solver conventions and the RwR cap on first frames too (docs/protocol.md).")
 def predict(video: Path, model: str, checkpoint: Path | None, out: Path | None, overlay: Path | None, rwr_iters: int, device: str, max_side: int, max_gap: int, smoothing: float, protocol: str) -> None:
     """Landmarks for every frame of any video (MTCNN boxes, stabilised; LDEQ + RwR), streamed in constant memory."""
@@ -391,5 +417,5 @@ def main() -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as error:
-        error.show()
+        click.echo(f"error: {' '.join(error.format_message().split())}", err=True)
         sys.exit(error.exit_code)

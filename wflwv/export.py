@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import track
 
 from wflwv import io
-from wflwv.data.video import probe
+from wflwv.data.video import VideoInfo, count_decoded_frames, probe
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
 from wflwv.pipeline.stage import Stage, run_stage
@@ -101,10 +101,16 @@ def verify(root: Path) -> Verification:
     return result
 
 
+def decoded_probe(path: Path) -> VideoInfo:
+    """probe(path), after decoding every frame: damage inside the file is found as bench would find it."""
+    count_decoded_frames(path)
+    return probe(path)
+
+
 def _item_problems(videos: VideoSet, video_id: str) -> tuple[int, list[WflwvError]]:
     """The decoded frame count of a video (0 if unreadable) and the problems of its three files."""
     loaded, problems = {}, []
-    for name, load in (("video", lambda: probe(videos.video_path(video_id))), ("landmarks", lambda: videos.load_landmarks(video_id)), ("boxes", lambda: videos.load_boxes(video_id))):
+    for name, load in (("video", lambda: decoded_probe(videos.video_path(video_id))), ("landmarks", lambda: videos.load_landmarks(video_id)), ("boxes", lambda: videos.load_boxes(video_id))):
         try:
             loaded[name] = load()
         except WflwvError as error:

@@ -2,6 +2,7 @@
 
 import html
 import json
+from urllib.parse import quote
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +165,7 @@ def read_leaderboard(path: Path) -> Leaderboard:
     """A leaderboard written by Leaderboard.write, from its parquet file."""
     if not path.is_file():
         raise WflwvError(path, "no such leaderboard (run wflwv bench first)")
-    labelled = pd.read_parquet(path)
+    labelled = read_table(path)
     table = labelled.drop(columns=["norm", "nmf_definition"])
     norm = labelled["norm"].iloc[0]
     if path.stem == "video_leaderboard":
@@ -172,6 +173,14 @@ def read_leaderboard(path: Path) -> Leaderboard:
     if path.stem == "still_leaderboard":
         return still_leaderboard(table, norm)
     raise WflwvError(path, "expected video_leaderboard.parquet or still_leaderboard.parquet")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as error:
+        problem = " ".join(str(error).split())
+        raise WflwvError(path, f"not a readable parquet file ({problem}): rerun wflwv bench") from None
 
 
 def save_figure(figure: plt.Figure, path: Path) -> None:
@@ -285,7 +294,10 @@ def write_report(run: Path) -> Path:
     manifest_path = run / "bench.json"
     if not manifest_path.is_file():
         raise WflwvError(manifest_path, "no bench manifest: is this a wflwv bench output folder?")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise WflwvError(manifest_path, f"not a readable bench manifest ({error}): rerun wflwv bench") from None
     sections = []
     if manifest.get("stills"):
         board = read_leaderboard(run / "still_leaderboard.parquet")
@@ -316,15 +328,21 @@ def section(heading: str, source: str, board: Leaderboard, images: list[str], fu
     tables = f'{intro}<div class="scroll">{board.html}</div>'
     if full is not None:
         tables += f'<details><summary>All {len(full.table)} rows</summary><div class="scroll">{full.html}</div></details>'
-    figures = "".join(f'<figure><img src="{name}" alt="{name}"></figure>' for name in images)
-    return f"<h2>{heading}</h2><p>Data: <code>{html.escape(source)}</code></p>{tables}{figures}\n"
+    figures = "".join(image_tag(name, name) for name in images)
+    return f"<h2>{html.escape(heading)}</h2><p>Data: <code>{html.escape(source)}</code></p>{tables}{figures}\n"
+
+
+def image_tag(source: str, alt: str, caption: str | None = None) -> str:
+    """A figure with an image, every string escaped (IDs come from files a user may not have written)."""
+    caption = "" if caption is None else f"<figcaption>{html.escape(caption)}</figcaption>"
+    return f'<figure><img src="{html.escape(quote(source))}" alt="{html.escape(alt)}">{caption}</figure>'
 
 
 def clips_section(run: Path, manifest: dict, board: Leaderboard, count: int = 3) -> str:
     """Overlay GIFs of the `count` videos with the highest raw NME (averaged over models) on the first split."""
     videos = VideoSet(manifest["videos"])
     split = next(iter(manifest["splits"]))
-    per_video = pd.read_parquet(run / "per_video.parquet")
+    per_video = read_table(run / "per_video.parquet")
     raw = per_video[(per_video["method"] == "raw") & (per_video["split"] == split)]
     hardest = raw.groupby("id")["nme"].mean().sort_values(ascending=False).index[:count]
     model = (manifest["models"] + manifest.get("predictions", []))[0]
@@ -335,7 +353,7 @@ def clips_section(run: Path, manifest: dict, board: Leaderboard, count: int = 3)
         item = videos.load(video_id)
         landmarks = {"ground truth": item.landmarks} | {m: read_landmarks(prediction_file(run / model["runs"][m], video_id)) for m in methods}
         write_overlay_gif(item.frames_path, landmarks, item.boxes, item.fps, run / "clips" / f"{video_id}.gif")
-        figures.append(f'<figure><img src="clips/{video_id}.gif" alt="{video_id}"><figcaption>{html.escape(video_id)}: raw NME {raw[raw["id"] == video_id]["nme"].mean():.2f}</figcaption></figure>')
+        figures.append(image_tag(f"clips/{video_id}.gif", video_id, f'{video_id}: raw NME {raw[raw["id"] == video_id]["nme"].mean():.2f}'))
     intro = f"<p>The {len(figures)} {split} videos with the highest raw NME, model {html.escape(model['label'])}: animated GIFs of their first {CLIP_FRAMES} frames, {html.escape(legend)}.</p>"
     return f"<h2>Hardest videos</h2>{intro}{''.join(figures)}\n"
 

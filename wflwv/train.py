@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from wflwv import distributed, io
+from wflwv import distributed, io, schema
 from wflwv.data.wflw import WflwStills
 from wflwv.errors import WflwvError
 from wflwv.metrics import nme
@@ -46,6 +46,10 @@ def heatmap_nll_loss(output, targets: torch.Tensor) -> torch.Tensor:
 # more than halves the test NME for the same epochs (see docs/rwr.md).
 LOSSES = {"mse": mse_loss, "heatmap_nll": heatmap_nll_loss}
 CHECKPOINT_NAME = "checkpoint.pth.tar"
+TRAIN_RANGES = {
+    "epochs": schema.POSITIVE, "batch_size": schema.POSITIVE, "warmup_steps": schema.NON_NEGATIVE, "loader_workers": schema.NON_NEGATIVE,
+    "lr": schema.POSITIVE_FLOAT, "weight_decay": schema.NON_NEGATIVE_FLOAT,
+}
 HISTORY_NAME = "history.parquet"
 
 
@@ -72,7 +76,12 @@ class TrainSettings:
             raise WflwvError(source, f"invalid [train] table: {error}") from None
         if settings.loss not in LOSSES:
             raise WflwvError(source, f"unknown training loss {settings.loss!r} (known: {', '.join(LOSSES)})")
-        return settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
+        settings = settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
+        for name, rule in TRAIN_RANGES.items():
+            problem = rule.problem(getattr(settings, name))
+            if problem:
+                raise WflwvError(source, f"[train] {name}: {problem}")
+        return settings
 
 
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
@@ -104,6 +113,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
     train_faces, test_faces = stills.faces("train"), stills.faces("test")
     if not train_faces or not test_faces:
         raise WflwvError(data, "training needs faces in both the train and the test annotation files")
+    stills.check_images(train_faces + test_faces)
     torch.manual_seed(seed)
     run = run_record(config, settings, stills, train_faces + test_faces, seed)
 

@@ -64,20 +64,35 @@ def video_packets(path: Path, container: av.container.InputContainer) -> Iterato
 
 
 def probe(path: str | Path) -> VideoInfo:
-    """Frame count, rate and size of a video's first video stream.
+    """Frame count, rate and displayed size of a video's first video stream.
 
     The frame count is that of the decoded frames, found by demuxing without decoding: the count in
-    the container's header also includes the frames an edit list drops.
+    the container's header also includes the frames an edit list drops. The size is as displayed:
+    a phone video stored sideways swaps width and height (see quarter_turns).
     """
     path = Path(path)
     with open_video(path) as container:
         n_frames = sum(packet.size > 0 and not packet.is_discard for packet in video_packets(path, container))
         stream = container.streams.video[0]
-        return VideoInfo(n_frames, float(stream.average_rate or stream.guessed_rate), stream.codec_context.width, stream.codec_context.height)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        rate = float(stream.average_rate or stream.guessed_rate)
+    if quarter_turns(path) % 2:
+        width, height = height, width
+    return VideoInfo(n_frames, rate, width, height)
 
 
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Decoded frames as uint8 RGB (H, W, 3), one at a time."""
+def quarter_turns(path: Path) -> int:
+    """Counter-clockwise quarter turns (np.rot90's k) that its display matrix asks of the video's first frame."""
+    return next((frame_turns(frame) for frame in decoded_frames(path)), 0)
+
+
+def frame_turns(frame: av.VideoFrame) -> int:
+    # ffmpeg's display rotation is counter-clockwise in degrees, as np.rot90's k counts quarter turns
+    return round((frame.rotation or 0) / 90) % 4
+
+
+def decoded_frames(path: str | Path) -> Iterator[av.VideoFrame]:
+    """Every frame decoded, as stored (before its display rotation)."""
     path = Path(path)
     with open_video(path) as container:
         container.streams.video[0].thread_type = "AUTO"
@@ -86,8 +101,20 @@ def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
                 frames = packet.decode()
             except av.FFmpegError as error:
                 raise WflwvError(path, f"corrupt video: cannot decode packet at {packet.pts} (ffmpeg: {error.strerror})") from None
-            for frame in frames:
-                yield frame.to_ndarray(format="rgb24")
+            yield from frames
+
+
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Decoded frames as displayed, uint8 RGB (H, W, 3), one at a time: the display matrix's rotation applied."""
+    for frame in decoded_frames(path):
+        image = frame.to_ndarray(format="rgb24")
+        turns = frame_turns(frame)
+        yield np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def count_decoded_frames(path: str | Path) -> int:
+    """Frames decoded from the whole file: finds the damage that demuxing alone (probe) does not."""
+    return sum(1 for _ in decoded_frames(path))
 
 
 def read_video(path: str | Path) -> np.ndarray:

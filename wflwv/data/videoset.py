@@ -1,5 +1,6 @@
 """The WFLW-V layout: videos/<ID>.mp4, landmarks/<ID>.npy, bboxes/<ID>.npy and optional <split>_video_IDs.txt lists."""
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,17 +10,25 @@ import numpy as np
 from wflwv import io
 from wflwv.data.video import probe, write_video
 from wflwv.errors import WflwvError
-from wflwv.landmarks import N_LANDMARKS
+from wflwv.landmarks import LEFT_EYE_OUTER, N_LANDMARKS, RIGHT_EYE_OUTER
+
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+MAX_ID_LENGTH = 128
+
+
+def is_valid_id(video_id: str) -> bool:
+    return len(video_id) <= MAX_ID_LENGTH and ID_PATTERN.fullmatch(video_id) is not None
 
 
 def validate_id(video_id: str) -> str:
-    """An ID names files: not empty, '.' or '..', and without path separators, whitespace or control characters."""
-    if not video_id or video_id in (".", ".."):
-        raise WflwvError(None, f"video ID {video_id!r} cannot be a file name")
-    if "/" in video_id or "\\" in video_id:
-        raise WflwvError(None, f"video ID {video_id!r} contains a path separator")
-    if any(c.isspace() or not c.isprintable() for c in video_id):
-        raise WflwvError(None, f"video ID {video_id!r} contains whitespace or a control character")
+    """An ID names files and is embedded in reports: at most MAX_ID_LENGTH letters, digits, '_', '-' and '.', not '.' first.
+
+    So it holds no path separator, whitespace, control character, quote or angle bracket."""
+    if len(video_id) > MAX_ID_LENGTH:
+        raise WflwvError(None, f"video ID {video_id[:20]!r}... has {len(video_id)} characters, at most {MAX_ID_LENGTH}")
+    if not ID_PATTERN.fullmatch(video_id):
+        raise WflwvError(None, f"video ID {video_id!r} must be letters, digits, '_', '-' and '.' (not first)")
     return video_id
 
 
@@ -42,18 +51,24 @@ def load_array(path: Path, what: str) -> np.ndarray:
         raise WflwvError(path, f"not a readable .npy array ({error})") from None
 
 
-def check_finite(path: Path, array: np.ndarray, what: str) -> None:
-    if not np.isfinite(array).all():
-        frame = int(np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))[0])
-        raise WflwvError(path, f"{what} of frame {frame} are not finite")
+def check_finite(path: Path, array: np.ndarray, what: str, allow_nan: bool = False) -> None:
+    bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
+    if bad.any():
+        frame = int(np.flatnonzero(bad.reshape(len(array), -1).any(axis=1))[0])
+        raise WflwvError(path, f"{what} of frame {frame} are {'infinite' if allow_nan else 'not finite'}")
 
 
 def check_landmarks(path: Path, landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks of the right shape and type; NaN marks a frame without ground truth (excluded from the scores and counted),
+    infinity is refused, and so is a frame whose outer eye corners coincide (no inter-ocular distance to normalise by)."""
     if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 2):
         raise WflwvError(path, f"landmarks have shape {landmarks.shape}, expected (frames, {N_LANDMARKS}, 2)")
     if not np.issubdtype(landmarks.dtype, np.floating):
         raise WflwvError(path, f"landmarks have dtype {landmarks.dtype}, expected floating point")
-    check_finite(path, landmarks, "landmarks")
+    check_finite(path, landmarks, "landmarks", allow_nan=True)
+    coincide = (landmarks[:, LEFT_EYE_OUTER] == landmarks[:, RIGHT_EYE_OUTER]).all(axis=1)
+    if coincide.any():
+        raise WflwvError(path, f"landmarks of frame {int(np.flatnonzero(coincide)[0])}: points {LEFT_EYE_OUTER} and {RIGHT_EYE_OUTER} coincide (zero inter-ocular distance)")
     return landmarks
 
 
@@ -91,13 +106,24 @@ class VideoSet:
         path = self.split_path(split)
         if not path.is_file():
             raise WflwvError(path, f"no such ID list for split {split!r}")
-        ids = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise WflwvError(path, f"not UTF-8 text (byte {error.start})") from None
+        first_line: dict[str, int] = {}
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
             try:
-                ids += [validate_id(line.strip())] if line.strip() else []
+                video_id = validate_id(line.strip())
             except WflwvError as error:
                 raise WflwvError(path, f"line {number}: {error.problem}") from None
-        return ids
+            if video_id in first_line:
+                raise WflwvError(path, f"line {number}: {video_id} is listed twice (first on line {first_line[video_id]})")
+            first_line[video_id] = number
+        if not first_line:
+            raise WflwvError(path, "lists no video IDs")
+        return list(first_line)
 
     def video_path(self, video_id: str) -> Path:
         return self.root / "videos" / f"{validate_id(video_id)}.mp4"

@@ -2,14 +2,15 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from wflwv import io
 from wflwv.errors import WflwvError
-from wflwv.landmarks import N_LANDMARKS
+from wflwv.landmarks import LEFT_EYE_OUTER, N_LANDMARKS, RIGHT_EYE_OUTER
 
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 # Test subsets of the pre-cropped release (test_<name>) and the attribute flag that selects each.
@@ -28,6 +29,7 @@ N_COORDINATES = 2 * N_LANDMARKS
 N_NUMBERS = N_COORDINATES + 4 + len(ATTRIBUTES)  # the numbers before the image path on an annotation line
 ANNOTATIONS_DIR = Path("WFLW_annotations") / "list_98pt_rect_attr_train_test"
 IMAGES_DIR = "WFLW_images"
+JPEG_END = b"\xff\xd9"
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Face:
             )
         if not self.image or self.image != self.image.strip() or len(self.image.splitlines()) != 1:
             raise ValueError(f"image path {self.image!r} cannot be written on one annotation line")
+        if PurePosixPath(self.image).is_absolute() or ".." in PurePosixPath(self.image).parts or "\\" in self.image:
+            raise ValueError(f"image path {self.image!r} leaves {IMAGES_DIR}/: it must be relative, without '..'")
 
 
 def parse_numbers(tokens: Sequence[str]) -> np.ndarray:
@@ -78,7 +82,10 @@ def parse_face(line: str) -> Face:
     for name, flag in zip(ATTRIBUTES, flags):
         if flag not in (0, 1):
             raise ValueError(f"attribute flag {name} is {flag:g}, expected 0 or 1")
-    return Face(values[:N_COORDINATES].reshape(N_LANDMARKS, 2), values[N_COORDINATES:-len(ATTRIBUTES)], flags, fields[-1].strip())
+    landmarks = values[:N_COORDINATES].reshape(N_LANDMARKS, 2)
+    if (landmarks[LEFT_EYE_OUTER] == landmarks[RIGHT_EYE_OUTER]).all():
+        raise ValueError(f"points {LEFT_EYE_OUTER} and {RIGHT_EYE_OUTER} coincide (zero inter-ocular distance)")
+    return Face(landmarks, values[N_COORDINATES:-len(ATTRIBUTES)], flags, fields[-1].strip())
 
 
 def read_lines(path: Path, parse):
@@ -112,10 +119,25 @@ def write_annotations(path: str | Path, faces: Sequence[Face]) -> None:
     io.save_text(path, "".join(f"{line}\n" for line in lines))
 
 
-def read_image(path: Path) -> np.ndarray:
-    """uint8 RGB (H, W, 3)."""
+def check_image_file(path: Path) -> None:
+    """The file exists, its header reads as an image and, for a JPEG, it is whole (libjpeg only warns on a truncated one)."""
     if not path.is_file():
         raise WflwvError(path, "no such image")
+    try:
+        with Image.open(path) as image:
+            image_format = image.format
+    except (UnidentifiedImageError, OSError) as error:
+        raise WflwvError(path, f"not a readable image ({error.__class__.__name__})") from None
+    if image_format == "JPEG":
+        with open(path, "rb") as f:
+            f.seek(-2, 2)
+            if f.read() != JPEG_END:
+                raise WflwvError(path, "truncated JPEG: no end-of-image marker")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """uint8 RGB (H, W, 3)."""
+    check_image_file(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise WflwvError(path, "not a readable image")
@@ -154,6 +176,11 @@ class WflwStills:
 
     def image_path(self, face: Face) -> Path:
         return self.root / IMAGES_DIR / face.image
+
+    def check_images(self, faces: Sequence[Face]) -> None:
+        """Every face's image file, checked without decoding it: bad images are found before any work."""
+        for face in faces:
+            check_image_file(self.image_path(face))
 
     def load_image(self, face: Face) -> np.ndarray:
         """uint8 RGB (H, W, 3)."""

@@ -10,6 +10,7 @@ import argparse
 import pickle
 import re
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -102,7 +103,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not Path(path).is_file():
         raise WflwvError(path, "no such checkpoint file")
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        # torch warns on stderr about a raw pickle before failing on it: the error below says it in one line
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # a damaged file can fail inside the unpickler in any way
         refused = re.search(r"GLOBAL ([\w.]+)", str(error)) if isinstance(error, pickle.UnpicklingError) else None

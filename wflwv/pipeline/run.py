@@ -15,11 +15,13 @@ rerun after any interruption (SIGKILL included) finishes the job without redoing
     oracle   with a world: the labels against its exact landmarks, by ensemble size
     bench    the leaderboard of the given models on the exported set
 
-Paths in the file are relative to the folder the command runs in.
+Paths in the file are relative to the file's folder. The whole file is checked against SCHEMA before
+any step runs: an unknown key, a value of the wrong type or out of range is one error naming the key.
 """
 
 import contextlib
 import dataclasses
+import os
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,10 +30,35 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from wflwv import schema
 from wflwv.errors import WflwvError
+from wflwv.filters import FILTERS
 from wflwv.pipeline.stage import Executor
 
 STEPS = ("world", "members", "scrape", "boxes", "label", "split", "export", "oracle", "bench")
+PATH = "a path"  # a string, read relative to the pipeline file's folder
+MODEL = "a model config name or checkpoint path"  # a path when it names a checkpoint (.pth.tar) or a file
+# Each step's table: the options of the step's command, in snake case. A dict is a table, a list a list of its one rule,
+# a tuple a choice, a type a TOML value of it.
+SCHEMA = {
+    "build": PATH,
+    "world": {"out": PATH, "preset": str, "seed": schema.NON_NEGATIVE, "workers": schema.POSITIVE},
+    "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE},
+    "scrape": {
+        "source": ("loopback", "queries", "ids", "urls"), "queries": PATH, "ids": PATH, "urls": PATH, "per_query": schema.POSITIVE,
+        "window_seconds": schema.POSITIVE_FLOAT, "keep_downloads": bool,
+        "fetch": {"max_height": schema.POSITIVE, "cookies": PATH, "timeout": schema.POSITIVE_FLOAT, "retries": schema.NON_NEGATIVE,
+                  "backoff": schema.NON_NEGATIVE_FLOAT, "rate_limit": schema.POSITIVE_FLOAT, "min_interval": schema.NON_NEGATIVE_FLOAT},
+    },
+    "boxes": {"min_face": schema.Number(float, 0, 1), "rounds": schema.NON_NEGATIVE, "batch_size": schema.POSITIVE, "max_side": schema.NON_NEGATIVE,
+              "max_gap": schema.NON_NEGATIVE, "smoothing": schema.NON_NEGATIVE_FLOAT, "calibration": PATH},
+    "label": {"members": [PATH], "corrections": PATH, "batch_size": schema.POSITIVE},
+    "split": {"k": schema.POSITIVE},
+    "export": {"out": PATH},
+    "oracle": {},
+    "bench": {"models": [MODEL], "out": PATH, "videos": PATH, "epochs": schema.POSITIVE, "slots": schema.POSITIVE, "rwr_iters": [schema.POSITIVE],
+              "filters": [tuple(FILTERS)], "nmf": ("paper", "released"), "norm": ("interocular", "interpupil", "diagonal")},
+}  # fmt: skip
 console = Console()
 
 
@@ -82,15 +109,50 @@ def read_pipeline(path: Path) -> dict:
     if not path.is_file():
         raise WflwvError(path, "no such pipeline file")
     try:
-        spec = tomllib.loads(path.read_text())
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise WflwvError(path, f"invalid TOML: {error}") from None
-    unknown = sorted(set(spec) - {"build", *STEPS})
-    if unknown:
-        raise WflwvError(path, f"unknown table or key {unknown[0]!r} (steps: {', '.join(STEPS)})")
     if not isinstance(spec.get("build"), str):
         raise WflwvError(path, "needs `build = \"FOLDER\"`, the build folder")
-    return spec
+    return checked_table(path, spec, SCHEMA, [])
+
+
+def checked_table(path: Path, table: dict, rules: dict, where: list[str]) -> dict:
+    """`table` checked against `rules`, with its paths made relative to the pipeline file's folder."""
+    checked = {}
+    for key, value in table.items():
+        name = ".".join([*where, key])
+        if key not in rules:
+            raise WflwvError(path, f"unknown key {name!r} (known{' in [' + '.'.join(where) + ']' if where else ''}: {', '.join(rules) or 'none'})")
+        checked[key] = checked_value(path, value, rules[key], name)
+    return checked
+
+
+def checked_value(path: Path, value, rule, name: str):
+    if isinstance(rule, dict):
+        if not isinstance(value, dict):
+            raise WflwvError(path, f"{name}: expected a table, got {value!r}")
+        return checked_table(path, value, rule, name.split("."))
+    if isinstance(rule, list):
+        if not isinstance(value, list) or not value:
+            raise WflwvError(path, f"{name}: expected a non-empty list, got {value!r}")
+        return [checked_value(path, item, rule[0], f"{name}[{index}]") for index, item in enumerate(value)]
+    if isinstance(rule, schema.Number):
+        problem = rule.problem(value)
+        if problem:
+            raise WflwvError(path, f"{name}: {problem}")
+        return value
+    if isinstance(rule, tuple):
+        if value not in rule:
+            raise WflwvError(path, f"{name}: {value!r} is not one of {', '.join(rule)}")
+        return value
+    kind = bool if rule is bool else str
+    if not isinstance(value, kind):
+        raise WflwvError(path, f"{name}: expected {'true or false' if kind is bool else 'a string'}, got {value!r}")
+    beside = os.path.normpath(path.parent / value) if kind is str else None
+    if rule is PATH or (rule is MODEL and (value.endswith(".pth.tar") or os.path.isfile(beside))):
+        return beside
+    return value
 
 
 def run_pipeline(path: Path, executor: Executor = Executor(), device: str = "cpu", force: bool = False, only: tuple[str, ...] = ()) -> None:
@@ -127,7 +189,8 @@ def scrape(build: Build) -> None:
     from wflwv.scrape import scrape as run_scrape
 
     table = build.table("scrape")
-    settings = ScrapeSettings(FetchSettings(**table.get("fetch", {})), table.get("window_seconds", 5.0))
+    fetch = table.get("fetch", {}) | ({"cookies": Path(table["fetch"]["cookies"])} if "cookies" in table.get("fetch", {}) else {})
+    settings = ScrapeSettings(FetchSettings(**fetch), table.get("window_seconds", 5.0), table.get("keep_downloads", False))
     source = build.require("scrape", "source")
     if source == "loopback":
         with loopback_candidates(build) as candidates:
@@ -135,11 +198,9 @@ def scrape(build: Build) -> None:
     elif source == "queries":
         candidates = search(read_queries(Path(build.require("scrape", "queries"))), table.get("per_query", 10), build.root, settings.fetch, build.force)
         manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
-    elif source in ("ids", "urls"):
+    else:
         reader = read_ids if source == "ids" else read_urls
         manifest = run_scrape(build.root, reader(Path(build.require("scrape", source))), settings, build.executor, build.force)
-    else:
-        raise WflwvError(build.path, f"[scrape] source {source!r} is not one of loopback, queries, ids, urls")
     console.print(f"scrape: {summary(manifest)}")
 
 
@@ -160,11 +221,15 @@ def loopback_candidates(build: Build) -> Iterator[list]:
 
 
 def boxes(build: Build) -> None:
-    from wflwv.boxes import BoxSettings, run_boxes
+    from wflwv.boxes import BoxSettings, TrackSettings, run_boxes
     from wflwv.boxes.stage import summary as boxes_summary
 
     table = build.table("boxes")
-    settings = BoxSettings(device=build.device, min_face=table.get("min_face", 0.5))
+    default = BoxSettings()
+    settings = BoxSettings(
+        build.device, table.get("batch_size", default.batch_size), table.get("max_side", default.max_side) or None, table.get("min_face", default.min_face),
+        table.get("smoothing", default.smoothing), Path(table.get("calibration", default.calibration)), TrackSettings(max_gap=table.get("max_gap", default.track.max_gap)),
+    )
     console.print(f"boxes: {boxes_summary(run_boxes(build.root, settings, executor=build.executor, force=build.force))}")
     for round_number in range(1, table.get("rounds", 0) + 1):
         label(build)
@@ -177,7 +242,7 @@ def label(build: Build) -> None:
 
     table = build.table("label")
     corrections = table.get("corrections")
-    manifest = run_label(build.root, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, force=build.force)
+    manifest = run_label(build.root, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, table.get("batch_size", 64), force=build.force)
     console.print(f"label: {counts(manifest)}")
 
 
@@ -226,7 +291,9 @@ def bench(build: Build) -> None:
     table = build.table("bench")
     videos = Path(table.get("videos") or build.require("export", "out"))
     models = [bench_model(build, entry) for entry in build.require("bench", "models")]
-    boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, settings=BenchSettings(device=build.device), force=build.force)
+    chosen = {"slots": "slots", "rwr_iters": "rwr_iters", "filters": "filters", "nmf": "nmf_definition", "norm": "norm"}
+    settings = BenchSettings(device=build.device, **{field: tuple(v) if isinstance(v := table[key], list) else v for key, field in chosen.items() if key in table})
+    boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, settings=settings, force=build.force)
     console.print(video_summary(boards["videos"]).markdown)
 
 

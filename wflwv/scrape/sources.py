@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from wflwv.data.videoset import is_valid_id
 from wflwv.errors import WflwvError
 
 WATCH_URL = "https://www.youtube.com/watch?v={}"
@@ -19,7 +20,6 @@ WATCH_URL = "https://www.youtube.com/watch?v={}"
 # filter in its `sp` parameter, a protobuf in base64: 12 04 (filters, 4 bytes) 10 01 (type: video)
 # 30 01 (Creative Commons). yt-dlp's YoutubeSearchURL extractor passes it through.
 CREATIVE_COMMONS_SEARCH = "https://www.youtube.com/results?search_query={}&sp=EgQQATAB"
-SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 NO_WINDOW = "no usable window in the list (None None)"
 # The authors' ID lists are under NVIDIA's non-commercial licence, so wflwv does not ship them: the user
 # puts them here (relative to where wflwv runs, as every path of a pipeline file is).
@@ -47,7 +47,7 @@ class Candidate:
 def safe_name(video_id: str) -> str:
     """The ID itself when it is a plain file name (letters, digits, '-', '_', '.' not first); otherwise
     its plain characters and a digest of the whole, so different IDs never share a name."""
-    if SAFE_NAME.fullmatch(video_id):
+    if is_valid_id(video_id):
         return video_id
     readable = re.sub(r"[^A-Za-z0-9_-]+", "_", video_id).strip("_")[:40] or "id"
     return f"{readable}-{hashlib.sha1(video_id.encode()).hexdigest()[:10]}"

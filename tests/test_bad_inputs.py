@@ -1,0 +1,409 @@
+"""Bad inputs, command by command: each is refused before any work with one line naming the file and the problem.
+
+CASES is the catalogue of docs/errors.md: (command, what is wrong, how to make it, the message). A case
+that exits 2 prints exactly one line, `error: ...`, on stderr; `verify` (and the per-item stages)
+report their problems on stdout and exit 1.
+"""
+
+import argparse
+import html
+import os
+import re
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ldeq_checkpoint, run_cli, run_main, write_official_stills, write_wflwv
+
+from wflwv import io
+from wflwv.data.videoset import VideoSet
+from wflwv.data.wflw import IMAGES_DIR, WflwStills, write_image
+from wflwv.metrics import score_videos
+from wflwv.models import CONFIG_DIR
+from wflwv.report import image_tag
+
+
+@dataclass(frozen=True)
+class Case:
+    command: str
+    name: str
+    args: Callable[[Path, argparse.Namespace], list]  # (tmp_path, world) -> the command line after `wflwv`
+    message: str  # a regular expression the error line matches
+    code: int = 2
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> argparse.Namespace:
+    """A WFLW-V folder (hard h1 h2, easy e1 e2), an official still set with train and test, an LDEQ checkpoint."""
+    root = tmp_path_factory.mktemp("bad_inputs")
+    stills = write_official_stills(root / "stills")
+    shutil.copyfile(WflwStills(stills).annotation_path("test"), WflwStills(stills).annotation_path("train"))
+    return argparse.Namespace(videos=write_wflwv(root / "videos"), stills=stills, checkpoint=ldeq_checkpoint(root / "ldeq.pth.tar", 0))
+
+
+def copy_videos(tmp: Path, world) -> Path:
+    return Path(shutil.copytree(world.videos, tmp / "videos"))
+
+
+def with_list(text: bytes, split: str = "hard") -> Callable:
+    def make(tmp: Path, world) -> Path:
+        videos = copy_videos(tmp, world)
+        (videos / f"{split}_video_IDs.txt").write_bytes(text)
+        return videos
+
+    return make
+
+
+def with_landmarks(change: Callable[[np.ndarray], None], video_id: str = "h1") -> Callable:
+    def make(tmp: Path, world) -> Path:
+        videos = copy_videos(tmp, world)
+        path = videos / "landmarks" / f"{video_id}.npy"
+        landmarks = np.load(path)
+        change(landmarks)
+        np.save(path, landmarks)
+        return videos
+
+    return make
+
+
+def zero_interocular(landmarks: np.ndarray) -> None:
+    landmarks[2, 72] = landmarks[2, 60]
+
+
+def infinite(landmarks: np.ndarray) -> None:
+    landmarks[1, 5, 0] = np.inf
+
+
+def corrupt_video(tmp: Path, world) -> Path:
+    """h1.mp4 with random bytes over the middle of its frames' data (the mdat box): demuxing does not notice, decoding fails."""
+    videos = copy_videos(tmp, world)
+    path = videos / "videos" / "h1.mp4"
+    data = bytearray(path.read_bytes())
+    mdat = data.find(b"mdat")
+    middle = mdat + int.from_bytes(data[mdat - 4 : mdat], "big") // 2
+    data[middle - 200 : middle + 200] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return videos
+
+
+def copy_stills(tmp: Path, world) -> Path:
+    return Path(shutil.copytree(world.stills, tmp / "stills"))
+
+
+def with_annotation(change: Callable[[str], str], split: str = "test") -> Callable:
+    def make(tmp: Path, world) -> Path:
+        stills = copy_stills(tmp, world)
+        path = WflwStills(stills).annotation_path(split)
+        path.write_text(change(path.read_text()))
+        return stills
+
+    return make
+
+
+def first_image_as(image_bytes: Callable[[Path], bytes], split: str = "test") -> Callable:
+    """The first face's image replaced by faces/0.jpg holding image_bytes(path of a good JPEG)."""
+
+    def make(tmp: Path, world) -> Path:
+        stills = with_annotation(lambda text: text.replace("faces/0.png", "faces/0.jpg", 1), split)(tmp, world)
+        jpeg = stills / IMAGES_DIR / "faces" / "0.jpg"
+        write_image(jpeg, np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8))
+        jpeg.write_bytes(image_bytes(jpeg))
+        return stills
+
+    return make
+
+
+def truncated(path: Path) -> bytes:
+    return path.read_bytes()[: path.stat().st_size // 2]
+
+
+def line_values(change: Callable[[list[str]], None]) -> Callable[[str], str]:
+    """An annotation text with its first line's fields changed."""
+
+    def apply(text: str) -> str:
+        first, rest = text.split("\n", 1)
+        fields = first.split()
+        change(fields)
+        return " ".join(fields) + "\n" + rest
+
+    return apply
+
+
+def eyes_together(fields: list[str]) -> None:
+    fields[144:146] = fields[120:122]  # point 72 onto point 60
+
+
+def image_path_up(fields: list[str]) -> None:
+    fields[-1] = "../../outside.png"
+
+
+def bench(make_videos: Callable | None = None, *extra, make_stills: Callable | None = None) -> Callable:
+    def args(tmp: Path, world) -> list:
+        sources = ["--videos", make_videos(tmp, world)] if make_videos else []
+        sources += ["--stills", make_stills(tmp, world)] if make_stills else []
+        return ["bench", "--model", world.checkpoint, *sources, "--out", tmp / "out", "--rwr-iters", "1", "--filters", "ema", *extra]
+
+    return args
+
+
+def verify(make_videos: Callable) -> Callable:
+    return lambda tmp, world: ["verify", make_videos(tmp, world)]
+
+
+def train(make_stills: Callable | None = None, *extra, config: str | None = None) -> Callable:
+    def args(tmp: Path, world) -> list:
+        stills = make_stills(tmp, world) if make_stills else world.stills
+        chosen = ["--config", write_config(tmp, config)] if config else []
+        return ["train", "--data", stills, "--out", tmp / "run", *chosen, *extra]
+
+    return args
+
+
+def write_config(tmp: Path, train_table: str) -> Path:
+    """ldeq_demo with its [train] table replaced."""
+    text = (CONFIG_DIR / "ldeq_demo.toml").read_text()
+    path = tmp / "model.toml"
+    path.write_text(text[: text.index("[train]")] + "[train]\n" + train_table + "\n")
+    return path
+
+
+def predict(*extra, video: Callable | None = None) -> Callable:
+    def args(tmp: Path, world) -> list:
+        path = video(tmp, world) if video else world.videos / "videos" / "h1.mp4"
+        return ["predict", path, "--model", world.checkpoint, "--out", tmp / "h1.parquet", *extra]
+
+    return args
+
+
+def run(toml: str) -> Callable:
+    def args(tmp: Path, world) -> list:
+        path = tmp / "pipeline.toml"
+        path.write_text('build = "build"\n' + toml + "\n")
+        return ["run", path]
+
+    return args
+
+
+def report(files: dict[str, bytes]) -> Callable:
+    def args(tmp: Path, world) -> list:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        return ["report", tmp]
+
+    return args
+
+
+def fixed(*args) -> Callable:
+    return lambda tmp, world: [a(tmp, world) if callable(a) else a for a in args]
+
+
+def video_of(tmp: Path, world) -> Path:
+    return world.videos / "videos" / "h1.mp4"
+
+
+def videos_of(tmp: Path, world) -> Path:
+    return world.videos
+
+
+def model_of(tmp: Path, world) -> Path:
+    return world.checkpoint
+
+
+def raw_pickle(tmp: Path, world) -> Path:
+    import pickle
+
+    path = tmp / "raw.pth.tar"
+    path.write_bytes(pickle.dumps({"args": None, "state_dict": {}}))
+    return path
+
+
+def file_in(tmp: Path) -> Path:
+    (tmp / "file").write_text("")
+    return tmp / "file"
+
+
+HOSTILE_ID = "q\"onerror=\"document.title='XSS';self"
+INVALID_ID = "must be letters, digits, '_', '-' and '.'"
+RANGE = "is not in the range"
+UNWRITABLE = "cannot be written"
+
+CASES = [
+    # verify: everything bench would refuse
+    Case("verify", "hostile ID", verify(with_list(f"h1\n{HOSTILE_ID}\n".encode())), f"line 2: video ID .* {INVALID_ID}", 1),
+    Case("verify", "300-character ID", verify(with_list(b"h1\n" + b"x" * 300 + b"\n")), "line 2: video ID 'x{20}'... has 300 characters, at most 128", 1),
+    Case("verify", "ID with a path separator", verify(with_list(b"h1\nx/../h2\n")), f"line 2: .*{INVALID_ID}", 1),
+    Case("verify", "ID starting with a dot", verify(with_list(b".h1\n")), f"line 1: .*{INVALID_ID}", 1),
+    Case("verify", "ID with an angle bracket", verify(with_list(b"h1<b>\n")), f"line 1: .*{INVALID_ID}", 1),
+    Case("verify", "non-UTF-8 ID list", verify(with_list(b"h1\n\xff\xfe\n")), r"hard_video_IDs.txt: not UTF-8 text \(byte 3\)", 1),
+    Case("verify", "duplicate ID", verify(with_list(b"h1\nh2\nh1\n")), r"hard_video_IDs.txt: line 3: h1 is listed twice \(first on line 1\)", 1),
+    Case("verify", "empty ID list", verify(with_list(b"\n\n")), "hard_video_IDs.txt: lists no video IDs", 1),
+    Case("verify", "zero inter-ocular distance", verify(with_landmarks(zero_interocular)), r"landmarks/h1.npy: landmarks of frame 2: points 60 and 72 coincide", 1),
+    Case("verify", "infinite landmark", verify(with_landmarks(infinite)), "landmarks/h1.npy: landmarks of frame 1 are infinite", 1),
+    Case("verify", "corrupt mp4 (random bytes in the middle)", verify(corrupt_video), r"videos/h1.mp4: .*corrupt", 1),
+    # bench
+    Case("bench", "hostile ID", bench(with_list(f"h1\n{HOSTILE_ID}\n".encode())), f"hard_video_IDs.txt: line 2: video ID .* {INVALID_ID}"),
+    Case("bench", "300-character ID", bench(with_list(b"x" * 300 + b"\n")), "hard_video_IDs.txt: line 1: video ID 'x{20}'... has 300 characters"),
+    Case("bench", "non-UTF-8 ID list", bench(with_list(b"\xff\n")), "hard_video_IDs.txt: not UTF-8 text"),
+    Case("bench", "duplicate ID", bench(with_list(b"h1\nh2\nh1\n")), r"hard_video_IDs.txt: line 3: h1 is listed twice \(first on line 1\)"),
+    Case("bench", "empty hard list", bench(with_list(b"")), "hard_video_IDs.txt: lists no video IDs"),
+    Case("bench", "zero inter-ocular distance", bench(with_landmarks(zero_interocular, "e2")), "landmarks/e2.npy: landmarks of frame 2: points 60 and 72 coincide"),
+    Case("bench", "infinite landmark", bench(with_landmarks(infinite)), "landmarks/h1.npy: landmarks of frame 1 are infinite"),
+    Case("bench", "--slots 0", bench(videos_of, "--slots", "0"), f"'--slots': 0 {RANGE}"),
+    Case("bench", "--rwr-iters 0", bench(videos_of, "--rwr-iters", "0"), f"'--rwr-iters': 0 {RANGE}"),
+    Case("bench", "--rwr-iters 1,x", bench(videos_of, "--rwr-iters", "1,x"), "'--rwr-iters': 'x' is not a valid integer"),
+    Case("bench", "unknown filter", bench(videos_of, "--filters", "ema,butterworth"), "unknown filter 'butterworth'"),
+    Case("bench", "--out under /proc", fixed("bench", "--model", model_of, "--videos", videos_of, "--out", "/proc/x/out"), f"/proc/x/out: {UNWRITABLE}"),
+    Case("bench", "--out under a file", lambda tmp, world: ["bench", "--model", world.checkpoint, "--videos", world.videos, "--out", file_in(tmp) / "out"], UNWRITABLE),
+    Case("bench", "neither --videos nor --stills", fixed("bench", "--model", model_of, "--out", "/tmp/unused"), "give --videos, --stills or both"),
+    Case("bench", "missing checkpoint", fixed("bench", "--model", "no_such.pth.tar", "--videos", videos_of, "--out", "/tmp/unused"), "'no_such.pth.tar' does not exist"),
+    Case("bench", "raw-pickle checkpoint", lambda tmp, world: ["bench", "--model", raw_pickle(tmp, world), "--videos", world.videos, "--out", tmp / "out"], r"raw.pth.tar: not a PyTorch checkpoint \(UnpicklingError\)"),
+    Case("bench", "unknown --nmf", bench(videos_of, "--nmf", "other"), "'--nmf': 'other' is not one of 'paper', 'released'"),
+    Case("bench", "truncated JPEG still", bench(make_stills=first_image_as(truncated)), "faces/0.jpg: truncated JPEG: no end-of-image marker"),
+    Case("bench", "still that is not an image", bench(make_stills=first_image_as(lambda path: b"not an image")), r"faces/0.jpg: not a readable image"),
+    Case("bench", "still path leaving the images folder", bench(make_stills=with_annotation(line_values(image_path_up))), r"line 1: image path '../../outside.png' leaves WFLW_images/"),
+    Case("bench", "still with zero inter-ocular distance", bench(make_stills=with_annotation(line_values(eyes_together))), r"list_98pt_rect_attr_test.txt: line 1: points 60 and 72 coincide"),
+    # predict
+    Case("predict", "--smoothing -1", predict("--smoothing", "-1"), f"'--smoothing': -1.0 {RANGE}"),
+    Case("predict", "--max-side -5", predict("--max-side", "-5"), f"'--max-side': -5 {RANGE}"),
+    Case("predict", "--max-gap -1", predict("--max-gap", "-1"), f"'--max-gap': -1 {RANGE}"),
+    Case("predict", "--rwr-iters 0", predict("--rwr-iters", "0"), f"'--rwr-iters': 0 {RANGE}"),
+    Case("predict", "--out under /proc", predict("--out", "/proc/x/landmarks.parquet"), f"/proc/x/landmarks.parquet: {UNWRITABLE}"),
+    Case("predict", "--overlay under /proc", predict("--overlay", "/proc/x/overlay.mp4"), f"/proc/x/overlay.mp4: {UNWRITABLE}"),
+    Case("predict", "corrupt mp4", predict(video=lambda tmp, world: corrupt_video(tmp, world) / "videos" / "h1.mp4"), r"h1.mp4: .*corrupt"),
+    Case("predict", "raw-pickle checkpoint", lambda tmp, world: ["predict", video_of(tmp, world), "--model", raw_pickle(tmp, world), "--out", tmp / "x.parquet"], "not a PyTorch checkpoint"),
+    # train
+    Case("train", "--epochs 0", train(None, "--epochs", "0"), f"'--epochs': 0 {RANGE}"),
+    Case("train", "--seed -1", train(None, "--seed", "-1"), f"'--seed': -1 {RANGE}"),
+    Case("train", "--out under /proc", fixed("train", "--data", lambda tmp, world: world.stills, "--out", "/proc/x"), f"/proc/x: {UNWRITABLE}"),
+    Case("train", "batch_size = 0 in the model config", train(config="batch_size = 0"), r"\[train\] batch_size: 0 is not >= 1"),
+    Case("train", "epochs = 0 in the model config", train(config="epochs = 0"), r"\[train\] epochs: 0 is not >= 1"),
+    Case("train", "lr = 0 in the model config", train(config="lr = 0.0"), r"\[train\] lr: 0.0 is not > 0"),
+    Case("train", "batch_size a string in the model config", train(config='batch_size = "32"'), r"\[train\] batch_size: '32' is not an integer"),
+    Case("train", "truncated JPEG test image", train(first_image_as(truncated)), "faces/0.jpg: truncated JPEG: no end-of-image marker"),
+    Case("train", "truncated JPEG training image", train(first_image_as(truncated, "train")), "faces/0.jpg: truncated JPEG"),
+    Case("train", "missing training image", train(with_annotation(lambda text: text.replace("faces/1.png", "faces/missing.png"), "train")), "faces/missing.png: no such image"),
+    Case("train", "image path with ../", train(with_annotation(line_values(image_path_up), "train")), "list_98pt_rect_attr_train.txt: line 1: image path '../../outside.png' leaves WFLW_images/"),
+    # diagnose
+    Case("diagnose", "--pairs 0", fixed("diagnose", "--videos", videos_of, "--model", model_of, "--pairs", "0"), f"'--pairs': 0 {RANGE}"),
+    Case("diagnose", "raw-pickle checkpoint", lambda tmp, world: ["diagnose", "--videos", world.videos, "--model", raw_pickle(tmp, world)], "not a PyTorch checkpoint"),
+    # boxes, label, split, scrape, synth: options out of range
+    Case("boxes", "--batch-size 0", fixed("boxes", "--build", videos_of, "--batch-size", "0"), f"'--batch-size': 0 {RANGE}"),
+    Case("boxes", "--max-gap -1", fixed("boxes", "--build", videos_of, "--max-gap", "-1"), f"'--max-gap': -1 {RANGE}"),
+    Case("boxes", "--smoothing -0.5", fixed("boxes", "--build", videos_of, "--smoothing", "-0.5"), f"'--smoothing': -0.5 {RANGE}"),
+    Case("boxes", "--min-face 1.5", fixed("boxes", "--build", videos_of, "--min-face", "1.5"), f"'--min-face': 1.5 {RANGE}"),
+    Case("boxes", "--round 0", fixed("boxes", "--build", videos_of, "--round", "0"), f"'--round': 0 {RANGE}"),
+    Case("boxes", "--max-side -1", fixed("boxes", "--build", videos_of, "--max-side", "-1"), f"'--max-side': -1 {RANGE}"),
+    Case("label", "--batch-size 0", fixed("label", "--build", videos_of, "--members", model_of, "--batch-size", "0"), f"'--batch-size': 0 {RANGE}"),
+    Case("split", "--k 0", fixed("split", "--build", videos_of, "--k", "0"), f"'--k': 0 {RANGE}"),
+    Case("split", "--k eight", fixed("split", "--build", videos_of, "--k", "eight"), "'--k': 'eight' is not a valid integer"),
+    Case("scrape", "--per-query 0", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--per-query", "0"), f"'--per-query': 0 {RANGE}"),
+    Case("scrape", "--retries -1", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--retries", "-1"), f"'--retries': -1 {RANGE}"),
+    Case("scrape", "--timeout 0", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--timeout", "0"), f"'--timeout': 0.0 {RANGE}"),
+    Case("scrape", "--window-seconds 0", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--window-seconds", "0"), f"'--window-seconds': 0.0 {RANGE}"),
+    Case("scrape", "--max-height 0", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--max-height", "0"), f"'--max-height': 0 {RANGE}"),
+    Case("scrape", "--min-interval -1", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--min-interval", "-1"), f"'--min-interval': -1.0 {RANGE}"),
+    Case("scrape", "--backoff -1", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--backoff", "-1"), f"'--backoff': -1.0 {RANGE}"),
+    Case("scrape", "--out under /proc", fixed("scrape", "--out", "/proc/x", "--queries", "q.txt"), f"/proc/x: {UNWRITABLE}"),
+    Case("scrape", "--rate-limit fast", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--rate-limit", "fast"), "'fast' is not a rate in bytes per second"),
+    Case("synth", "--workers 0", fixed("synth", "--out", "/tmp/unused", "--workers", "0"), f"'--workers': 0 {RANGE}"),
+    Case("export", "duplicate ID", lambda tmp, world: ["export", "--build", with_list(b"h1\nh1\n")(tmp, world), "--out", tmp / "exported"], "line 2: h1 is listed twice"),
+    # click's own usage errors, as one line
+    Case("cli", "unknown option", fixed("bench", "--bogus"), "No such option '--bogus'"),
+    Case("cli", "missing required option", fixed("split", "--k", "1"), "Missing option '--build'"),
+    Case("cli", "unknown command", fixed("bogus"), "No such command 'bogus'"),
+    Case("cli", "missing argument", fixed("verify"), "Missing argument 'ROOT'"),
+    Case("run", "--only an unknown step", fixed("run", "pipelines/demo.toml", "--only", "bogus"), "unknown step 'bogus'"),
+    # run: the whole pipeline file checked before any step
+    Case("run", "misspelt key", run("[boxes]\nmin_fcae = 0.5"), r"pipeline.toml: unknown key 'boxes.min_fcae' \(known in \[boxes\]: min_face"),
+    Case("run", "string for an integer", run('[split]\nk = "eight"'), "pipeline.toml: split.k: 'eight' is not an integer"),
+    Case("run", "value out of range", run("[split]\nk = 0"), "pipeline.toml: split.k: 0 is not >= 1"),
+    Case("run", "unknown key in [scrape.fetch]", run('[scrape]\nsource = "ids"\n[scrape.fetch]\nmax_heigth = 720'), "pipeline.toml: unknown key 'scrape.fetch.max_heigth'"),
+    Case("run", "unknown table", run("[bogus]"), "pipeline.toml: unknown key 'bogus'"),
+    Case("run", "unknown scrape source", run('[scrape]\nsource = "ftp"'), "pipeline.toml: scrape.source: 'ftp' is not one of loopback, queries, ids, urls"),
+    Case("run", "boolean for a number", run("[boxes]\nmin_face = true"), "pipeline.toml: boxes.min_face: True is not a number"),
+    Case("run", "min_face above 1", run("[boxes]\nmin_face = 2.0"), "pipeline.toml: boxes.min_face: 2.0 is not <= 1"),
+    Case("run", "negative smoothing", run("[boxes]\nsmoothing = -0.1"), "pipeline.toml: boxes.smoothing: -0.1 is not >= 0"),
+    Case("run", "batch size 0", run("[label]\nbatch_size = 0"), "pipeline.toml: label.batch_size: 0 is not >= 1"),
+    Case("run", "unknown filter", run('[bench]\nfilters = ["ema", "butterworth"]'), r"pipeline.toml: bench.filters\[1\]: 'butterworth' is not one of ema"),
+    Case("run", "empty model list", run("[bench]\nmodels = []"), "pipeline.toml: bench.models: expected a non-empty list"),
+    Case("run", "table for a value", run("[split.k]\nx = 1"), r"pipeline.toml: split.k: \{'x': 1\} is not an integer"),
+    Case("run", "value for a table", run('oracle = "yes"'), "pipeline.toml: oracle: expected a table"),
+    Case("run", "members epochs 0", run('[members]\nepochs = 0'), "pipeline.toml: members.epochs: 0 is not >= 1"),
+    Case("run", "invalid TOML", run("[split\nk = 1"), "pipeline.toml: invalid TOML"),
+    Case("run", "no such file", fixed("run", "no_such.toml"), "no_such.toml: no such pipeline file"),
+    # report
+    Case("report", "truncated bench.json", report({"bench.json": b'{"videos": "/x", "sp'}), r"bench.json: not a readable bench manifest .*: rerun wflwv bench"),
+    Case("report", "non-UTF-8 bench.json", report({"bench.json": b'{"videos": "\xff"}'}), "bench.json: not a readable bench manifest"),
+    Case("report", "truncated leaderboard parquet", report({"bench.json": b'{"stills": "/x"}', "still_leaderboard.parquet": b"PAR1\x00\x00trunc"}), r"still_leaderboard.parquet: not a readable parquet file .*: rerun wflwv bench"),
+    Case("report", "no bench.json", report({}), "bench.json: no bench manifest"),
+]
+
+
+def test_the_catalogue_counts_its_cases():
+    """docs/errors.md gives the number of cases; it must be this file's."""
+    catalogue = (Path(__file__).parents[1] / "docs" / "errors.md").read_text()
+    assert f"{len(CASES)} bad inputs" in catalogue
+    assert all(f"| {case.command} | {case.name} |" in catalogue for case in CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{case.command}: {case.name}" for case in CASES])
+def test_bad_input_is_one_line_naming_the_problem(case, world, tmp_path, capsys):
+    result = run_main(capsys, *case.args(tmp_path, world))
+    assert result.returncode == case.code, (result.stdout, result.stderr)
+    if case.code == 2:
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+        assert re.search(case.message, result.stderr), result.stderr
+    else:
+        assert re.search(case.message, result.stdout), result.stdout
+    assert "Traceback" not in result.stderr
+    written = [path for folder in ("out", "run") for path in (tmp_path / folder).rglob("*") if path.is_file()]
+    assert not written, written  # refused before any work: no prediction, no checkpoint
+
+
+def test_report_escapes_what_it_embeds():
+    tag = image_tag(f"clips/{HOSTILE_ID}.gif", HOSTILE_ID, f"{HOSTILE_ID}: raw NME 1.00")
+    assert HOSTILE_ID not in tag and "onerror=\"" not in tag and tag.count('"') == 4
+    assert html.unescape(tag.split('alt="')[1].split('"')[0]) == HOSTILE_ID
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_respect_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        io.save_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == mode
+
+
+def test_frames_without_ground_truth_are_excluded_and_counted(world, tmp_path, capsys):
+    videos = with_landmarks(lambda landmarks: landmarks.__setitem__(3, np.nan))(tmp_path, world)
+    assert run_main(capsys, "verify", videos).returncode == 0
+    item = VideoSet(videos).load("h1")
+    scores = score_videos(np.nan_to_num(item.landmarks[None]) + 1.0, item.landmarks[None])
+    assert (scores.frames_scored, scores.frames_excluded) == (len(item.landmarks) - 1, 1)
+
+
+def test_training_checks_every_image_before_the_first_step(world, tmp_path, capsys, monkeypatch):
+    stills = first_image_as(lambda path: b"not an image")(tmp_path, world)  # a test image: used only after the epoch
+    monkeypatch.setattr("wflwv.train.training_loss", lambda *args: pytest.fail("a training step ran"))
+    result = run_main(capsys, "train", "--data", stills, "--out", tmp_path / "run")
+    assert result.returncode == 2 and "faces/0.jpg: not a readable image" in result.stderr
+
+
+def test_a_raw_pickle_checkpoint_is_one_line_without_a_torch_warning(world, tmp_path):
+    result = run_cli("diagnose", "--videos", world.videos, "--model", raw_pickle(tmp_path, world))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not a PyTorch checkpoint" in result.stderr, result.stderr
+
+
+def test_stages_with_failed_items_give_the_summary_then_exit_1(tmp_path, capsys):
+    build = tmp_path / "build"
+    (build / "videos").mkdir(parents=True)
+    (build / "videos" / "x.mp4").write_bytes(b"not a video")
+    result = run_main(capsys, "boxes", "--build", build)
+    assert result.returncode == 1 and "0 of 1 videos have boxes" in result.stdout
+    assert "failed: " in result.stderr and "x.mp4: not a video file" in result.stderr
