@@ -15,7 +15,10 @@ rerun after any interruption (SIGKILL included) finishes the job without redoing
     oracle   with a world: the labels against its exact landmarks, by ensemble size
     bench    the leaderboard of the given models on the exported set
 
-Paths in the file are relative to the folder the command runs in.
+A pipeline is a path to a TOML file, or the name of one shipped in wflwv/configs/pipelines/ (`wflwv
+run demo`). Paths in the file are relative to the folder the command runs in; an input file that is
+not there (such as `queries = "queries.txt"`) is looked for beside the pipeline file, so a shipped
+pipeline finds the inputs shipped with it.
 """
 
 import contextlib
@@ -23,11 +26,13 @@ import dataclasses
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 
+from wflwv.configs import PIPELINES, named_or_path
 from wflwv.errors import WflwvError
 from wflwv.pipeline.stage import Executor
 
@@ -39,7 +44,7 @@ console = Console()
 class Build:
     """What the steps share: the pipeline's settings and what earlier steps made."""
 
-    path: Path
+    path: Path | Traversable
     spec: dict
     executor: Executor
     device: str
@@ -77,8 +82,14 @@ class Build:
             raise WflwvError(self.path, f"[{step}] needs `{key}`")
         return self.table(step)[key]
 
+    def input_path(self, step: str, key: str) -> Path | Traversable:
+        """An input file named in the pipeline: in the working folder, else beside the pipeline file."""
+        path = Path(self.require(step, key))
+        beside = self.path.parent / str(path) if not path.is_absolute() else path
+        return beside if not path.exists() and beside.is_file() else path
 
-def read_pipeline(path: Path) -> dict:
+
+def read_pipeline(path: Path | Traversable) -> dict:
     if not path.is_file():
         raise WflwvError(path, "no such pipeline file")
     try:
@@ -93,9 +104,15 @@ def read_pipeline(path: Path) -> dict:
     return spec
 
 
-def run_pipeline(path: Path, executor: Executor = Executor(), device: str = "cpu", force: bool = False, only: tuple[str, ...] = ()) -> None:
-    """Run the steps of a pipeline file (all of them, or those in `only`), in order."""
-    build = Build(Path(path), read_pipeline(Path(path)), executor, device, force)
+def pipeline_path(name_or_path: str | Path) -> Path | Traversable:
+    """A pipeline file's path as it is; a bare name as the shipped pipelines/<name>.toml."""
+    return named_or_path(name_or_path, PIPELINES)
+
+
+def run_pipeline(path: str | Path, executor: Executor = Executor(), device: str = "cpu", force: bool = False, only: tuple[str, ...] = ()) -> None:
+    """Run the steps of a pipeline file (a path, or a shipped pipeline's name: all of them, or those in `only`), in order."""
+    path = pipeline_path(path)
+    build = Build(path, read_pipeline(path), executor, device, force)
     for step in STEPS:
         if step in build.spec and (not only or step in only):
             console.rule(f"[bold]{step}")
@@ -115,7 +132,7 @@ def members(build: Build) -> None:
 
     for config, seed, out in build.member_runs():
         console.print(f"member {config}, seed {seed}")
-        train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, device=build.device)
+        train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, device=build.device, train_splits=tuple(build.table("members").get("train_splits", ["train"])))
 
 
 def scrape(build: Build) -> None:
@@ -129,11 +146,11 @@ def scrape(build: Build) -> None:
         with loopback_candidates(build) as candidates:
             manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
     elif source == "queries":
-        candidates = search(read_queries(Path(build.require("scrape", "queries"))), table.get("per_query", 10), build.root, settings.fetch, build.force)
+        candidates = search(read_queries(build.input_path("scrape", "queries")), table.get("per_query", 10), build.root, settings.fetch, build.force)
         manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
     elif source in ("ids", "urls"):
         reader = read_ids if source == "ids" else read_urls
-        manifest = run_scrape(build.root, reader(Path(build.require("scrape", source))), settings, build.executor, build.force)
+        manifest = run_scrape(build.root, reader(build.input_path("scrape", source)), settings, build.executor, build.force)
     else:
         raise WflwvError(build.path, f"[scrape] source {source!r} is not one of loopback, queries, ids, urls")
     console.print(f"scrape: {summary(manifest)}")
@@ -156,16 +173,32 @@ def loopback_candidates(build: Build) -> Iterator[list]:
 
 
 def boxes(build: Build) -> None:
-    from wflwv.boxes import BoxSettings, run_boxes
+    from wflwv.boxes import BoxSettings, calibration_for, run_boxes
     from wflwv.boxes.stage import summary as boxes_summary
 
     table = build.table("boxes")
-    settings = BoxSettings(device=build.device, min_face=table.get("min_face", 0.5))
+    if table.get("fit_calibration"):
+        fit_build_calibration(build)
+    settings = BoxSettings(device=build.device, min_face=table.get("min_face", 0.5), calibration=calibration_for(build.root))
     console.print(f"boxes: {boxes_summary(run_boxes(build.root, settings, executor=build.executor, force=build.force))}")
     for round_number in range(1, table.get("rounds", 0) + 1):
         label(build)
         manifest = run_boxes(build.root, settings, from_landmarks=True, round_number=round_number, executor=build.executor, force=build.force)
         console.print(f"boxes, bootstrap round {round_number}: {boxes_summary(manifest)}")
+
+
+def fit_build_calibration(build: Build) -> None:
+    """The box calibration refitted on the pipeline's stills, its landmark map on the members' mean
+    prediction, into BUILD/box_calibration.json (once; again with --force)."""
+    from wflwv.boxes import build_calibration, fit_calibration, members_predictor
+
+    path = build_calibration(build.root)
+    if path.is_file() and not build.force:
+        console.print(f"box calibration: {path} (already fitted)")
+        return
+    fitted = fit_calibration(build.stills, "train", build.device, predict=members_predictor(member_checkpoints(build), build.device))
+    fitted.save(path)
+    console.print(f"box calibration fitted on {fitted.faces} faces of {build.stills}, written to {path}")
 
 
 def label(build: Build) -> None:
