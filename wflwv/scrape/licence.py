@@ -23,7 +23,7 @@ KNOWN = {"CC BY": ("by",), "CC BY-SA": ("by", "sa"), "CC BY-NC": ("by", "nc"), "
 ZERO_SPELLINGS = ("cc0", "cc 0", "cc zero", "creative commons zero", "creative commons cc0", "cc0 public domain dedication")
 DEFAULT_ACCEPTED = ("CC BY", "CC BY-SA", "CC0")
 SEARCH_LICENCE = "CC BY"  # YouTube's Creative Commons filter finds CC BY videos, the only CC licence it offers
-SUFFIX = re.compile(r"\s+(licen[cs]e|international|unported|generic|deed|v?\d+(\.\d+)*)$")
+SUFFIX = re.compile(r"\s+(licen[cs]e|international|unported|generic|universal|deed|v?\d+(\.\d+)*)$")
 
 
 def spellings() -> dict[str, str]:
