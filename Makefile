@@ -46,6 +46,10 @@ reproduce: setup-reproduce
 test: setup system-deps
 	$(BIN)/python -m pytest -q
 
+# A new user's smoke run from the built wheel, installed in a fresh venv: load a config, synth --preset tiny, train one epoch, bench.
+smoke: setup
+	$(BIN)/python -m pytest -q -m smoke tests/test_install.py
+
 # The performance suite on CPU (under 10 minutes): prints every table and writes benchmarks/RESULTS.md.
 bench-perf: setup
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)

@@ -105,3 +105,19 @@ def test_auroc_counts_ties_as_half_and_the_roc_plot_is_written(tmp_path):
     assert auroc(np.array([1.0, 1.0, 1.0, 1.0]), positive) == 0.5
     plot_roc(np.array([4.0, 2.0, 3.0, 1.0]), positive, tmp_path / "roc.png")
     assert (tmp_path / "roc.png").stat().st_size > 0
+
+
+def test_shipped_pipelines_are_found_by_name_and_find_their_inputs_beside_them(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from wflwv.configs import PIPELINES
+    from wflwv.pipeline.run import Build, pipeline_path
+    from wflwv.pipeline.stage import Executor
+
+    monkeypatch.chdir(tmp_path)
+    path = pipeline_path("wflwv")
+    build = Build(path, read_pipeline(path), Executor(), "cpu", False)
+    assert path == PIPELINES / "wflwv.toml" and build.input_path("scrape", "queries") == PIPELINES / "queries.txt"
+    (tmp_path / "queries.txt").write_text("my own query\n")
+    assert build.input_path("scrape", "queries") == Path("queries.txt")
+    assert build.table("members")["train_splits"] == ["train", "test"] and build.table("boxes")["fit_calibration"] is True

@@ -109,14 +109,14 @@ def check_ffmpeg() -> Check:
 
 
 def check_calibration(build: Path, refits: bool) -> Check:
-    from wflwv.boxes import Calibration, calibration_for
+    from wflwv.boxes import Calibration, build_calibration, calibration_for
 
     path = calibration_for(build)
     fitted_on = Calibration.load(path).fitted_on
     name = "box calibration"
     if refits:
         return Check(name, True, f"{path}, fitted on {fitted_on}; [boxes] fit_calibration refits it on WFLW with the trained members before boxes runs")
-    shipped = path != Path(build) / "box_calibration.json"
+    shipped = path != build_calibration(build)
     return Check(name, not shipped, f"{path}, fitted on {fitted_on}",
                  "the shipped calibration was fitted on the synthetic world: set `fit_calibration = true` in [boxes], "
                  f"or run `wflwv boxes --fit-calibration WFLW --build {build} --predictor MEMBER.pth.tar ...`")

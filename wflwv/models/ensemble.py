@@ -1,7 +1,7 @@
 """Ensembles as data: a TOML file (shipped in wflwv/configs/models/, or a path) listing member model configs and their training seeds.
 
     [[member]]
-    config = "unet_demo"   # a model config name (models/unet_demo.toml) or a path to one
+    config = "unet_demo"   # a model config name (wflwv/configs/models/unet_demo.toml) or a path to one
     seeds = [1, 2]         # one member per seed: `wflwv train --config unet_demo --seed 1`, ...
 
 The seed is the member's `wflwv train --seed`: it draws both its initial weights and its augmentations.
