@@ -31,14 +31,27 @@ demo: setup
 
 # WFLW-V built end to end on the synthetic world (scraped over loopback), then benchmarked.
 pipeline: setup
-	$(BIN)/wflwv run pipelines/demo.toml
+	$(BIN)/wflwv run demo
 
-# The full reproduction on real data: needs YouTube, WFLW at data/WFLW and GPUs (pipelines/wflwv.toml).
-reproduce: setup
-	$(BIN)/wflwv run pipelines/wflwv.toml --device cuda
+# The JavaScript runtime (Deno) and EJS scripts that yt-dlp needs for YouTube's formats.
+setup-reproduce: $(VENV)/.installed-reproduce
+
+$(VENV)/.installed-reproduce: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,reproduce]'
+	touch $@
+
+# The full reproduction on real data: needs YouTube, WFLW at data/WFLW and GPUs (wflwv/configs/pipelines/wflwv.toml).
+# `wflwv doctor` checks all of it first and stops here, saying how to fix each missing piece.
+reproduce: setup-reproduce
+	$(BIN)/wflwv doctor
+	$(BIN)/wflwv run wflwv --device cuda
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q
+
+# A new user's smoke run from the built wheel, installed in a fresh venv: load a config, synth --preset tiny, train one epoch, bench.
+smoke: setup
+	$(BIN)/python -m pytest -q -m smoke tests/test_install.py
 
 # The performance suite on CPU (under 10 minutes): prints every table and writes benchmarks/RESULTS.md.
 bench-perf: setup

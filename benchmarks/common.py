@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -106,9 +107,14 @@ def model_for(config: str, checkpoint: Path | None, device: str, seed: int = 0) 
     """A trained model from `checkpoint`, or the config's model with random weights; and a line saying which."""
     if checkpoint is not None:
         model, _ = load_checkpoint(checkpoint, map_location=device)
-        return model.eval(), f"trained weights from {checkpoint}"
+        return model.eval(), f"trained weights from {repo_relative(checkpoint)}"
     torch.manual_seed(seed)
     return create_model(load_config(config)).to(device).eval(), f"{config} with random weights (seed {seed})"
+
+
+def repo_relative(path: Path) -> str:
+    """The path as RESULTS.md shows it: relative to the repository, never the machine's absolute path."""
+    return os.path.relpath(Path(path).resolve(), REPO)
 
 
 def demo_checkpoint(given: Path | None) -> Path | None:

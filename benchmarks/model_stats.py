@@ -14,7 +14,8 @@ import tomllib
 
 import torch
 
-from wflwv.models import CONFIG_DIR, create_model, load_config, multiply_adds, param_count
+from wflwv.configs import MODELS, shipped_names
+from wflwv.models import create_model, load_config, multiply_adds, param_count
 from wflwv.train import training_loss
 
 
@@ -41,14 +42,14 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"| config | family | parameters | multiply-adds per crop | s per training step (batch {options.batch}) |")
     print("|---|---|---|---|---|")
-    for path in sorted(CONFIG_DIR.glob("*.toml")):
-        if "member" in tomllib.loads(path.read_text()):  # an ensemble config
+    for name in shipped_names(MODELS):
+        if "member" in tomllib.loads((MODELS / f"{name}.toml").read_text()):  # an ensemble config
             continue
-        config = load_config(path)
+        config = load_config(name)
         model = create_model(config)
         im_size = model.args.im_size
         step = f"{seconds_per_step(model, im_size, options.batch, options.steps):.2f}" if im_size <= 64 else "-"
-        print(f"| {path.stem} | {config['family']} | {param_count(model) / 1e6:.2f}M | {multiply_adds(model, im_size) / 1e9:.3f}G | {step} |", flush=True)
+        print(f"| {name} | {config['family']} | {param_count(model) / 1e6:.2f}M | {multiply_adds(model, im_size) / 1e9:.3f}G | {step} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -316,7 +316,7 @@ CASES = [
     Case("cli", "missing required option", fixed("split", "--k", "1"), "Missing option '--build'"),
     Case("cli", "unknown command", fixed("bogus"), "No such command 'bogus'"),
     Case("cli", "missing argument", fixed("verify"), "Missing argument 'ROOT'"),
-    Case("run", "--only an unknown step", fixed("run", "pipelines/demo.toml", "--only", "bogus"), "unknown step 'bogus'"),
+    Case("run", "--only an unknown step", fixed("run", "demo", "--only", "bogus"), "unknown step 'bogus'"),
     # run: the whole pipeline file checked before any step
     Case("run", "misspelt key", run("[boxes]\nmin_fcae = 0.5"), r"pipeline.toml: unknown key 'boxes.min_fcae' \(known in \[boxes\]: min_face"),
     Case("run", "string for an integer", run('[split]\nk = "eight"'), "pipeline.toml: split.k: 'eight' is not an integer"),

@@ -304,3 +304,21 @@ def test_cli_bootstrap_round_from_the_labels(world, tmp_path):
 def test_summary_of_a_run_without_failures():
     manifest = pd.DataFrame({"id": ["a", "b"], "status": ["done", "done"], "jitter_before": [4.0, 6.0], "jitter_after": [0.1, 0.3]})
     assert summary(manifest) == "2 of 2 videos have boxes\nbox jitter (median over videos, % of box side): 5.000 before smoothing, 0.200 after (25.0x less)"
+
+
+def test_fit_calibration_never_overwrites_the_shipped_file(world, tmp_path, one_torch_thread):
+    from click.testing import CliRunner
+
+    from wflwv.boxes import DEFAULT_CALIBRATION, calibration_for
+    from wflwv.cli import cli
+
+    shipped = DEFAULT_CALIBRATION.read_bytes()
+    nowhere = CliRunner().invoke(cli, ["boxes", "--fit-calibration", str(world / "stills")])
+    assert nowhere.exit_code == 2 and "--fit-calibration writes to --calibration FILE or to BUILD/box_calibration.json" in nowhere.output
+    assert calibration_for(tmp_path / "build") == DEFAULT_CALIBRATION
+    (tmp_path / "build").mkdir()
+    fitted = CliRunner().invoke(cli, ["boxes", "--fit-calibration", str(world / "stills"), "--build", str(tmp_path / "build")])
+    assert fitted.exit_code == 0, fitted.output
+    assert calibration_for(tmp_path / "build") == tmp_path / "build" / "box_calibration.json"
+    assert Calibration.load(calibration_for(tmp_path / "build")).fitted_on == f"{world / 'stills'} (train)"
+    assert DEFAULT_CALIBRATION.read_bytes() == shipped

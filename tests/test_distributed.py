@@ -8,7 +8,8 @@ import torch
 from torch.utils.data import DistributedSampler, default_collate
 
 from test_train import still_set
-from wflwv.models import CONFIG_DIR, create_model, load_checkpoint, load_config
+from wflwv.configs import MODELS
+from wflwv.models import create_model, load_checkpoint, load_config
 from wflwv.stills import StillCrops
 from wflwv.train import CHECKPOINT_NAME, HISTORY_NAME, LOSSES, TrainSettings, optimizer_and_schedule
 
@@ -26,7 +27,7 @@ loss = "heatmap_nll"
 
 def tiny_config(path: Path) -> Path:
     """The demo LDEQ at batch 4 per process: 16 faces make two steps of a global batch of 8."""
-    demo = (CONFIG_DIR / "ldeq_demo.toml").read_text()
+    demo = (MODELS / "ldeq_demo.toml").read_text()
     path.write_text(demo[: demo.index("[train]")] + TINY_TRAIN)
     return path
 

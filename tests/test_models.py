@@ -2,12 +2,12 @@ import argparse
 import math
 import os
 import re
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from wflwv.configs import MODELS
 from wflwv.errors import WflwvError
 from wflwv.models import create_model, load_checkpoint, load_config, model_args, save_checkpoint
 from wflwv.models.heatmaps import heatmap_nll, normalize_heatmaps, soft_argmax
@@ -144,7 +144,7 @@ def test_training_reports_solver_iterations():
 
 def demo_config_text(**replacements) -> str:
     """The demo config's TOML with some `name = value` lines replaced."""
-    text = (Path(__file__).parents[1] / "models" / "ldeq_demo.toml").read_text()
+    text = (MODELS / "ldeq_demo.toml").read_text()
     for name, value in replacements.items():
         text, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", text, flags=re.MULTILINE)
         assert count == 1

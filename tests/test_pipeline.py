@@ -130,3 +130,19 @@ def test_run_force_redoes_the_world_the_members_and_the_bench_models(unlabelled_
     first = trained.stat().st_ino
     assert bench_model(Build(path, spec, Executor(), "cpu", force=False), "ldeq_demo").stat().st_ino == first
     assert bench_model(Build(path, spec, Executor(), "cpu", force=True), "ldeq_demo").stat().st_ino != first
+
+
+def test_shipped_pipelines_are_found_by_name_and_find_their_inputs_beside_them(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from wflwv.configs import PIPELINES
+    from wflwv.pipeline.run import Build, pipeline_path
+    from wflwv.pipeline.stage import Executor
+
+    monkeypatch.chdir(tmp_path)
+    path = pipeline_path("wflwv")
+    build = Build(path, read_pipeline(path), Executor(), "cpu", False)
+    assert path == PIPELINES / "wflwv.toml" and build.input_path("scrape", "queries") == PIPELINES / "queries.txt"
+    (tmp_path / "queries.txt").write_text("my own query\n")
+    assert build.input_path("scrape", "queries") == Path("queries.txt")
+    assert build.table("members")["train_splits"] == ["train", "test"] and build.table("boxes")["fit_calibration"] is True

@@ -79,3 +79,13 @@ def test_a_schedule_runs_on_its_thread_count_and_leaves_the_callers_alone():
     with pytest.raises(RuntimeError, match="model failed"):
         on_threads(before + 1, fails)()
     assert torch.get_num_threads() == before
+
+
+def test_results_name_a_checkpoint_relative_to_the_repository(tmp_path):
+    from benchmarks.common import REPO, model_for, repo_relative
+    from wflwv.models import create_model, load_config, save_checkpoint
+
+    assert repo_relative(REPO / "runs" / "demo" / "ldeq" / "checkpoint.pth.tar") == "runs/demo/ldeq/checkpoint.pth.tar"
+    save_checkpoint(tmp_path / "model.pth.tar", create_model(load_config("ldeq_demo")))
+    described = model_for("ldeq_demo", tmp_path / "model.pth.tar", "cpu")[1]
+    assert described.startswith("trained weights from ..") and described.endswith("/model.pth.tar") and str(tmp_path) not in described

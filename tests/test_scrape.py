@@ -132,7 +132,7 @@ def test_licences_are_decided_before_the_download(site, tmp_path):
     (folder / "unlicensed.info.json").write_text(json.dumps(unlicensed))
     manifest = scrape(tmp_path / "build", read_ids(ids_file(tmp_path, ["closed 0 9", "unlicensed 0 9"]), folder), FAST).set_index("id")
     assert list(manifest.status) == ["refused", "refused"]
-    assert manifest.loc["closed", "reason"] == "licence 'Standard YouTube License' is not Creative Commons"
+    assert manifest.loc["closed", "reason"] == "licence 'Standard YouTube License' is not an accepted Creative Commons licence"
     assert manifest.loc["unlicensed", "reason"] == "no licence in the metadata"
     assert site.requests["closed"] == 0 and site.requests["coded"] == 0
     assert not (tmp_path / "build" / "videos").exists()

@@ -122,3 +122,19 @@ def test_each_training_loss_sends_gradients_to_every_cell_weight():
 def test_a_bad_train_table_is_an_error_naming_the_config(table, problem):
     with pytest.raises(WflwvError, match=re.escape(f"my_config: {problem}")):
         TrainSettings.from_config({"train": table}, source="my_config")
+
+
+def test_train_splits_add_faces_to_training_and_the_cli_takes_the_device(tmp_path):
+    """The paper's oracle members train on train + test: 32 + 40 faces make two steps of 32, the train split alone one."""
+    from click.testing import CliRunner
+
+    from wflwv.cli import cli
+
+    still_set(tmp_path / "stills", {"train": 32, "test": 40})
+    steps = {}
+    for splits in ("train", "train,test"):
+        out = tmp_path / splits
+        result = CliRunner().invoke(cli, ["train", "--data", str(tmp_path / "stills"), "--out", str(out), "--epochs", "1", "--device", "cpu", "--train-splits", splits])
+        assert result.exit_code == 0, result.output
+        steps[splits] = load_checkpoint(out / "checkpoint.pth.tar")[1]["schedule"]["last_epoch"]
+    assert steps == {"train": 1, "train,test": 2}

@@ -1,6 +1,5 @@
 """The `wflwv` command line. Each command is a thin shell over one stage module."""
 
-import functools
 import sys
 from pathlib import Path
 
@@ -67,13 +66,15 @@ def synth(out: Path, preset: str, seed: int, workers: int, force: bool) -> None:
 
 @cli.command()
 @click.option("--data", required=True, type=EXISTING_DIR, help="A WFLW-layout still set (WFLW_annotations/, WFLW_images/).")
-@click.option("--config", default="ldeq_demo", show_default=True, help="Model config: a name in models/ or a TOML path.")
+@click.option("--config", default="ldeq_demo", show_default=True, help="Model config: a shipped name (wflwv/configs/models/) or a TOML path.")
 @click.option("--out", required=True, type=OUT_DIR, help="Run folder: checkpoint.pth.tar and the training log.")
 @click.option("--epochs", type=POSITIVE, help="Override the config's number of epochs.")
 @click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE, help="Seed of the initial weights, the augmentations and the batch order: ensemble members of one config differ by it.")
 @click.option("--force", is_flag=True, help="Start again instead of resuming from the run folder's checkpoint.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device to train on: cpu, cuda or cuda:N (under torchrun, cuda: each process its local GPU).")
+@click.option("--train-splits", default="train", show_default=True, callback=comma_separated(str), help="Still splits trained on (comma-separated): train,test for the paper's oracle members; the logged NME stays the test split's.")
 @click.option("--backend", type=click.Choice(["nccl", "gloo"]), help="Under torchrun: the process group's backend (default: nccl on GPUs, gloo on the CPU).")
-def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, force: bool, backend: str | None) -> None:
+def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, force: bool, device: str, train_splits: tuple[str, ...], backend: str | None) -> None:
     """Train a landmark model on WFLW-format stills (resumes an interrupted run).
 
     Under torchrun (`torchrun --nproc_per_node N -m wflwv train ...`) each process trains one
@@ -81,7 +82,7 @@ def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, for
     """
     from wflwv.train import train as run_training
 
-    checkpoint = run_training(data, config, out, epochs=epochs, seed=seed, force=force, backend=backend)
+    checkpoint = run_training(data, config, out, epochs=epochs, seed=seed, force=force, device=device, backend=backend, train_splits=train_splits)
     click.echo(f"checkpoint: {checkpoint}")
 
 
@@ -223,11 +224,14 @@ def byte_rate(ctx, param, value: str | None) -> float | None:
 @click.option("--timeout", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Seconds without data before a connection is given up.")
 @click.option("--rate-limit", callback=byte_rate, help="Bandwidth of each download in bytes per second, such as 2M (yt-dlp's ratelimit).")
 @click.option("--min-interval", default=1.0, show_default=True, type=NON_NEGATIVE_FLOAT, help="Seconds between the starts of any two downloads, across all workers.")
+@click.option("--allow-nc", is_flag=True, help="Also accept NonCommercial Creative Commons licences (CC BY-NC, CC BY-NC-SA).")
+@click.option("--allow-nd", is_flag=True, help="Also accept NoDerivatives Creative Commons licences (CC BY-ND).")
+@click.option("--trust-cc-search", is_flag=True, help="A search result whose metadata has no licence row counts as CC BY, on the evidence of YouTube's Creative Commons search filter.")
 @click.option("--keep-downloads", is_flag=True, help="Keep the full downloads in stages/scrape/downloads/.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: one video at a time; ray: as many as the Ray instance has CPUs.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
 @click.option("--force", is_flag=True, help="Redo candidates already finished (and searches already made).")
-def scrape(out: Path, queries: Path | None, per_query: int, ids: Path | None, urls: Path | None, info_json: Path | None, cookies: Path | None, max_height: int, window_seconds: float, retries: int, backoff: float, timeout: float, rate_limit: float | None, min_interval: float, keep_downloads: bool, executor: str, address: str | None, force: bool) -> None:
+def scrape(out: Path, queries: Path | None, per_query: int, ids: Path | None, urls: Path | None, info_json: Path | None, cookies: Path | None, max_height: int, window_seconds: float, retries: int, backoff: float, timeout: float, rate_limit: float | None, min_interval: float, allow_nc: bool, allow_nd: bool, trust_cc_search: bool, keep_downloads: bool, executor: str, address: str | None, force: bool) -> None:
     """Download Creative Commons videos and cut frame-accurate windows, with a manifest of every candidate."""
     from wflwv.pipeline.stage import Executor
     from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_info_jsons, read_queries, read_urls, search, summary
@@ -238,7 +242,7 @@ def scrape(out: Path, queries: Path | None, per_query: int, ids: Path | None, ur
         raise click.UsageError("give one source: --queries, --ids, --urls or --info-json (or --ids with --info-json)")
     if cookies and not cookies.is_file():
         raise WflwvError(cookies, "no such cookies file")
-    fetch = FetchSettings(max_height, cookies, timeout, retries, backoff, rate_limit, min_interval)
+    fetch = FetchSettings(max_height, cookies, timeout, retries, backoff, rate_limit, min_interval, allow_nc, allow_nd, trust_cc_search)
     if queries:
         candidates = search(read_queries(queries), per_query, out, fetch, force=force)
     elif ids:
@@ -260,50 +264,59 @@ def scrape(out: Path, queries: Path | None, per_query: int, ids: Path | None, ur
 @click.option("--max-gap", default=10, show_default=True, type=NON_NEGATIVE, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
 @click.option("--min-face", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="A video fails unless the main face is on at least this share of its frames.")
 @click.option("--smoothing", default=0.1, show_default=True, type=NON_NEGATIVE_FLOAT, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
-@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Box calibration JSON to use, or to write with --fit-calibration [default: models/box_calibration.json].")
-@click.option("--fit-calibration", "fit_stills", type=EXISTING_DIR, help="Refit the calibration on this WFLW-layout still set, write it to --calibration and stop.")
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), help="Box calibration JSON to use, or to write with --fit-calibration [default: BUILD/box_calibration.json when there is one, else the shipped calibration].")
+@click.option("--fit-calibration", "fit_stills", type=EXISTING_DIR, help="Refit the calibration on this WFLW-layout still set, write it to --calibration (or BUILD/box_calibration.json) and stop; the shipped file is never overwritten.")
 @click.option("--split", default="train", show_default=True, help="Still split that --fit-calibration fits on.")
-@click.option("--predictor", type=EXISTING_FILE, help="With --fit-calibration: fit the landmark map on this checkpoint's landmarks instead of the true ones.")
+@click.option("--predictor", "predictors", multiple=True, type=EXISTING_FILE, help="With --fit-calibration: fit the landmark map on this checkpoint's landmarks instead of the true ones (repeat: their mean).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run videos in this process or on Ray.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
 @click.option("--force", is_flag=True, help="Redo videos already done.")
 def boxes(build: Path | None, from_landmarks: bool, round_number: int, device: str, batch_size: int, max_side: int, max_gap: int, min_face: float,
-          smoothing: float, calibration: Path | None, fit_stills: Path | None, split: str, predictor: Path | None, executor: str, address: str | None, force: bool) -> None:
+          smoothing: float, calibration: Path | None, fit_stills: Path | None, split: str, predictors: tuple[Path, ...], executor: str, address: str | None, force: bool) -> None:
     """Face boxes for every video of a build folder: MTCNN, tracked, calibrated and smoothed, or bootstrapped from landmarks."""
-    from wflwv.boxes import DEFAULT_CALIBRATION, BoxSettings, TrackSettings, fit_calibration, run_boxes
+    from wflwv.boxes import BoxSettings, TrackSettings, build_calibration, calibration_for, fit_calibration, members_predictor, run_boxes
     from wflwv.boxes.stage import summary
     from wflwv.pipeline.stage import Executor
 
-    calibration = calibration or DEFAULT_CALIBRATION
     if fit_stills is not None:
-        predict = None
-        if predictor is not None:
-            from wflwv.models import load_checkpoint
-            from wflwv.stills import predict_stills
-
-            model, _ = load_checkpoint(predictor, device)
-            predict = functools.partial(predict_stills, model.to(device), device=device)
-        fitted = fit_calibration(fit_stills, split, device, predict=predict)
+        if calibration is None and build is None:
+            raise click.UsageError("--fit-calibration writes to --calibration FILE or to BUILD/box_calibration.json (--build BUILD)")
+        calibration = calibration or build_calibration(build)
+        fitted = fit_calibration(fit_stills, split, device, predict=members_predictor(predictors, device) if predictors else None)
         fitted.save(calibration)
         click.echo(f"box calibration fitted on {fitted.faces} faces of {fit_stills} ({split}), written to {calibration}")
         return
     if build is None:
         raise click.UsageError("--build is required (or --fit-calibration to refit the calibration)")
+    calibration = calibration or calibration_for(build)
     settings = BoxSettings(device, batch_size, max_side or None, min_face, smoothing, calibration, TrackSettings(max_gap=max_gap))
     manifest = run_boxes(build, settings, from_landmarks, round_number, Executor(executor, address), force)
     click.echo(summary(manifest))
     exit_if_failed(manifest)
 
 
+@cli.command()
+@click.option("--pipeline", default="wflwv", show_default=True, help="The pipeline to check for: a path, or a shipped pipeline's name.")
+@click.option("--cookies", type=IN_FILE, help="The cookies file scrape will be given (default: the pipeline's [scrape.fetch] cookies).")
+def doctor(pipeline: str, cookies: Path | None) -> None:
+    """Check what the real reproduction needs (JavaScript runtime, cookies, GPU, WFLW, ID lists, disk, ffmpeg, box calibration) and how to fix what is missing; exit 1 if something required is."""
+    from wflwv.doctor import diagnose, report
+
+    checks = diagnose(pipeline, cookies)
+    click.echo(report(checks))
+    if any(check.required and not check.ok for check in checks):
+        sys.exit(1)
+
+
 @cli.command("run")
-@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("pipeline")
 @click.option("--only", default=None, callback=lambda ctx, param, value: tuple(value.split(",")) if value else (), help="Run only these steps (comma-separated), e.g. label,split.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for training, detection and labelling: cpu, cuda or cuda:N.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run the per-video stages in this process or on Ray.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
 @click.option("--force", is_flag=True, help="Redo every item of every step.")
-def run(pipeline: Path, only: tuple[str, ...], device: str, executor: str, address: str | None, force: bool) -> None:
-    """Run a pipeline file: the whole WFLW-V construction (world, members, scrape, boxes, label, split, export, oracle, bench), resumable."""
+def run(pipeline: str, only: tuple[str, ...], device: str, executor: str, address: str | None, force: bool) -> None:
+    """Run a pipeline file (a path, or a shipped one's name: demo, wflwv): the whole WFLW-V construction (world, members, scrape, boxes, label, split, export, oracle, bench), resumable."""
     from wflwv.pipeline.run import STEPS, run_pipeline
     from wflwv.pipeline.stage import Executor
 
@@ -385,7 +398,7 @@ def verify(root: Path) -> None:
 
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("--model", required=True, help="An LDEQ checkpoint path (wflwv's or the authors' .pth.tar), or a config name in models/ (then --checkpoint).")
+@click.option("--model", required=True, help="An LDEQ checkpoint path (wflwv's or the authors' .pth.tar), or a shipped config name (wflwv/configs/models/; then --checkpoint).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="The weights for a config name given as --model.")
 @click.option("--out", type=OUT_FILE, help="Landmarks file, .parquet or .csv [default: VIDEO's name with .landmarks.parquet].")
 @click.option("--overlay", type=OUT_FILE, help="Also write this mp4: the video with the landmarks drawn.")

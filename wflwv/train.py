@@ -94,23 +94,26 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def train(data: Path, config_name: str, out: Path, epochs: int | None = None, seed: int = 0, force: bool = False, device: str | None = None, backend: str | None = None) -> Path:
+def train(data: Path, config_name: str, out: Path, epochs: int | None = None, seed: int = 0, force: bool = False, device: str | None = None, backend: str | None = None,
+          train_splits: tuple[str, ...] = ("train",)) -> Path:
     """Train the model of `config_name` on the stills in `data`; returns the checkpoint path.
 
     `seed` draws the initial weights, the augmentations and the batch order: ensemble members of one
     config differ by it. Launched by torchrun, this is one process of a data-parallel run (see
     wflwv.distributed and docs/cluster.md): the config's batch size is per process, and rank 0
-    evaluates and writes.
+    evaluates and writes. The model trains on the faces of `train_splits` (the paper's oracle members:
+    train and test); the NME it logs is always the test split's.
     """
     with distributed.process_group(device or default_device(), backend) as (world, device):
-        return train_in(world, data, config_name, out, epochs, seed, force, device)
+        return train_in(world, data, config_name, out, epochs, seed, force, device, train_splits)
 
 
-def train_in(world: distributed.World, data: Path, config_name: str, out: Path, epochs: int | None, seed: int, force: bool, device: str) -> Path:
+def train_in(world: distributed.World, data: Path, config_name: str, out: Path, epochs: int | None, seed: int, force: bool, device: str,
+             train_splits: tuple[str, ...] = ("train",)) -> Path:
     config = load_config(config_name)
     settings = TrainSettings.from_config(config, epochs, source=config_name)
     stills = WflwStills(data)
-    train_faces, test_faces = stills.faces("train"), stills.faces("test")
+    train_faces, test_faces = [face for split in train_splits for face in stills.faces(split)], stills.faces("test")
     if not train_faces or not test_faces:
         raise WflwvError(data, "training needs faces in both the train and the test annotation files")
     stills.check_images(train_faces + test_faces)

@@ -4,12 +4,13 @@ Landmark models are trained on crops of their stills' annotated boxes (WFLW's re
 `wflwv.synth.scene.face_box` in the synthetic world). An MTCNN box sits differently on the face,
 and so does the tight box of a set of landmarks. A BoxMap moves a box's centre by a fraction of its
 width and height and scales its width and height; one is fitted for each source on still faces
-with ground truth, and the pair is stored as data (models/box_calibration.json).
+with ground truth, and the pair is stored as data (shipped: wflwv/configs/box_calibration.json).
 """
 
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,10 @@ import numpy as np
 from wflwv import io
 from wflwv.boxes.detect import detect_frames
 from wflwv.boxes.track import iou
+from wflwv.configs import BOX_CALIBRATION as DEFAULT_CALIBRATION
 from wflwv.data.wflw import Face, WflwStills
 from wflwv.errors import WflwvError
 
-DEFAULT_CALIBRATION = Path(__file__).resolve().parents[2] / "models" / "box_calibration.json"
 MIN_MATCH_IOU = 0.3  # a detection overlapping the annotated box less is not that face
 StillsPredictor = Callable[[WflwStills, list[Face]], np.ndarray]  # (stills, faces) -> landmarks (faces, 98, 2), image pixels
 
@@ -73,8 +74,8 @@ class Calibration:
         io.save_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_CALIBRATION) -> "Calibration":
-        path = Path(path)
+    def load(cls, path: str | Path | Traversable = DEFAULT_CALIBRATION) -> "Calibration":
+        path = Path(path) if isinstance(path, str) else path
         if not path.is_file():
             raise WflwvError(path, "no such box calibration file (fit one with `wflwv boxes --fit-calibration STILLS`)")
         try:
@@ -82,6 +83,26 @@ class Calibration:
             return cls(BoxMap(**data.pop("detector")), BoxMap(**data.pop("landmarks")), **data)
         except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as error:
             raise WflwvError(path, f"not a box calibration ({type(error).__name__}: {error})") from None
+
+
+def build_calibration(build: str | Path) -> Path:
+    """Where a build folder keeps its own calibration, refitted on real stills (`make reproduce`)."""
+    return Path(build) / "box_calibration.json"
+
+
+def calibration_for(build: str | Path) -> Path | Traversable:
+    """The build's own calibration when it has one, else the shipped one (fitted on the synthetic world)."""
+    own = build_calibration(build)
+    return own if own.is_file() else DEFAULT_CALIBRATION
+
+
+def members_predictor(checkpoints: list[Path], device: str = "cpu") -> StillsPredictor:
+    """Still landmarks as the mean of these checkpoints' predictions: the landmark map of a labelling ensemble."""
+    from wflwv.models import load_checkpoint
+    from wflwv.stills import predict_stills
+
+    models = [load_checkpoint(path, device)[0] for path in checkpoints]
+    return lambda stills, faces: np.mean([predict_stills(model, stills, faces, device=device) for model in models], axis=0)
 
 
 def tight_boxes(landmarks: np.ndarray) -> np.ndarray:

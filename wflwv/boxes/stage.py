@@ -18,6 +18,7 @@ smoothing and after.
 import dataclasses
 import functools
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ class BoxSettings:
     max_side: int | None = 640  # frames larger than this are detected downscaled
     min_face: float = 0.5  # share of frames that must show the main face
     smoothing: float = SMOOTHING_SECONDS
-    calibration: Path = DEFAULT_CALIBRATION
+    calibration: Path | Traversable = DEFAULT_CALIBRATION
     track: TrackSettings = field(default_factory=TrackSettings)
 
 

@@ -1,6 +1,6 @@
 """Landmark models: configs as data, a family registry, checkpoints in the authors' released format.
 
-A model config is a TOML file in the repository's models/ folder: `family` names a registered
+A model config is a TOML file shipped in the package (wflwv/configs/models/) or a user's own path: `family` names a registered
 builder and `[args]` holds its options under the release's names; a `[train]` table, if any, is
 the training loop's. A checkpoint is a torch.save'd dict with `args` (an argparse.Namespace),
 `state_dict`, and extra keys such as the optimizer state; the authors' checkpoints load as they are.
@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from wflwv.configs import MODELS, named_or_path, shipped_names
 from wflwv.errors import WflwvError
 from wflwv.io import atomic_path
 from wflwv.models.heatmaps import HeatmapOutput, LandmarkOutput
@@ -27,7 +28,6 @@ from wflwv.models.regression import Regression
 from wflwv.models.stats import multiply_adds, param_count
 from wflwv.models.unet import UNet
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_FAMILY = "ldeq"  # the released checkpoints carry no family: they are all LDEQs
 SAFE_GLOBALS = [argparse.Namespace]  # all a released checkpoint needs beyond tensors and containers
 
@@ -50,16 +50,13 @@ register_family("regression", Regression)
 
 
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
-    """Read a model config: a name such as "ldeq_demo" (from models/) or a path to a TOML file.
+    """Read a model config: a name such as "ldeq_demo" (shipped in wflwv/configs/models/) or a path to a TOML file.
 
     The config is checked by building its model on the meta device (no memory, no weights).
     """
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = CONFIG_DIR / f"{name_or_path}.toml"
+    path = named_or_path(name_or_path, MODELS)
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-        raise WflwvError(path, f"no such model config (known names: {known})")
+        raise WflwvError(path, f"no such model config (known names: {', '.join(shipped_names(MODELS))})")
     try:
         config = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

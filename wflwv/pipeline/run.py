@@ -15,8 +15,12 @@ rerun after any interruption (SIGKILL included) finishes the job without redoing
     oracle   with a world: the labels against its exact landmarks, by ensemble size
     bench    the leaderboard of the given models on the exported set
 
-Paths in the file are relative to the file's folder. The whole file is checked against SCHEMA before
-any step runs: an unknown key, a value of the wrong type or out of range is one error naming the key.
+A pipeline is a path to a TOML file, or the name of one shipped in wflwv/configs/pipelines/ (`wflwv
+run demo`). Paths in a pipeline file are relative to the file's folder; in a shipped pipeline they are
+relative to the folder the command runs in, and an input it names that is not there (such as
+`queries = "queries.txt"`) is the one shipped beside it. The whole file is checked against SCHEMA
+before any step runs: an unknown key, a value of the wrong type or out of range is one error naming
+the key.
 """
 
 import contextlib
@@ -25,12 +29,14 @@ import os
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 
 from wflwv import schema
+from wflwv.configs import PIPELINES, named_or_path
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS
 from wflwv.pipeline.stage import Executor
@@ -43,7 +49,7 @@ MODEL = "a model config name or checkpoint path"  # a path when it names a check
 SCHEMA = {
     "build": PATH,
     "world": {"out": PATH, "preset": str, "seed": schema.NON_NEGATIVE, "workers": schema.POSITIVE},
-    "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE},
+    "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE, "train_splits": [("train", "test")]},
     "scrape": {
         "source": ("loopback", "queries", "ids", "urls"), "queries": PATH, "ids": PATH, "urls": PATH, "per_query": schema.POSITIVE,
         "window_seconds": schema.POSITIVE_FLOAT, "keep_downloads": bool,
@@ -51,7 +57,7 @@ SCHEMA = {
                   "backoff": schema.NON_NEGATIVE_FLOAT, "rate_limit": schema.POSITIVE_FLOAT, "min_interval": schema.NON_NEGATIVE_FLOAT},
     },
     "boxes": {"min_face": schema.Number(float, 0, 1), "rounds": schema.NON_NEGATIVE, "batch_size": schema.POSITIVE, "max_side": schema.NON_NEGATIVE,
-              "max_gap": schema.NON_NEGATIVE, "smoothing": schema.NON_NEGATIVE_FLOAT, "calibration": PATH},
+              "max_gap": schema.NON_NEGATIVE, "smoothing": schema.NON_NEGATIVE_FLOAT, "calibration": PATH, "fit_calibration": bool},
     "label": {"members": [PATH], "corrections": PATH, "batch_size": schema.POSITIVE},
     "split": {"k": schema.POSITIVE},
     "export": {"out": PATH},
@@ -66,7 +72,7 @@ console = Console()
 class Build:
     """What the steps share: the pipeline's settings and what earlier steps made."""
 
-    path: Path
+    path: Path | Traversable
     spec: dict
     executor: Executor
     device: str
@@ -104,8 +110,14 @@ class Build:
             raise WflwvError(self.path, f"[{step}] needs `{key}`")
         return self.table(step)[key]
 
+    def input_path(self, step: str, key: str) -> Path | Traversable:
+        """An input file named in the pipeline: in the working folder, else beside the pipeline file."""
+        path = Path(self.require(step, key))
+        beside = self.path.parent / str(path) if not path.is_absolute() else path
+        return beside if not path.exists() and beside.is_file() else path
 
-def read_pipeline(path: Path) -> dict:
+
+def read_pipeline(path: Path | Traversable) -> dict:
     if not path.is_file():
         raise WflwvError(path, "no such pipeline file")
     try:
@@ -115,6 +127,11 @@ def read_pipeline(path: Path) -> dict:
     if not isinstance(spec.get("build"), str):
         raise WflwvError(path, "needs `build = \"FOLDER\"`, the build folder")
     return checked_table(path, spec, SCHEMA, [])
+
+
+def paths_base(path: Path | Traversable) -> Path:
+    """The folder a pipeline's paths are relative to: the file's own, or the working folder for a shipped pipeline."""
+    return Path() if Path(str(path)).is_relative_to(Path(str(PIPELINES))) else Path(str(path)).parent
 
 
 def checked_table(path: Path, table: dict, rules: dict, where: list[str]) -> dict:
@@ -149,20 +166,26 @@ def checked_value(path: Path, value, rule, name: str):
     kind = bool if rule is bool else str
     if not isinstance(value, kind):
         raise WflwvError(path, f"{name}: expected {'true or false' if kind is bool else 'a string'}, got {value!r}")
-    beside = os.path.normpath(path.parent / value) if kind is str else None
+    beside = os.path.normpath(paths_base(path) / value) if kind is str else None
     if rule is PATH or (rule is MODEL and (value.endswith(".pth.tar") or os.path.isfile(beside))):
         return beside
     return value
 
 
-def run_pipeline(path: Path, executor: Executor = Executor(), device: str = "cpu", force: bool = False, only: tuple[str, ...] = ()) -> None:
-    """Run the steps of a pipeline file (all of them, or those in `only`), in order."""
-    build = Build(Path(path), read_pipeline(Path(path)), executor, device, force)
+def pipeline_path(name_or_path: str | Path) -> Path | Traversable:
+    """A pipeline file's path as it is; a bare name as the shipped pipelines/<name>.toml."""
+    return named_or_path(name_or_path, PIPELINES)
+
+
+def run_pipeline(path: str | Path, executor: Executor = Executor(), device: str = "cpu", force: bool = False, only: tuple[str, ...] = ()) -> None:
+    """Run the steps of a pipeline file (a path, or a shipped pipeline's name: all of them, or those in `only`), in order."""
+    path = pipeline_path(path)
+    build = Build(path, read_pipeline(path), executor, device, force)
     steps = [step for step in STEPS if step in build.spec and (not only or step in only)]
     if "scrape" in steps and build.table("scrape").get("source") == "ids":
         from wflwv.scrape import read_ids
 
-        read_ids(Path(build.require("scrape", "ids")))  # a missing list stops the run now, not after the members have trained
+        read_ids(Path(build.input_path("scrape", "ids")))  # a missing list stops the run now, not after the members have trained
     for step in steps:
         console.rule(f"[bold]{step}")
         STEP_FUNCTIONS[step](build)
@@ -181,7 +204,7 @@ def members(build: Build) -> None:
 
     for config, seed, out in build.member_runs():
         console.print(f"member {config}, seed {seed}")
-        train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, force=build.force, device=build.device)
+        train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, force=build.force, device=build.device, train_splits=tuple(build.table("members").get("train_splits", ["train"])))
 
 
 def scrape(build: Build) -> None:
@@ -196,11 +219,11 @@ def scrape(build: Build) -> None:
         with loopback_candidates(build) as candidates:
             manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
     elif source == "queries":
-        candidates = search(read_queries(Path(build.require("scrape", "queries"))), table.get("per_query", 10), build.root, settings.fetch, build.force)
+        candidates = search(read_queries(build.input_path("scrape", "queries")), table.get("per_query", 10), build.root, settings.fetch, build.force)
         manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
     else:
         reader = read_ids if source == "ids" else read_urls
-        manifest = run_scrape(build.root, reader(Path(build.require("scrape", source))), settings, build.executor, build.force)
+        manifest = run_scrape(build.root, reader(build.input_path("scrape", source)), settings, build.executor, build.force)
     console.print(f"scrape: {summary(manifest)}")
 
 
@@ -221,20 +244,37 @@ def loopback_candidates(build: Build) -> Iterator[list]:
 
 
 def boxes(build: Build) -> None:
-    from wflwv.boxes import BoxSettings, TrackSettings, run_boxes
+    from wflwv.boxes import BoxSettings, TrackSettings, calibration_for, run_boxes
     from wflwv.boxes.stage import summary as boxes_summary
 
     table = build.table("boxes")
+    if table.get("fit_calibration"):
+        fit_build_calibration(build)
     default = BoxSettings()
     settings = BoxSettings(
         build.device, table.get("batch_size", default.batch_size), table.get("max_side", default.max_side) or None, table.get("min_face", default.min_face),
-        table.get("smoothing", default.smoothing), Path(table.get("calibration", default.calibration)), TrackSettings(max_gap=table.get("max_gap", default.track.max_gap)),
+        table.get("smoothing", default.smoothing), Path(table["calibration"]) if "calibration" in table else calibration_for(build.root),
+        TrackSettings(max_gap=table.get("max_gap", default.track.max_gap)),
     )
     console.print(f"boxes: {boxes_summary(run_boxes(build.root, settings, executor=build.executor, force=build.force))}")
     for round_number in range(1, table.get("rounds", 0) + 1):
         label(build)
         manifest = run_boxes(build.root, settings, from_landmarks=True, round_number=round_number, executor=build.executor, force=build.force)
         console.print(f"boxes, bootstrap round {round_number}: {boxes_summary(manifest)}")
+
+
+def fit_build_calibration(build: Build) -> None:
+    """The box calibration refitted on the pipeline's stills, its landmark map on the members' mean
+    prediction, into BUILD/box_calibration.json (once; again with --force)."""
+    from wflwv.boxes import build_calibration, fit_calibration, members_predictor
+
+    path = build_calibration(build.root)
+    if path.is_file() and not build.force:
+        console.print(f"box calibration: {path} (already fitted)")
+        return
+    fitted = fit_calibration(build.stills, "train", build.device, predict=members_predictor(member_checkpoints(build), build.device))
+    fitted.save(path)
+    console.print(f"box calibration fitted on {fitted.faces} faces of {build.stills}, written to {path}")
 
 
 def label(build: Build) -> None:

@@ -14,7 +14,6 @@ video, no format small enough) is not retried. A retried download resumes its `.
 import contextlib
 import fcntl
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,9 @@ from yt_dlp.networking.exceptions import HTTPError
 from yt_dlp.utils import DownloadError, ExtractorError
 
 from wflwv.data.video import probe
+from wflwv.scrape.licence import LicenceDecision, LicencePolicy, decide
+from wflwv.scrape.runtime import js_runtimes
 from wflwv.scrape.sources import Candidate, load_info_json
-
-CREATIVE_COMMONS = re.compile(r"creative\s*commons|\bcc[\s-]?(by|0)\b", re.IGNORECASE)
 
 LOG = logging.getLogger("wflwv.scrape.yt_dlp")
 LOG.addHandler(logging.NullHandler())  # failures go to the manifest; configure logging to see yt-dlp's messages
@@ -42,6 +41,13 @@ class FetchSettings:
     backoff: float = 2.0  # seconds before the first retry, doubled before each next one
     rate_limit: float | None = None  # bytes per second of each download (yt-dlp's ratelimit)
     min_interval: float = 0.0  # seconds between the starts of any two attempts, whatever the process
+    allow_nc: bool = False  # accept NonCommercial Creative Commons licences
+    allow_nd: bool = False  # accept NoDerivatives Creative Commons licences
+    trust_cc_search: bool = False  # a search result with no licence anywhere counts as CC BY (the search's filter)
+
+    @property
+    def licence_policy(self) -> LicencePolicy:
+        return LicencePolicy(self.allow_nc, self.allow_nd, self.trust_cc_search)
 
 
 @dataclass(frozen=True)
@@ -49,17 +55,13 @@ class Fetched:
     info: dict | None  # the metadata, when it could be read
     path: Path | None  # the downloaded media, when it was downloaded
     attempts: int
-    refusal: str | None = None  # why the licence gate refused it
+    licence: LicenceDecision | None = None  # the licence gate's decision, once the metadata was read
     failure: str | None = None  # why it could not be fetched
 
-
-def licence_refusal(licence: str | None) -> str | None:
-    """None when the licence is Creative Commons, else the reason for refusing the video."""
-    if not licence:
-        return "no licence in the metadata"
-    if not CREATIVE_COMMONS.search(licence):
-        return f"licence {licence!r} is not Creative Commons"
-    return None
+    @property
+    def refusal(self) -> str | None:
+        """Why the licence gate refused it."""
+        return self.licence.refusal if self.licence else None
 
 
 def ytdl_params(settings: FetchSettings, folder: Path) -> dict:
@@ -73,6 +75,7 @@ def ytdl_params(settings: FetchSettings, folder: Path) -> dict:
         "fragment_retries": 0,
         "extractor_retries": 0,
         "noplaylist": True,
+        "js_runtimes": js_runtimes(),  # YouTube's formats need its challenges solved (wflwv.scrape.runtime)
         "quiet": True,
         "no_warnings": True,
         "noprogress": True,
@@ -82,25 +85,25 @@ def ytdl_params(settings: FetchSettings, folder: Path) -> dict:
 
 def fetch(candidate: Candidate, settings: FetchSettings, folder: Path, start_lock: Path) -> Fetched:
     """Metadata, licence gate and download of one candidate into `folder`, retried as the settings say."""
-    info, attempts = None, 0
+    info, licence, attempts = None, None, 0
     while True:
         attempts += 1
         wait_for_start(start_lock, settings.min_interval)
         try:
             with yt_dlp.YoutubeDL(ytdl_params(settings, folder)) as ydl:
                 info = metadata(ydl, candidate)
-                refusal = licence_refusal(info.get("license") or candidate.licence)
-                if refusal:
-                    return Fetched(info, None, attempts, refusal=refusal)
+                licence = decide(info.get("license"), candidate.licence, candidate.query, settings.licence_policy)
+                if licence.refusal:
+                    return Fetched(info, None, attempts, licence)
                 downloaded = ydl.process_ie_result(info, download=True)
             path = Path(downloaded["requested_downloads"][0]["filepath"])
             height = probe(path).height  # a format of unknown height may be chosen: check what came
             if height > settings.max_height:
-                return Fetched(info, None, attempts, failure=f"the video is {height} pixels high, more than {settings.max_height}")
-            return Fetched(info, path, attempts)
+                return Fetched(info, None, attempts, licence, failure=f"the video is {height} pixels high, more than {settings.max_height}")
+            return Fetched(info, path, attempts, licence)
         except (DownloadError, ExtractorError) as error:  # format selection raises ExtractorError itself
             if attempts > settings.retries or not is_retryable(error):
-                return Fetched(info, None, attempts, failure=describe(error))
+                return Fetched(info, None, attempts, licence, failure=describe(error))
         time.sleep(settings.backoff * 2 ** (attempts - 1))
 
 

@@ -26,7 +26,7 @@ from wflwv import io
 from wflwv.errors import WflwvError
 from wflwv.pipeline.stage import Executor, Stage, read_row, run_stage
 from wflwv.scrape.cut import cut_window, find_face_window
-from wflwv.scrape.fetch import FetchSettings, fetch, ytdl_params
+from wflwv.scrape.fetch import Fetched, FetchSettings, fetch, ytdl_params
 from wflwv.scrape.sources import SAFE_NAME, Candidate, search_candidates, search_url
 
 STAGE = "scrape"
@@ -85,7 +85,7 @@ def scrape_candidate(out: Path, candidates: dict[str, Candidate], settings: Scra
     done = False
     try:
         fetched = fetch(candidate, settings.fetch, downloads, stage_folder(out) / "start.lock")
-        row |= {"attempts": fetched.attempts, **metadata_columns(fetched.info, candidate)}
+        row |= {"attempts": fetched.attempts, **metadata_columns(fetched.info, candidate), **licence_columns(fetched)}
         if fetched.refusal or fetched.failure:
             return {**row, "status": "refused" if fetched.refusal else "failed", "reason": fetched.refusal or fetched.failure}
         window, chosen = candidate.window, "list"
@@ -106,7 +106,13 @@ def scrape_candidate(out: Path, candidates: dict[str, Candidate], settings: Scra
 def metadata_columns(info: dict | None, candidate: Candidate) -> dict:
     info = info or {}
     columns = {key: kind(info[key]) if info.get(key) is not None else None for key, kind in METADATA.items()}
-    return {"url": info.get("webpage_url") or candidate.url, "licence": info.get("license") or candidate.licence, **columns}
+    return {"url": info.get("webpage_url") or candidate.url, **columns}
+
+
+def licence_columns(fetched: Fetched) -> dict:
+    """The licence decided on and its evidence: metadata, list or search (wflwv.scrape.licence)."""
+    decision = fetched.licence
+    return {"licence": decision.licence, "licence_evidence": decision.evidence} if decision else {}
 
 
 def search(queries: list[str], per_query: int, out: Path, settings: FetchSettings, force: bool = False) -> list[Candidate]:
@@ -129,5 +135,7 @@ def search(queries: list[str], per_query: int, out: Path, settings: FetchSetting
 
 
 def summary(manifest: pd.DataFrame) -> str:
+    """Candidates per status, and how many the Creative Commons search filter decided (no licence row)."""
     counts = manifest["status"].value_counts() if len(manifest) else pd.Series(dtype=int)
-    return ", ".join(f"{status} {int(counts.get(status, 0))}" for status in STATUSES)
+    by_search = int((manifest["licence_evidence"] == "search").sum()) if "licence_evidence" in manifest else 0
+    return ", ".join(f"{status} {int(counts.get(status, 0))}" for status in STATUSES) + f"; licence from the search filter alone: {by_search}"
