@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
+STUDY ?= runs/study
 
 
 setup: $(STAMP)
@@ -25,6 +26,11 @@ demo: setup
 	$(BIN)/wflwv train --data $(RUN)/data/stills --config hrnet_demo --out $(RUN)/hrnet
 	$(BIN)/wflwv bench --model $(RUN)/ldeq/checkpoint.pth.tar --model $(RUN)/hrnet/checkpoint.pth.tar --stills $(RUN)/data/stills --videos $(RUN)/data/videos --out $(RUN)/bench
 	$(BIN)/wflwv report $(RUN)/bench
+
+# Every demo model trained from seeds 0, 1 and 2 and benchmarked: leaderboards as mean ± sd over seeds, RwR's effect per seed.
+study: setup
+	$(BIN)/wflwv synth --out $(RUN)/data --preset demo
+	$(BIN)/wflwv study --world $(RUN)/data --out $(STUDY)
 
 # WFLW-V built end to end on the synthetic world (scraped over loopback), then benchmarked.
 pipeline: setup

@@ -49,10 +49,16 @@ from wflwv.report import (
 from wflwv.stills import predict_crops
 
 
+# The paper's adaptive RwR: 2 iterations, 1 where the relative residual from the previous frame's z*
+# is below this (the frames almost identical). See docs/equilibrium.md for how it was chosen.
+ADAPTIVE_TOL = 0.02
+
+
 @dataclass(frozen=True)
 class BenchSettings:
     slots: int = DEFAULT_SLOTS
     rwr_iters: tuple[int, ...] = (1, 2, 3)
+    adaptive_tol: float | None = ADAPTIVE_TOL  # RwR (adaptive)'s residual tolerance; None: no such row
     filters: tuple[str, ...] = tuple(FILTERS)
     nmf_definition: str = "paper"
     norm: str = "interocular"
@@ -75,6 +81,7 @@ class ModelRun:
     name: str
     warm_start: bool
     max_iters: int | None
+    tol: float | None = None  # the solver's tolerance, when not the config's
 
 
 def load_models(checkpoints: list[Path], device: str) -> list[BenchModel]:
@@ -92,6 +99,8 @@ def model_runs(model: torch.nn.Module, settings: BenchSettings) -> list[ModelRun
     runs = [ModelRun("raw", warm_start=False, max_iters=None)]
     if is_deq(model):
         runs += [ModelRun(f"RwR ({cap} it)", warm_start=True, max_iters=cap) for cap in settings.rwr_iters]
+        if settings.adaptive_tol is not None:
+            runs.append(ModelRun(f"RwR (adaptive, {settings.adaptive_tol:g})", warm_start=True, max_iters=2, tol=settings.adaptive_tol))
     return runs
 
 
@@ -162,7 +171,7 @@ def predict_run(model, items: dict[str, VideoItem], run: ModelRun, folder: Path,
     if todo:
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
         start, frames = time.perf_counter(), 0
-        predictions = predict_videos(model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device)
+        predictions = predict_videos(model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, tol=run.tol, device=settings.device)
         for prediction in track(predictions, total=len(todo), description=f"{run.name}: videos"):
             save_npz(folder / f"{prediction.id}.npz", landmarks=prediction.landmarks, iterations=prediction.iterations, residuals=prediction.residuals)
             frames += len(prediction.landmarks)

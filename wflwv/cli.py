@@ -101,6 +101,22 @@ def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | Non
 
 
 @cli.command()
+@click.option("--world", required=True, type=EXISTING_DIR, help="A world from `wflwv synth` (stills/ and videos/).")
+@click.option("--out", required=True, type=OUT_DIR, help="Study folder: seeds/<seed>/ (training runs and bench), the tables over seeds, manifest.parquet.")
+@click.option("--seeds", default="0,1,2", show_default=True, callback=comma_separated(int), help="Training seeds (comma-separated): every config is trained once per seed.")
+@click.option("--configs", default="ldeq_demo,hrnet_demo", show_default=True, callback=comma_separated(str), help="Model configs (comma-separated): names in models/ or TOML paths.")
+@click.option("--epochs", type=int, help="Override every config's number of epochs.")
+@click.option("--force", is_flag=True, help="Retrain and rebench every seed.")
+def study(world: Path, out: Path, seeds: tuple[int, ...], configs: tuple[str, ...], epochs: int | None, force: bool) -> None:
+    """Train every config from several seeds, bench each seed, and write the leaderboards as mean ± sd over seeds and RwR's effect per seed."""
+    from wflwv.study import StudySettings, run_study
+
+    boards = run_study(world, out, StudySettings(seeds, configs, epochs), force=force)
+    click.echo(boards["rwr_study"].markdown)
+    click.echo(f"study tables written to {out}: video_study, still_study, rwr_study (.md, .csv, .parquet)")
+
+
+@cli.command()
 @click.argument("run", type=EXISTING_DIR)
 def report(run: Path) -> None:
     """Write RUN/report.html from a `wflwv bench` output folder: leaderboards, plots, overlay GIFs of the hardest videos."""
