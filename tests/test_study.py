@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_LDEQ, write_wflwv
+from test_bench import run_main
 from test_families import write_config
 from test_train import still_set
 from wflwv.bench import BenchSettings
@@ -77,3 +78,10 @@ def test_a_study_needs_a_world(tmp_path):
     (tmp_path / "world" / "stills").mkdir(parents=True)
     with pytest.raises(WflwvError, match="a study needs a world with stills/ and videos/"):
         run_study(tmp_path / "world", tmp_path / "out")
+
+
+def test_cli_refuses_a_world_without_videos_in_one_line(tmp_path, capsys):
+    (tmp_path / "world" / "stills").mkdir(parents=True)
+    result = run_main(capsys, "study", "--world", tmp_path / "world", "--out", tmp_path / "out", "--seeds", "0")
+    assert result.returncode == 2 and result.stderr == f"error: {tmp_path / 'world' / 'videos'}: a study needs a world with stills/ and videos/ (wflwv synth)\n"
+    assert not (tmp_path / "out").exists()
