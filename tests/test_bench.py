@@ -153,10 +153,11 @@ def test_bench_rerun_reuses_cached_predictions(bench_world, tmp_path):
 def test_cli_benches_a_released_checkpoint_on_wflwv_and_precropped_wflw(tmp_path):
     checkpoint = ldeq_checkpoint(tmp_path / "WFLW_final.pth.tar", seed=2, released=True)
     videos, stills = write_wflwv(tmp_path / "WFLW_V_release"), write_precropped_stills(tmp_path / "WFLW_precropped", size=256)
-    result = run_cli("bench", "--model", checkpoint, "--videos", videos, "--stills", stills, "--out", tmp_path / "out", "--rwr-iters", "1", "--filters", "ema")
+    result = run_cli("bench", "--model", checkpoint, "--videos", videos, "--stills", stills, "--out", tmp_path / "out", "--rwr-iters", "1", "--adaptive-tol", "0.05", "--filters", "ema")
     assert result.returncode == 0, result.stderr
     assert result.stdout.index("| model | params (M)") < result.stdout.index("| model | method |")
     assert "| WFLW_final | RwR (1 it) |" in result.stdout and "NMF as in the paper" in result.stdout
+    assert "| WFLW_final | RwR (adaptive, 0.05) |" in result.stdout
     assert "wflwv report" in result.stdout
 
 

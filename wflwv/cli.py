@@ -75,12 +75,13 @@ def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, for
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
 @click.option("--slots", default=32, show_default=True, help="Video streams batched together (32: see benchmarks/schedules.py).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
+@click.option("--adaptive-tol", type=float, help="RwR (adaptive): 2 iterations per frame, 1 where the relative residual from the previous frame's z* is below this (0: no such row) [default: 0.02].")
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=comma_separated(str), help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True, help="NMF definition: the paper's, or the authors' released NMJ.")
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
+def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], adaptive_tol: float | None, filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
     """Leaderboards of one or more models: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost)."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.filters import FILTERS
@@ -91,7 +92,8 @@ def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | Non
     unknown = [name for name in filters if name not in FILTERS]
     if unknown:
         raise click.BadParameter(f"unknown filter {unknown[0]!r}, expected some of {', '.join(FILTERS)}", param_hint="--filters")
-    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device)
+    adaptive = {} if adaptive_tol is None else {"adaptive_tol": adaptive_tol or None}
+    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, **adaptive)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)
