@@ -203,8 +203,9 @@ class DEQLayer(nn.Module):
     autograd, one tracked evaluation of the cell at z*, and the implicit gradient (a backward
     fixed-point solve with the same solver and cap); "explicit": explicit_depth tracked evaluations
     of the cell from z0, backpropagated through all of them. max_iters, when given, replaces the
-    cap or the depth, and tol the config's tolerance (in its stop mode). jacobian_vectors > 0 (implicit training only) adds the Hutchinson estimate of
-    ||df/dz||_F^2 / dim(z) at z* from that many random vectors.
+    cap or the depth, and tol the config's tolerance (in its stop mode). jacobian_vectors > 0
+    (implicit training only) adds the Hutchinson estimate of ||df/dz||_F^2 / dim(z) at z* from
+    that many random vectors (jacobian_frobenius).
     """
 
     def __init__(self, cell: Cell, args: argparse.Namespace):
