@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
+STUDY ?= runs/study
 
 
 setup: $(STAMP)
@@ -28,6 +29,11 @@ demo: setup
 	printf '%s\n' '{"name": "LDEQ + HRNet ensemble", "description": "wflwv label: the two demo models, heatmaps averaged per frame", "parameters": {}, "causal": true}' > $(RUN)/ensemble/landmarks/method.json
 	$(BIN)/wflwv bench --model $(RUN)/ldeq/checkpoint.pth.tar --model $(RUN)/hrnet/checkpoint.pth.tar --predictions ensemble=$(RUN)/ensemble/landmarks --stills $(RUN)/data/stills --videos $(RUN)/data/videos --out $(RUN)/bench
 	$(BIN)/wflwv report $(RUN)/bench
+
+# Every demo model trained from seeds 0, 1 and 2 and benchmarked: leaderboards as mean ± sd over seeds, RwR's effect per seed.
+study: setup
+	$(BIN)/wflwv synth --out $(RUN)/data --preset demo
+	$(BIN)/wflwv study --world $(RUN)/data --out $(STUDY)
 
 # WFLW-V built end to end on the synthetic world (scraped over loopback), then benchmarked.
 pipeline: setup

@@ -87,6 +87,29 @@ def test_warm_start_with_cap_k_spends_exactly_k_iterations_after_the_first_frame
         assert prediction.iterations.tolist() == [cap] * LENGTHS[prediction.id]  # the release's schedule
 
 
+def test_the_adaptive_rule_stops_after_one_iteration_where_the_residual_is_below_its_tolerance():
+    model = tiny_ldeq(rel_diff_target=0.0, max_iters=5)  # no tolerance of its own: the rule's decides
+    one = predict(model, max_iters=1, first_frame_max_iters=1)
+    for video_id, prediction in predict(model, max_iters=2, tol=1e9).items():
+        assert prediction.iterations.tolist() == [1] * LENGTHS[video_id]  # every frame meets the tolerance, the first too
+        np.testing.assert_allclose(prediction.landmarks, one[video_id].landmarks, atol=1e-5, rtol=0)
+    seen = set()
+    for tol in (0.01, 0.03, 0.09):
+        for video_id, prediction in predict(model, max_iters=2, tol=tol).items():
+            frames, boxes = video(video_id, LENGTHS[video_id])
+            z_star = None
+            for index, (frame, box) in enumerate(zip(frames, boxes)):
+                image = crops_to_tensor(crop(frame, box_to_affine(box, size=64), 64)[None])
+                with torch.no_grad():
+                    first = model(image, z0=z_star, max_iters=1)
+                    z_star = model(image, z0=z_star, max_iters=int(prediction.iterations[index])).z_star
+                if index:  # one iteration exactly where the first one's residual is below the tolerance
+                    assert prediction.iterations[index] == (1 if first.residual.item() < tol else 2)
+                    seen.add(int(prediction.iterations[index]))
+            np.testing.assert_allclose(prediction.landmarks, by_hand(model, video_id, prediction.iterations.tolist(), warm_start=True), atol=1e-4, rtol=0)
+    assert seen == {1, 2}
+
+
 def test_cold_start_solves_every_frame_from_zero():
     model = tiny_ldeq(rel_diff_target=0.0, max_iters=4)
     predicted = predict(model, slots=3, warm_start=False)

@@ -81,8 +81,8 @@ def test_report_renders_tables_plots_and_clips_in_chromium(bench_run, tmp_path):
     assert stills[0][:4] == ["model", "params (M)", "MACs (M)", "latency (ms)"]
     assert [row[0] for row in stills[1:]] == ["ldeq_a", "ldeq_b", "regression"]
     assert len(full) - 1 == len(boards["videos"].table)
-    # per model and prediction set: raw, the best setting of each of the 4 filters, and RwR at each cap for the two LDEQs
-    assert [row[1] for row in summary[1:] if row[0] == "ldeq_a"][0] == "raw" and len(summary) - 1 == 4 * 5 + 2 * 2
+    # per model and prediction set: raw, the best setting of each of the 4 filters; RwR at each cap and adaptive for the two LDEQs
+    assert [row[1] for row in summary[1:] if row[0] == "ldeq_a"][0] == "raw" and len(summary) - 1 == 4 * 5 + 2 * 3
     assert "RwR (2 it)" in {row[1] for row in summary} and "NMF as in the paper" in dom
     # the external prediction set, with intervals, and its paired differences
     noisy = next(row for row in summary if row[:2] == ["noisy_truth", "raw"])

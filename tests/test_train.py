@@ -10,8 +10,10 @@ from wflwv import io
 from wflwv.data.wflw import Face, WflwStills, write_annotations, write_image
 from wflwv.errors import WflwvError
 from wflwv.models import CONFIG_DIR, create_model, load_checkpoint, load_config, save_checkpoint
+from wflwv.models.ldeq import jacobian_frobenius
 from wflwv.stills import Augmentation, StillCrops
 from wflwv.train import LOSSES, TrainSettings, train
+from test_families import write_config
 
 
 def still_set(root, counts={"train": 64, "test": 8}):
@@ -138,3 +140,4 @@ def test_train_splits_add_faces_to_training_and_the_cli_takes_the_device(tmp_pat
         assert result.exit_code == 0, result.output
         steps[splits] = load_checkpoint(out / "checkpoint.pth.tar")[1]["schedule"]["last_epoch"]
     assert steps == {"train": 1, "train,test": 2}
+from wflwv.models.ldeq import jacobian_frobenius

@@ -122,13 +122,14 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
 @click.option("--slots", default=32, show_default=True, type=POSITIVE, help="Video streams batched together (32: see benchmarks/schedules.py).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(POSITIVE), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
+@click.option("--adaptive-tol", type=NON_NEGATIVE_FLOAT, help="RwR (adaptive): 2 iterations per frame, 1 where the relative residual from the previous frame's z* is below this (0: no such row) [default: 0.02].")
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=filter_list, help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated; none for no filter).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), help="NMF definition: the paper's, or the authors' released NMJ [default: the protocol's: paper for wflwv, released for released].")
 @click.option("--protocol", type=click.Choice(["wflwv", "released"]), default="wflwv", show_default=True, help="wflwv's own evaluation, or the authors' release's: its crop, solver conventions, RwR cap on the first frame and NMJ (docs/protocol.md).")
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, device: str, force: bool) -> None:
+def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], adaptive_tol: float | None, filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, device: str, force: bool) -> None:
     """Leaderboards of models and prediction sets: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost), with 95% intervals."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.report import video_differences, video_summary
@@ -142,7 +143,8 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: P
     if stills is not None and not checkpoints:
         raise click.UsageError("--stills scores models: give --model")
     nmf_definition = nmf_definition or ("released" if protocol == "released" else "paper")
-    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol)
+    adaptive = {} if adaptive_tol is None else {"adaptive_tol": adaptive_tol or None}
+    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol, **adaptive)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force, predictions=predictions)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)
@@ -170,6 +172,22 @@ def merge(runs: tuple[Path, ...], out: Path) -> None:
     video_summary(board).write(out)
     click.echo(video_summary(board).markdown)
     click.echo(f"{len(board.table)} entries from {len(runs)} runs written to {out}")
+
+
+@cli.command()
+@click.option("--world", required=True, type=EXISTING_DIR, help="A world from `wflwv synth` (stills/ and videos/).")
+@click.option("--out", required=True, type=OUT_DIR, help="Study folder: seeds/<seed>/ (training runs and bench), the tables over seeds, manifest.parquet.")
+@click.option("--seeds", default="0,1,2", show_default=True, callback=comma_separated(int), help="Training seeds (comma-separated): every config is trained once per seed.")
+@click.option("--configs", default="ldeq_demo,hrnet_demo", show_default=True, callback=comma_separated(str), help="Model configs (comma-separated): names in models/ or TOML paths.")
+@click.option("--epochs", type=int, help="Override every config's number of epochs.")
+@click.option("--force", is_flag=True, help="Retrain and rebench every seed.")
+def study(world: Path, out: Path, seeds: tuple[int, ...], configs: tuple[str, ...], epochs: int | None, force: bool) -> None:
+    """Train every config from several seeds, bench each seed, and write the leaderboards as mean ± sd over seeds and RwR's effect per seed."""
+    from wflwv.study import StudySettings, run_study
+
+    boards = run_study(world, out, StudySettings(seeds, configs, epochs), force=force)
+    click.echo(boards["rwr_study"].markdown)
+    click.echo(f"study tables written to {out}: video_study, still_study, rwr_study (.md, .csv, .parquet)")
 
 
 @cli.command()

@@ -136,6 +136,7 @@ def predict_frames(
     max_iters: int | None = None,
     first_frame_max_iters: int | None = None,
     protocol: str = "wflwv",
+    tol: float | None = None,
     device: str | torch.device = "cpu",
     channels_last: bool = True,
 ) -> Iterator[tuple[int, FramePrediction | None]]:
@@ -146,7 +147,10 @@ def predict_frames(
     solver on every frame but a warm-started video's first, which gets first_frame_max_iters; None
     means the config's max_iters. protocol "released" evaluates as the authors' release does: its
     crop, its solver conventions, and the RwR cap on the first frame too (first_frame_max_iters must
-    then be None). The model is put in eval mode and must already be on `device`;
+    then be None). tol, when given, replaces the config's solver tolerance on every frame: with
+    max_iters=2 it is the paper's adaptive rule, one iteration where the residual from the previous
+    frame's z* is already below tol (consecutive frames almost identical), two elsewhere.
+    The model is put in eval mode and must already be on `device`;
     with channels_last its convolution weights are converted to that memory format in place (on the
     2-core CPU the demo LDEQ runs 7-14% faster, its landmarks equal to float rounding: benchmarks/limit.py).
     """
@@ -177,18 +181,18 @@ def predict_frames(
         affines = [tracks[slot].affine(args.im_size, protocol) for slot in occupied]
         crops = np.stack([crop(frames[slot], affine, args.im_size) for slot, affine in zip(occupied, affines)])
         caps = [first_cap if tracks[slot].frame_index == 0 else cap for slot in occupied]
-        points, solver_iterations, residuals = _solve(model, crops_to_tensor(crops).to(device), states, occupied, caps, warm_start, deq, protocol)
+        points, solver_iterations, residuals = _solve(model, crops_to_tensor(crops).to(device), states, occupied, caps, warm_start, deq, protocol, tol)
         for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points * args.im_size, solver_iterations, residuals):
             yield tracks[slot].number, FramePrediction(tracks[slot].frame_index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
 
 
 @torch.inference_mode()  # scoped to the solve: a generator's `with` would leave it on in the caller between yields
-def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, occupied: list[int], caps: list[int], warm_start: bool, deq: bool, protocol: str) -> tuple[np.ndarray, list[int], list[float]]:
+def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, occupied: list[int], caps: list[int], warm_start: bool, deq: bool, protocol: str, tol: float | None) -> tuple[np.ndarray, list[int], list[float]]:
     """Landmarks in crop units (float), solver iterations and residuals of one batch; the occupied slots' states updated under RwR."""
     if not deq:
         return model(images).landmarks.float().cpu().numpy(), [0] * len(occupied), [float("nan")] * len(occupied)
     index = torch.tensor(occupied, device=images.device)
-    output = model(images, z0=states[index] if warm_start else None, max_iters=torch.tensor(caps, device=images.device), protocol=protocol)
+    output = model(images, z0=states[index] if warm_start else None, max_iters=torch.tensor(caps, device=images.device), protocol=protocol, tol=tol)
     if warm_start:
         states[index] = output.z_star
     return output.landmarks.float().cpu().numpy(), output.iterations.tolist(), output.residual.tolist()  # float: bf16 under autocast

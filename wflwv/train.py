@@ -64,6 +64,13 @@ class TrainSettings:
     warmup_steps: int = 100
     loader_workers: int = 0  # on a 2-core machine a loader process slows the model more than it helps
     loss: str = "mse"  # a key of LOSSES
+    # Equilibrium terms, for an implicitly trained LDEQ (docs/equilibrium.md). jacobian_weight times
+    # the Hutchinson estimate of ||df/dz||_F^2 / dim(z) at z* from jacobian_vectors random vectors;
+    # warm_start_weight times the loss of a second solve started from another face's fixed point
+    # (its batch neighbour's), so that a foreign start must reach the same, right, landmarks.
+    jacobian_weight: float = 0.0
+    jacobian_vectors: int = 1
+    warm_start_weight: float = 0.0
     augmentation: Augmentation = Augmentation()
 
     @classmethod
@@ -121,6 +128,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
     run = run_record(config, settings, stills, train_faces + test_faces, seed)
 
     model = create_model(config).to(device)
+    check_equilibrium_terms(model, settings, config_name)
     dataset = StillCrops(stills, train_faces, model.args.im_size, settings.augmentation, seed)
     sampler = distributed.shard_sampler(dataset, world, seed)
     loader = torch.utils.data.DataLoader(
@@ -145,10 +153,13 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
                 sampler.set_epoch(epoch)
             task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), solver="")
             model.train()
-            losses, iterations = [], []
+            losses, iterations, jacobians = [], [], []
             for images, targets in loader:
-                output = replica(images.to(device))
-                loss = training_loss(output, targets.to(device), LOSSES[settings.loss])
+                images, targets = images.to(device), targets.to(device)
+                output = replica(images, jacobian_vectors=settings.jacobian_vectors) if settings.jacobian_weight else replica(images)
+                loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, images, targets, output, settings)
+                if settings.jacobian_weight:
+                    jacobians.append(output.jacobian.mean().item())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -162,6 +173,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
             if world.is_main:
                 test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
                 solver_row = {"solver_iterations": float(np.mean(iterations))} if iterations else {}
+                solver_row |= {"jacobian": float(np.mean(jacobians))} if jacobians else {}
                 history.append({"epoch": epoch + 1, "loss": epoch_loss} | solver_row | {"test_nme": float(test_nme)})
                 solver_text = f", solver iterations {solver_row['solver_iterations']:.2f}" if solver_row else ""
                 progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}{solver_text}, test NME {100 * test_nme:.2f}")
@@ -182,6 +194,24 @@ def training_loss(output, targets: torch.Tensor, loss: Callable = mse_loss) -> t
     """`loss` of the output, averaged over its stacks where it has them: a stacked hourglass's intermediate supervision."""
     stacks = getattr(output, "stacks", (output,))
     return torch.stack([loss(stack, targets) for stack in stacks]).mean()
+
+
+def check_equilibrium_terms(model: torch.nn.Module, settings: TrainSettings, source: str) -> None:
+    if (settings.jacobian_weight or settings.warm_start_weight) and getattr(getattr(model, "args", None), "model_mode", None) != "implicit":
+        raise WflwvError(source, "jacobian_weight and warm_start_weight need an LDEQ with model_mode = \"implicit\"")
+    if settings.jacobian_vectors < 1:
+        raise WflwvError(source, f"jacobian_vectors must be at least 1, got {settings.jacobian_vectors}")
+
+
+def equilibrium_terms(replica: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings) -> torch.Tensor:
+    """The weighted equilibrium terms of one batch (see TrainSettings); zero when both weights are."""
+    total = torch.zeros((), device=images.device)
+    if settings.jacobian_weight:
+        total = total + settings.jacobian_weight * output.jacobian.mean()
+    if settings.warm_start_weight:
+        warm = replica(images, z0=output.z_star.roll(1, dims=0))
+        total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss])
+    return total
 
 
 def run_record(config: dict, settings: TrainSettings, stills: WflwStills, faces: list, seed: int) -> dict:

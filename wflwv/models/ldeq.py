@@ -48,6 +48,7 @@ class LDEQOutput:
     iterations: torch.Tensor  # (B,) long: evaluations of f per sample
     residual: torch.Tensor  # (B,) final residual per sample, in the config's stop mode
     heatmaps: torch.Tensor  # (B, n_keypoints, D, D) the landmarks' heatmaps as probabilities, differentiable in training
+    jacobian: torch.Tensor | None = None  # (B,) in training when asked: the estimate of jacobian_frobenius at z*, differentiable
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -183,6 +184,25 @@ class _ImplicitGradient(torch.autograd.Function):
         return ctx.solve(adjoint, torch.zeros_like(grad), ctx.max_iters).z, None, None, None
 
 
+def jacobian_frobenius(fz: torch.Tensor, z: torch.Tensor, vectors: int) -> torch.Tensor:
+    """Per sample, a differentiable Hutchinson estimate of ||df/dz||_F^2 / dim(z) at z, from fz = f(z) tracked.
+
+    E ||v^T J||^2 = ||J||_F^2 for v ~ N(0, I): the mean over `vectors` Gaussian v of one vector-Jacobian
+    product each, with the graph kept so that the estimate can be a loss (Bai, Koltun and Kolter,
+    "Stabilizing Equilibrium Models by Jacobian Regularization", 2021).
+    """
+    total = fz.new_zeros(len(fz))
+    for _ in range(vectors):
+        vjp = torch.autograd.grad(fz, z, torch.randn_like(fz), create_graph=True, retain_graph=True)[0]
+        total = total + vjp.flatten(1).pow(2).sum(dim=1)
+    return total / (vectors * fz[0].numel())
+
+
+@dataclass(frozen=True)
+class DEQSolution(FixedPointResult):
+    jacobian: torch.Tensor | None = None  # (B,) jacobian_frobenius at z*, when asked for in implicit training
+
+
 class DEQLayer(nn.Module):
     """Finds z* = cell(z*, x) from z0.
 
@@ -190,7 +210,9 @@ class DEQLayer(nn.Module):
     autograd, one tracked evaluation of the cell at z*, and the implicit gradient (a backward
     fixed-point solve with the same solver and cap); "explicit": explicit_depth tracked evaluations
     of the cell from z0, backpropagated through all of them. max_iters, when given, replaces the
-    cap or the depth.
+    cap or the depth, and tol the config's tolerance (in its stop mode). jacobian_vectors > 0
+    (implicit training only) adds the Hutchinson estimate of ||df/dz||_F^2 / dim(z) at z* from
+    that many random vectors (jacobian_frobenius).
     """
 
     def __init__(self, cell: Cell, args: argparse.Namespace):
@@ -201,24 +223,31 @@ class DEQLayer(nn.Module):
         self.model_mode, self.stop_mode = args.model_mode, args.stop_mode
         self.max_iters, self.explicit_depth = args.max_iters, args.explicit_depth
 
-    def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv") -> FixedPointResult:
+    def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None) -> DEQSolution:
+        if jacobian_vectors and not (self.training and self.model_mode == "implicit"):
+            raise ValueError("the Jacobian estimate is computed in implicit training only")
         if self.training and self.model_mode == "explicit":
             return self._unrolled(injection, z0, self.explicit_depth if max_iters is None else max_iters)
         max_iters = self.max_iters if max_iters is None else max_iters
-        solve = self.solve_released if protocol == "released" and not self.training else self.solve
-        solution = solve(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters)
+        if protocol == "released" and not self.training:
+            solution = self.solve_released(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters)
+        else:
+            tolerance = {} if tol is None else {"tol": tol}
+            solution = self.solve(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters, **tolerance)
         if not self.training:
-            return solution
+            return DEQSolution(solution.z, solution.iterations, solution.residual)
         z_star = solution.z.detach().requires_grad_()
-        z = _ImplicitGradient.apply(self.cell(z_star, injection), z_star, self.solve, max_iters)
-        return FixedPointResult(z, solution.iterations, solution.residual)
+        fz = self.cell(z_star, injection)
+        jacobian = jacobian_frobenius(fz, z_star, jacobian_vectors) if jacobian_vectors else None
+        z = _ImplicitGradient.apply(fz, z_star, self.solve, max_iters)
+        return DEQSolution(z, solution.iterations, solution.residual, jacobian)
 
-    def _unrolled(self, injection: torch.Tensor, z0: torch.Tensor, depth: int) -> FixedPointResult:
+    def _unrolled(self, injection: torch.Tensor, z0: torch.Tensor, depth: int) -> DEQSolution:
         z_previous, z = z0, self.cell(z0, injection)
         for _ in range(depth - 1):
             z_previous, z = z, self.cell(z, injection)
         iterations = torch.full((len(z),), depth, dtype=torch.long, device=z.device)
-        return FixedPointResult(z, iterations, residual(z.detach(), z_previous.detach(), self.stop_mode))
+        return DEQSolution(z, iterations, residual(z.detach(), z_previous.detach(), self.stop_mode))
 
 
 class LDEQ(nn.Module):
@@ -235,12 +264,13 @@ class LDEQ(nn.Module):
                 nn.init.xavier_normal_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv") -> LDEQOutput:
+    def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None) -> LDEQOutput:
         """images (B, 3, im_size, im_size), ImageNet-normalised; z0 None means zeros.
 
         max_iters overrides the config's cap (explicit training: its depth) for this call; at
         evaluation it may be a (B,) tensor of per-sample caps. protocol (one of PROTOCOLS) picks the
-        evaluation's conventions; training ignores it.
+        evaluation's conventions; training ignores it. tol overrides the config's solver tolerance for
+        this call (wflwv's protocol); jacobian_vectors: see DEQLayer.
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}, expected one of {PROTOCOLS}")
@@ -248,7 +278,7 @@ class LDEQ(nn.Module):
         if z0 is None:
             size = self.args.heatmap_size
             z0 = injection.new_zeros(len(images), self.args.z_width, size, size)
-        solution = self.deq_layer(injection, z0, max_iters, protocol)
+        solution = self.deq_layer(injection, z0, max_iters, protocol, jacobian_vectors, tol)
         eps = RELEASED_HEATMAP_EPS if protocol == "released" and not self.training else 0.0
         keypoint_maps = solution.z[:, : self.args.n_keypoints]
-        return LDEQOutput(soft_argmax(keypoint_maps, eps), solution.z.detach(), solution.iterations, solution.residual, probabilities(keypoint_maps, eps))
+        return LDEQOutput(soft_argmax(keypoint_maps, eps), solution.z.detach(), solution.iterations, solution.residual, probabilities(keypoint_maps, eps), solution.jacobian)

@@ -1,0 +1,87 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TINY_LDEQ, write_wflwv
+from test_bench import run_main
+from test_families import write_config
+from test_train import still_set
+from wflwv.bench import BenchSettings
+from wflwv.errors import WflwvError
+from wflwv.models import load_config
+from wflwv.report import read_leaderboard
+from wflwv.study import StudySettings, run_study
+
+BENCH = BenchSettings(slots=4, rwr_iters=(1,), filters=("ema",), latency_runs=1)
+TINY_TRAIN = {"epochs": 1, "batch_size": 4, "warmup_steps": 1, "loss": "heatmap_nll"}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Two seeds of a tiny LDEQ and a tiny regression model on a world of discs: (world, out, settings, boards)."""
+    root = tmp_path_factory.mktemp("study")
+    world = root / "world"
+    still_set(world / "stills", {"train": 8, "test": 4})
+    write_wflwv(world / "videos")
+    configs = (
+        write_config(root / "ldeq_tiny.toml", "ldeq", load_config("ldeq_demo")["args"] | TINY_LDEQ, TINY_TRAIN),
+        write_config(root / "regression_tiny.toml", "tiny_regression", {"im_size": 64}, TINY_TRAIN | {"loss": "mse"}),
+    )
+    settings = StudySettings(seeds=(0, 1), configs=configs, bench=BENCH)
+    return world, root / "out", settings, run_study(world, root / "out", settings)
+
+
+def seed_board(out, seed: int, name: str) -> pd.DataFrame:
+    return read_leaderboard(out / "seeds" / str(seed) / "bench" / f"{name}.parquet").table.set_index(["model", "method"] if name == "video_leaderboard" else ["model"])
+
+
+def test_the_video_study_gives_mean_and_sd_over_the_seeds_benches(study):
+    _, out, _, boards = study
+    table = boards["video_study"].table.set_index(["model", "method"])
+    seeds = [seed_board(out, seed, "video_leaderboard") for seed in (0, 1)]
+    assert set(table.index) == set(seeds[0].index) and (table["seeds"] == 2).all()
+    pair = np.stack([s.loc[table.index, "nmf_hard"] for s in seeds])
+    np.testing.assert_allclose(table["nmf_hard_mean"], pair.mean(axis=0))
+    np.testing.assert_allclose(table["nmf_hard_sd"], pair.std(axis=0, ddof=1))
+    first = table.iloc[0]
+    assert first["nme_easy"] == f"{first['nme_easy_mean']:.3f} ± {first['nme_easy_sd']:.3f}"
+    assert "± " in (out / "video_study.md").read_text() and (out / "still_study.parquet").is_file()
+    stills = boards["still_study"].table.set_index("model")
+    np.testing.assert_allclose(stills["nme_full_mean"], np.mean([seed_board(out, s, "still_leaderboard").loc[stills.index, "nme_full"] for s in (0, 1)], axis=0))
+
+
+def test_the_rwr_table_gives_each_seeds_change_against_its_cold_start(study):
+    _, out, _, boards = study
+    table = boards["rwr_study"].table
+    assert sorted(zip(table["seed"], table["method"])) == [(0, "RwR (1 it)"), (0, "RwR (adaptive, 0.02)"), (1, "RwR (1 it)"), (1, "RwR (adaptive, 0.02)")]
+    assert set(table["model"]) == {"ldeq_tiny"}  # the regression model is no DEQ
+    row = table[(table["seed"] == 1) & (table["method"] == "RwR (1 it)")].iloc[0]
+    board = seed_board(out, 1, "video_leaderboard")
+    for metric, split in [("nmf", "hard"), ("nme", "easy")]:
+        rwr, cold = board.loc[("ldeq_tiny", "RwR (1 it)"), f"{metric}_{split}"], board.loc[("ldeq_tiny", "raw"), f"{metric}_{split}"]
+        assert row[f"{metric}_{split}_change"] == pytest.approx(100 * (rwr / cold - 1))
+
+
+def test_a_rerun_skips_finished_seeds_and_force_redoes_them(study):
+    world, out, settings, _ = study
+    checkpoint = out / "seeds" / "0" / "ldeq_tiny" / "checkpoint.pth.tar"
+    manifest, stamp = pd.read_parquet(out / "manifest.parquet"), checkpoint.stat().st_mtime_ns
+    assert list(manifest["seed"]) == [0, 1] and (manifest["train_seconds"] > 0).all()
+    run_study(world, out, settings)
+    assert checkpoint.stat().st_mtime_ns == stamp and pd.read_parquet(out / "manifest.parquet").equals(manifest)
+    run_study(world, out, StudySettings(seeds=(0,), configs=settings.configs, bench=BENCH), force=True)
+    assert checkpoint.stat().st_mtime_ns > stamp
+    assert list(pd.read_parquet(out / "manifest.parquet")["seed"]) == [1, 0]
+
+
+def test_a_study_needs_a_world(tmp_path):
+    (tmp_path / "world" / "stills").mkdir(parents=True)
+    with pytest.raises(WflwvError, match="a study needs a world with stills/ and videos/"):
+        run_study(tmp_path / "world", tmp_path / "out")
+
+
+def test_cli_refuses_a_world_without_videos_in_one_line(tmp_path, capsys):
+    (tmp_path / "world" / "stills").mkdir(parents=True)
+    result = run_main(capsys, "study", "--world", tmp_path / "world", "--out", tmp_path / "out", "--seeds", "0")
+    assert result.returncode == 2 and result.stderr == f"error: {tmp_path / 'world' / 'videos'}: a study needs a world with stills/ and videos/ (wflwv synth)\n"
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,134 @@
+"""A study: every demo model trained from several seeds and benchmarked, its figures as mean ± sd over seeds.
+
+One training run is one draw: the seed (and the CPU's kernels) decide whether an LDEQ has one fixed
+point per frame, and so what RwR does. `wflwv study` trains each config once per seed with
+wflwv.train, benches each seed's models with wflwv.bench, and writes under OUT:
+
+- seeds/<seed>/<config>/: the training run; seeds/<seed>/bench/: that seed's leaderboards;
+- video_study.* and still_study.*: each leaderboard row (model, method) as mean and standard
+  deviation over the seeds, shown as "mean ± sd";
+- rwr_study.*: RwR's effect in every seed, each RwR row against the same model's cold start: the
+  relative change of NMF and NME on every split;
+- manifest.parquet: one row per seed with its checkpoints and its training and bench seconds.
+
+A seed whose bench is in the manifest is skipped on a rerun; an interrupted one resumes where its
+training and bench left off (both are resumable); --force redoes everything.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from wflwv import io
+from wflwv.bench import BenchSettings, run_bench
+from wflwv.errors import WflwvError
+from wflwv.report import Leaderboard, read_leaderboard
+from wflwv.train import train
+
+MANIFEST_NAME = "manifest.parquet"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    seeds: tuple[int, ...] = (0, 1, 2)
+    configs: tuple[str, ...] = ("ldeq_demo", "hrnet_demo")
+    epochs: int | None = None  # None: each config's own
+    bench: BenchSettings = BenchSettings()
+
+
+def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(), force: bool = False) -> dict[str, Leaderboard]:
+    """Train and bench every seed not done yet, then write the tables over seeds; returns them by name."""
+    stills, videos = world / "stills", world / "videos"
+    for needed in (stills, videos):
+        if not needed.is_dir():
+            raise WflwvError(needed, "a study needs a world with stills/ and videos/ (wflwv synth)")
+    manifest_path = out / MANIFEST_NAME
+    done = pd.read_parquet(manifest_path) if manifest_path.exists() else pd.DataFrame({"seed": []})
+    if force:
+        done = done[~done["seed"].isin(settings.seeds)]
+    for seed in settings.seeds:
+        if seed in set(done["seed"]):
+            continue
+        row = study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force)
+        done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+        io.save_parquet(manifest_path, done)
+    folders = [out / "seeds" / str(seed) / "bench" for seed in settings.seeds]
+    tables = {
+        "video_study": over_seeds(seed_tables(folders, "video_leaderboard"), ["model", "method", "curve"]),
+        "still_study": over_seeds(seed_tables(folders, "still_leaderboard"), ["model"]),
+        "rwr_study": rwr_effect(seed_tables(folders, "video_leaderboard")),
+    }
+    boards = {name: study_board(name, table, settings.bench) for name, table in tables.items()}
+    for board in boards.values():
+        board.write(out)
+    return boards
+
+
+def study_seed(stills: Path, videos: Path, folder: Path, seed: int, settings: StudySettings, force: bool) -> dict:
+    """Train every config with `seed` and bench them together; the seed's manifest row."""
+    start = time.perf_counter()
+    checkpoints = [train(stills, config, folder / Path(config).stem, settings.epochs, seed, force) for config in settings.configs]
+    trained = time.perf_counter()
+    run_bench(checkpoints, folder / "bench", videos=videos, stills=stills, settings=settings.bench, force=force)
+    return {"seed": seed, "checkpoints": [str(c) for c in checkpoints], "train_seconds": trained - start, "bench_seconds": time.perf_counter() - trained}
+
+
+def seed_tables(folders: list[Path], name: str) -> pd.DataFrame:
+    """One leaderboard of every seed's bench, stacked with a seed column."""
+    return pd.concat([read_leaderboard(f / f"{name}.parquet").table.assign(seed=int(f.parent.name)) for f in folders], ignore_index=True)
+
+
+def over_seeds(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Every numeric column as <column>_mean and <column>_sd (sample standard deviation) over the seeds, per row of `keys`."""
+    numeric = [c for c in table.select_dtypes("number").columns if c != "seed"]
+    groups = table.groupby(keys, sort=False)
+    stats = groups[numeric].agg(["mean", "std"])
+    stats.columns = [f"{column}_{'sd' if stat == 'std' else stat}" for column, stat in stats.columns]
+    return stats.reset_index().assign(seeds=groups["seed"].nunique().to_numpy())
+
+
+def rwr_effect(videos: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, model and RwR row: the relative change (%) of NMF and NME on every split against the model's cold start."""
+    splits = [c.removeprefix("nme_") for c in videos.columns if c.startswith("nme_")]
+    cold = videos[videos["method"] == "raw"].set_index(["seed", "model"])
+    rwr = videos[videos["curve"] == "rwr"]
+    rows = []
+    for _, row in rwr.iterrows():
+        base = cold.loc[(row["seed"], row["model"])]
+        changes = {f"{m}_{s}_change": 100 * (row[f"{m}_{s}"] / base[f"{m}_{s}"] - 1) for s in splits for m in ("nmf", "nme")}
+        rows.append({"seed": row["seed"], "model": row["model"], "method": row["method"]} | changes | {"solver_iters_per_frame": row["solver_iters_per_frame"]})
+    return pd.DataFrame(rows)
+
+
+def study_board(name: str, table: pd.DataFrame, bench: BenchSettings) -> Leaderboard:
+    """A study table as a leaderboard: key columns as they are, <x>_mean with <x>_sd as "mean ± sd", changes in %."""
+    columns = {}
+    for column in table.columns:
+        if column.endswith("_sd"):
+            continue
+        if column.endswith("_mean"):
+            base = column.removesuffix("_mean")
+            columns[base] = (base.replace("_", " "), "")
+        elif column.endswith("_change"):
+            columns[column] = (column.removesuffix("_change").replace("_", " ") + " change %", "+.1f")
+        elif column == "solver_iters_per_frame":
+            columns[column] = ("solver iters/frame", ".2f")
+        else:
+            columns[column] = (column, "")
+    shown = table.assign(**{base: mean_sd(table[f"{base}_mean"], table[f"{base}_sd"]) for base in [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]})
+    note = STUDY_NOTES[name]
+    return Leaderboard(name, shown, columns, bench.norm, None if name == "still_study" else bench.nmf_definition, note)
+
+
+def mean_sd(means: pd.Series, sds: pd.Series) -> pd.Series:
+    """"mean ± sd" with three decimals; the sd is blank for a single seed."""
+    return pd.Series([f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}" for m, s in zip(means, sds)], index=means.index)
+
+
+STUDY_NOTES = {
+    "video_study": "Mean ± standard deviation over the training seeds (seeds column).",
+    "still_study": "Mean ± standard deviation over the training seeds (seeds column).",
+    "rwr_study": "RwR against the same model's cold start, per training seed: relative change in %, negative is lower.",
+}
