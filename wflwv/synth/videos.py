@@ -1,6 +1,7 @@
 """Videos: smooth random trajectories through the world's parameters, and how ambiguous each frame is.
 
-An easy video is a near-frontal person in good light, talking and blinking, barely moving. A hard
+Everyone moves at the pace of real faces (docs/synth.md): blinks, speech at the rate of syllables,
+quick turns and nods. An easy video is a person in good light who never turns far from frontal. A hard
 one combines two or three challenges that make a still-image model unsure of itself: a hand or an
 object passing over the mouth and chin, a face mask, a turn to a large yaw, fast shaking with motion
 blur, or low light with strong sensor noise.
@@ -32,6 +33,7 @@ CHALLENGES = ("occluder", "mask", "turn", "shake", "dark")
 # a frame is ambiguous for a cause when it passes that cause's threshold
 AMBIGUOUS_COVER = 0.3  # fraction of the mouth's or the chin's landmarks behind something
 AMBIGUOUS_YAW = 45.0  # degrees
+EASY_YAW = 38.0  # degrees: an easy video's head turns approach this and stay below AMBIGUOUS_YAW
 AMBIGUOUS_BLUR = 0.06  # motion length, or twice the defocus radius, over the face box side
 AMBIGUOUS_EXPOSURE = 0.4
 CAUSES = ("occlusion", "yaw", "blur", "low_light")
@@ -47,17 +49,68 @@ def smooth_curve(rng: np.random.Generator, n: int, timescale: float) -> np.ndarr
     return (curve - curve.mean()) / (curve.std() + 1e-9)
 
 
-def blinks(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
-    """Eyelid closure over time: quick blinks, about one every three seconds."""
-    closure = np.zeros(n)
-    t = np.arange(n)
-    start = rng.uniform(-10, 60)
-    while start < n:
-        closing = np.clip((t - start) / 2.5, 0, 1)
-        opening = np.clip(1 - (t - start - 3) / 5, 0, 1)
-        closure = np.maximum(closure, np.minimum(closing, opening))
-        start += rng.exponential(3.0 * fps) + 8
+def events(rng: np.random.Generator, n: int, fps: float, per_second: float, gap: float = 0.0) -> list[float]:
+    """Frames at which events happen at random at `per_second` on average, at least `gap` seconds apart.
+
+    The process starts a few events before the video, so that the video catches it in its steady state."""
+    times, t = [], -rng.uniform(4, 5) / per_second * fps
+    while t < n:
+        times.append(t)
+        t += (gap + rng.exponential(max(1 / per_second - gap, 0.05))) * fps
+    return times
+
+
+def blinks(rng: np.random.Generator, n: int, fps: float, per_minute: float) -> np.ndarray:
+    """Eyelid closure over time: blinks at `per_minute` on average, each closing in 60-110 ms, staying
+    shut up to 50 ms and reopening more slowly, in 120-250 ms (docs/synth.md)."""
+    closure, t = np.zeros(n), np.arange(n)
+    for start in events(rng, n, fps, per_minute / 60, gap=0.4):
+        closing, shut, opening = rng.uniform([0.06, 0.0, 0.12], [0.11, 0.05, 0.25]) * fps
+        depth = rng.uniform(0.7, 1.0)
+        down = np.clip((t - start) / closing, 0, 1)
+        up = np.clip(1 - (t - start - closing - shut) / opening, 0, 1)
+        closure = np.maximum(closure, depth * np.minimum(down, up))
     return closure
+
+
+def speech(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
+    """Mouth opening of a person talking: phrases of 1-3 s with pauses between them, each a run of
+    syllables at the person's rate of 3.5-5.5 a second (docs/synth.md), the jaw opening and closing once a syllable."""
+    opening, t = np.zeros(n), np.arange(n)
+    rate, loudness = rng.uniform(3.5, 5.5), rng.uniform(0.25, 0.45)
+    start = rng.uniform(-1.0, 0.3) * fps
+    while start < n:
+        phrase_end = start + rng.uniform(1.0, 3.0) * fps
+        while start < phrase_end:
+            length = fps / rate * rng.uniform(0.8, 1.25)
+            phase = np.clip((t - start) / length, 0, 1)
+            opening += loudness * rng.uniform(0.3, 1.0) * np.sin(np.pi * phase) ** 2
+            start += length
+        start += rng.uniform(0.2, 0.8) * fps
+    return opening
+
+
+def minimum_jerk(rng: np.random.Generator, n: int, fps: float, per_second: float, reach: float) -> np.ndarray:
+    """Quick turns: at `per_second` on average the angle moves to a new one within +-`reach` degrees in
+    0.25-0.5 s, along the minimum-jerk profile of quick voluntary head movements."""
+    angle, t, current = np.zeros(n), np.arange(n), 0.0
+    for start in events(rng, n, fps, per_second, gap=0.6):
+        target, length = rng.uniform(-reach, reach), rng.uniform(0.25, 0.5) * fps
+        phase = np.clip((t - start) / length, 0, 1)
+        angle += (target - current) * (10 * phase**3 - 15 * phase**4 + 6 * phase**5)
+        current = target
+    return angle
+
+
+def nods(rng: np.random.Generator, n: int, fps: float, per_second: float, depth: tuple[float, float]) -> np.ndarray:
+    """Nods: at `per_second` on average, one to three cycles of the head going down and up at 2-4 Hz,
+    `depth` degrees deep."""
+    pitch, t = np.zeros(n), np.arange(n)
+    for start in events(rng, n, fps, per_second, gap=1.0):
+        frequency, cycles, amplitude = rng.uniform(2.0, 4.0), rng.integers(1, 4), rng.uniform(*depth)
+        phase = np.clip((t - start) * frequency / fps, 0, cycles)
+        pitch -= amplitude * (1 - np.cos(2 * np.pi * phase)) / 2
+    return pitch
 
 
 @dataclass(frozen=True)
@@ -77,10 +130,12 @@ def plan_clip(rng: np.random.Generator, hard: bool, n: int, size: tuple[int, int
     identity, look = sample_identity(rng), sample_look(rng)
     challenges = tuple(sorted(rng.choice(CHALLENGES, size=rng.integers(2, 4), replace=False))) if hard else ()
 
-    # pose: slow wandering, a sweep to large yaw for "turn", a fast shake for "shake"
+    # pose: slow wandering with quick turns and nods, a sweep to large yaw for "turn", a fast shake for "shake"
     spread = 2.0 if hard else 1.0
     yaw = rng.uniform(-10, 10) * spread + rng.uniform(3, 10) * spread * smooth_curve(rng, n, 25)
+    yaw += minimum_jerk(rng, n, fps, rng.uniform(0.15, 0.4), 20 * spread)
     pitch = rng.uniform(-5, 5) * spread + rng.uniform(2, 5) * spread * smooth_curve(rng, n, 30)
+    pitch += nods(rng, n, fps, rng.uniform(0.1, 0.3), (3, 8))
     roll = rng.uniform(-4, 4) * spread + rng.uniform(1, 4) * spread * smooth_curve(rng, n, 30)
     if "turn" in challenges:
         sweep = np.sin(2 * np.pi * rng.uniform(0.4, 1.0) * np.arange(n) / n + rng.uniform(0, 2 * np.pi))
@@ -92,6 +147,8 @@ def plan_clip(rng: np.random.Generator, hard: bool, n: int, size: tuple[int, int
         roll += rng.uniform(3, 6) * smooth_curve(rng, n, 3)
         shake = rng.uniform(3, 6) * np.column_stack([smooth_curve(rng, n, 2.5), smooth_curve(rng, n, 2.5)])
         shutter = rng.uniform(0.9, 1.0)
+    if not hard:
+        yaw = EASY_YAW * np.tanh(yaw / EASY_YAW)
     face = rng.uniform(*face_range) * (1 + 0.05 * smooth_curve(rng, n, 40))
     face = np.clip(face, *face_range)
     drift = (8 if hard else 4) * np.column_stack([smooth_curve(rng, n, 35), smooth_curve(rng, n, 35)])
@@ -99,11 +156,11 @@ def plan_clip(rng: np.random.Generator, hard: bool, n: int, size: tuple[int, int
 
     # expression: talking, smiling, blinking, glancing
     talking = rng.random() < 0.7
-    mouth = np.clip(rng.uniform(0, 0.1) + talking * rng.uniform(0.1, 0.3) * np.abs(smooth_curve(rng, n, 3)), 0, 1)
+    mouth = np.clip(rng.uniform(0, 0.1) + (speech(rng, n, fps) if talking else np.zeros(n)), 0, 1)
     smile = np.clip(rng.uniform(0, 0.4) + 0.15 * smooth_curve(rng, n, 30), 0, 1)
     if hard and rng.random() < 0.4:  # laughing
         mouth, smile = np.clip(mouth + rng.uniform(0.2, 0.5) * (1 + smooth_curve(rng, n, 10)) / 2, 0, 1), np.clip(smile + 0.4, 0, 1)
-    blink = blinks(rng, n, fps)
+    blink = blinks(rng, n, fps, (26 if talking else 17) * np.exp(rng.normal(0, 0.25)))
     brows = np.clip(0.25 * smooth_curve(rng, n, 20), -1, 1)
     gaze = 0.5 * np.column_stack([smooth_curve(rng, n, 15), smooth_curve(rng, n, 15)])
 

@@ -30,7 +30,7 @@ from wflwv.synth.face import Identity
 from wflwv.synth.sampling import attributes, sample_identity, sample_look, sample_still
 from wflwv.synth.scene import face_box, render, texels_per_unit
 from wflwv.synth.texture import Look
-from wflwv.synth.videos import CAUSES, plan_clip, shoot
+from wflwv.synth.videos import CAUSES, Clip, plan_clip, shoot
 
 KINDS = {"train": 0, "test": 1, "hard": 2, "easy": 3}  # still splits, then video splits
 STILL_KINDS, VIDEO_KINDS = ("train", "test"), ("hard", "easy")
@@ -115,11 +115,17 @@ def render_still(out: Path, preset: Preset, seed: int, kind: str, index: int) ->
     }
 
 
-def render_video(out: Path, preset: Preset, seed: int, kind: str, index: int) -> dict:
-    """Plan, render, encode and write one video; returns its manifest row."""
+def plan_video(preset: Preset, seed: int, kind: str, index: int) -> tuple[Clip, np.random.Generator]:
+    """The plan of one video, and the random stream that goes on to render it."""
     rng = item_rng(seed, kind, index)
     n_frames = int(rng.integers(preset.video_frames[0], preset.video_frames[1] + 1))
-    clip = plan_clip(rng, kind == "hard", n_frames, preset.video_size, preset.video_face, preset.fps)
+    return plan_clip(rng, kind == "hard", n_frames, preset.video_size, preset.video_face, preset.fps), rng
+
+
+def render_video(out: Path, preset: Preset, seed: int, kind: str, index: int) -> dict:
+    """Plan, render, encode and write one video; returns its manifest row."""
+    clip, rng = plan_video(preset, seed, kind, index)
+    n_frames = len(clip.scenes)
     footage = shoot(clip, rng, texels_per_unit(preset.video_face[1]))
     name = video_id(kind, index)
     VideoSet(out / "videos").write(name, footage.frames, footage.landmarks, footage.boxes, preset.fps)
