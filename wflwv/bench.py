@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 from PIL import Image
 from rich.progress import track
-from torch.utils.flop_counter import FlopCounterMode
 
 from wflwv import io
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor
@@ -33,7 +32,7 @@ from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import DEFAULT_SLOTS, VideoStream, is_deq, predict_videos
 from wflwv.metrics import memory, score_images, score_videos
-from wflwv.models import load_checkpoint
+from wflwv.models import load_checkpoint, multiply_adds, param_count
 from wflwv.report import (
     NMF_TABLE_SCALE,
     STILL_SETS,
@@ -278,15 +277,13 @@ def model_cost(model: torch.nn.Module, faces: StillFaces, settings: BenchSetting
     image = crops_to_tensor(crop(read_image(faces.images[0]), faces.affines(size)[0], size)[None]).to(settings.device)
     model.eval()
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
-            model(image)
         seconds = []
         for _ in range(settings.latency_runs + 1):  # the first run warms up
             start = time.perf_counter()
-            model(image)
+            output = model(image)
             seconds.append(time.perf_counter() - start)
-    params = sum(p.numel() for p in model.parameters())
-    return {"params_m": params / 1e6, "macs_m": counter.get_total_flops() / 2 / 1e6, "latency_ms": 1000 * statistics.median(seconds[1:])}
+    iterations = int(output.iterations[0]) if is_deq(model) else None  # the solver's, on this face
+    return {"params_m": param_count(model) / 1e6, "macs_m": multiply_adds(model, size, iterations) / 1e6, "latency_ms": 1000 * statistics.median(seconds[1:])}
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
