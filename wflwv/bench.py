@@ -30,7 +30,7 @@ from wflwv.data.videoset import VideoItem, VideoSet
 from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, read_image, read_precropped
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
-from wflwv.inference import DEFAULT_SLOTS, VideoStream, is_deq, predict_videos
+from wflwv.inference import VideoStream, is_deq, predict_videos
 from wflwv.metrics import memory, score_images, score_videos
 from wflwv.models import load_checkpoint, multiply_adds, param_count
 from wflwv.report import (
@@ -46,11 +46,14 @@ from wflwv.report import (
     video_summary,
 )
 from wflwv.stills import predict_crops
+from wflwv.tuning import BATCHES, RunChoices, choose, torch_threads
+from wflwv.tuning import apply as apply_choices
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    slots: int = DEFAULT_SLOTS
+    slots: int | None = None  # videos batched together; None: measured per model (wflwv.tuning), as are the layout and threads
+    try_compile: bool = False  # also measure the DEQ's cell through torch.compile (a minute or more of compiling per model)
     rwr_iters: tuple[int, ...] = (1, 2, 3)
     filters: tuple[str, ...] = tuple(FILTERS)
     nmf_definition: str = "paper"
@@ -159,18 +162,25 @@ def predict_run(model, items: dict[str, VideoItem], run: ModelRun, folder: Path,
     """Predictions of one run for every video (cached per video) and its frames per second."""
     todo = [i for i in items if force or not (folder / f"{i}.npz").exists()]
     if todo:
+        choices = run_choices(model, settings)
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
         start, frames = time.perf_counter(), 0
-        predictions = predict_videos(model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device)
-        for prediction in track(predictions, total=len(todo), description=f"{run.name}: videos"):
-            save_npz(folder / f"{prediction.id}.npz", landmarks=prediction.landmarks, iterations=prediction.iterations, residuals=prediction.residuals)
-            frames += len(prediction.landmarks)
+        with torch_threads(choices.threads):
+            predictions = predict_videos(apply_choices(model, choices), streams, slots=choices.batch, warm_start=run.warm_start, max_iters=run.max_iters, device=settings.device, channels_last=choices.channels_last)
+            for prediction in track(predictions, total=len(todo), description=f"{run.name}: videos"):
+                save_npz(folder / f"{prediction.id}.npz", landmarks=prediction.landmarks, iterations=prediction.iterations, residuals=prediction.residuals)
+                frames += len(prediction.landmarks)
         timing_path = folder / "timing.parquet"
         earlier = pd.read_parquet(timing_path) if timing_path.exists() and not force else pd.DataFrame()
         io.save_parquet(timing_path, pd.concat([earlier, pd.DataFrame([{"frames": frames, "seconds": time.perf_counter() - start}])]))
     timing = pd.read_parquet(folder / "timing.parquet")
     predictions = {i: dict(np.load(folder / f"{i}.npz")) for i in items}
     return predictions, timing.frames.sum() / timing.seconds.sum()
+
+
+def run_choices(model: torch.nn.Module, settings: BenchSettings) -> RunChoices:
+    """The layout, batch (slots), threads and compilation that run this model fastest on the device, measured once per process; the slots given are kept."""
+    return choose(model, settings.device, batches=BATCHES if settings.slots is None else (settings.slots,), cap=max(settings.rwr_iters, default=2), try_compile=settings.try_compile)
 
 
 def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, models: list[BenchModel], items: dict[str, VideoItem], out: Path, filters: dict[str, TemporalFilter], split: str) -> None:

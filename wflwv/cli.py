@@ -73,14 +73,15 @@ def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, for
 @click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt): the video leaderboard.")
 @click.option("--stills", type=EXISTING_DIR, help="A WFLW still set, official layout (WFLW_annotations/, WFLW_images/) or pre-cropped (test.txt, test/, test_<subset>...): the still-image leaderboard.")
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
-@click.option("--slots", default=32, show_default=True, help="Video streams batched together (32: see benchmarks/schedules.py).")
+@click.option("--slots", type=int, help="Video streams batched together (default: measured per model with its layout and threads, see wflwv/tuning.py).")
+@click.option("--try-compile", is_flag=True, help="Also measure each LDEQ's cell through torch.compile, kept if 5% faster (compiling takes a minute or more).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=comma_separated(str), help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True, help="NMF definition: the paper's, or the authors' released NMJ.")
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
+def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | None, out: Path, slots: int | None, try_compile: bool, rwr_iters: tuple[int, ...], filters: tuple[str, ...], nmf_definition: str, norm: str, device: str, force: bool) -> None:
     """Leaderboards of one or more models: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost)."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.filters import FILTERS
@@ -91,7 +92,7 @@ def bench(checkpoints: tuple[Path, ...], videos: Path | None, stills: Path | Non
     unknown = [name for name in filters if name not in FILTERS]
     if unknown:
         raise click.BadParameter(f"unknown filter {unknown[0]!r}, expected some of {', '.join(FILTERS)}", param_hint="--filters")
-    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device)
+    settings = BenchSettings(slots=slots, try_compile=try_compile, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)

@@ -29,10 +29,12 @@ from wflwv.data.prefetch import prefetched
 from wflwv.errors import WflwvError
 from wflwv.models.ldeq import LDEQ
 
-# Video streams solved as one batch. On the 2-core CPU the demo LDEQ alone runs 5.6-5.9x more frames
+# Video streams solved as one batch unless the caller says otherwise (`wflwv bench` measures the
+# fastest per model: wflwv.tuning). On the 2-core CPU the demo LDEQ alone runs 5.6-5.9x more frames
 # per second at batch 32 than at batch 1 on both cores (3.3-3.8x on one), and 1.2-1.9x more than at
-# batch 8 (benchmarks/schedules.py); a z state per slot is small (3 MiB for 32 slots of the demo
-# model, 50 MiB of the paper's).
+# batch 8 (benchmarks/schedules.py); at the paper's geometry batching gains far less
+# (benchmarks/geometry.py). A z state per slot is small (3 MiB for 32 slots of the demo model, 50 MiB
+# of the paper's).
 DEFAULT_SLOTS = 32
 
 

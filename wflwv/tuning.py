@@ -27,6 +27,7 @@ import torch
 
 from wflwv.models.ldeq import LDEQ
 
+BATCHES = (1, 2, 4, 8, 16, 32, 64)  # the batch sizes tried, in this order, when the caller allows any
 COMPILE_GAIN = 1.05  # torch.compile must be this much faster to be kept: it costs a minute or more of compiling
 BATCH_GAIN = 1.03  # a doubled batch must gain this much more frames/s for the doubling to go on
 
@@ -54,7 +55,7 @@ class Candidate:
 _CHOSEN: dict[tuple, RunChoices] = {}
 
 
-def choose(model: torch.nn.Module, device: str | torch.device = "cpu", *, batches: tuple[int, ...] = (1, 2, 4, 8, 16, 32), threads: tuple[int, ...] | None = None,
+def choose(model: torch.nn.Module, device: str | torch.device = "cpu", *, batches: tuple[int, ...] = BATCHES, threads: tuple[int, ...] | None = None,
            cap: int = 2, try_compile: bool = False, max_call_s: float = 1.0, rounds: int = 2) -> RunChoices:
     """The fastest settings of `model` on `device` among the candidates, measured (see the module's docstring).
 
@@ -140,8 +141,9 @@ def with_layout(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
 
 
 def compile_cell(model: LDEQ) -> LDEQ:
-    """The cell, which the solver calls again and again, through torch.compile (dynamic shapes: the solver's active rows vary)."""
-    model.deq_layer.cell = torch.compile(model.deq_layer.cell, dynamic=True)
+    """The cell, which the solver calls again and again, through torch.compile (dynamic shapes: the solver's active rows vary); once."""
+    if not isinstance(model.deq_layer.cell, torch._dynamo.eval_frame.OptimizedModule):
+        model.deq_layer.cell = torch.compile(model.deq_layer.cell, dynamic=True)
     return model
 
 
