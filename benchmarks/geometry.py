@@ -24,6 +24,7 @@ frame against the model's own time per frame.
 
 import copy
 import itertools
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ def settings_for(choices: RunChoices, threads: int, rwr: bool, full_size: bool) 
     return rows
 
 
-def sweep_table(name: str, model: torch.nn.Module, weights: str, videos: list, device: str, peak: float, rounds: int, full_size: bool = False) -> Table:
+def sweep_table(name: str, model: torch.nn.Module, weights: str, videos: list, device: str, peak: float, rounds: int = 1, full_size: bool = False) -> Table:
     threads = torch.get_num_threads()
     choices = choose(model, device, cap=RWR_CAP, **({"batches": (1, 2, 4), "threads": (threads,)} if full_size else {}))
     per_image, per_iteration = forward_cost(model, model.args.im_size)
@@ -189,17 +190,22 @@ def torch_crops(frames: list[np.ndarray], affines: list[np.ndarray], size: int) 
 
 
 def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None) -> list[Table]:
+    """The paper's geometry first, then the demo's; each table is also printed to stderr as soon as it is measured."""
     peak, _ = machine_rate(device)
-    rounds = 1
-    demo, demo_weights = model_for("ldeq_demo", demo_checkpoint(checkpoint), device)
     small, small_weights = paper_geometry_small(device)
+    demo, demo_weights = model_for("ldeq_demo", demo_checkpoint(checkpoint), device)
     paper, paper_weights = model_for("ldeq_paper", None, device)
-    return [
-        sweep_table("demo geometry (ldeq_demo, 64x64 crops, 16x16 heatmaps)", demo, demo_weights, clips(8, 24 if quick else 48), device, peak, rounds),
-        sweep_table("paper geometry, small widths (256x256 crops, 64x64 heatmaps)", small, small_weights, clips(8, 8 if quick else 18), device, peak, rounds),
-        parts_table(small, clips(2, 16), device),
-        sweep_table("ldeq_paper (256x256 crops, 64x64 heatmaps, widths 224/224/24)", paper, paper_weights, clips(4, 2 if quick else 3), device, peak, rounds, full_size=True),
+    measures = [
+        lambda: sweep_table("paper geometry, small widths (256x256 crops, 64x64 heatmaps)", small, small_weights, clips(8, 8 if quick else 18), device, peak),
+        lambda: parts_table(small, clips(2, 16), device),
+        lambda: sweep_table("demo geometry (ldeq_demo, 64x64 crops, 16x16 heatmaps)", demo, demo_weights, clips(4 if quick else 8, 16 if quick else 48), device, peak),
+        lambda: sweep_table("ldeq_paper (256x256 crops, 64x64 heatmaps, widths 224/224/24)", paper, paper_weights, clips(2 if quick else 4, 2 if quick else 3), device, peak, full_size=True),
     ]
+    tables = []
+    for measure in measures:
+        tables.append(measure())
+        print(tables[-1].markdown(), file=sys.stderr, flush=True)
+    return tables
 
 
 def main() -> None:
