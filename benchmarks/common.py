@@ -1,14 +1,11 @@
 """What every benchmark shares: command-line options, tables, timing, the WFLW-V length mix, models and videos."""
 
 import argparse
-import contextlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,7 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 FRAME_COUNTS = REPO / "benchmarks" / "data" / "wflwv_frame_counts.json"
 DEMO_CHECKPOINT = REPO / "runs" / "demo" / "ldeq" / "checkpoint.pth.tar"  # what `make demo` trains
 WORLD = REPO / "runs" / "bench" / "world"
-K = TypeVar("K")
 
 
 @dataclass
@@ -64,33 +60,6 @@ def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
 def print_tables(tables: list[Table]) -> None:
     for table in tables:
         print(table.markdown())
-
-
-def best_time(runs: dict[K, Callable[[], object]], rounds: int) -> dict[K, float]:
-    """Best wall time of each run over `rounds` rounds, the runs interleaved so that the machine's load hits them alike."""
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch on `threads` CPU threads inside the block (None: as it is), the caller's count restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def synchronize(device: str | torch.device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def wflwv_lengths() -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Three decoders are first compared side by side on the same synthetic videos: PyAV with threads
 (wflwv.data.video.iter_frames), OpenCV's VideoCapture and a raw-RGB pipe from the ffmpeg binary of
-imageio-ffmpeg. Labelling then runs `label_video` (decode, crop, every member's forward pass,
+imageio-ffmpeg (the command built by ffmpeg-python). Labelling then runs `label_video` (decode, crop, every member's forward pass,
 heatmap averaging, writing) with a stopwatch around each part. label_video is the boundary where
 the label stage's own per-video function goes once it is on main: it takes a video, its boxes, the
 members and an output folder, and reports its time per part through `watch`.
@@ -11,7 +11,6 @@ members and an output folder, and reports its time per part through `watch`.
 """
 
 import contextlib
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -19,15 +18,17 @@ from pathlib import Path
 
 import av
 import cv2
+import ffmpeg
 import imageio_ffmpeg
 import numpy as np
 import torch
 
-from benchmarks.common import REPO, Table, parse, model_for, options, print_tables, synchronize, synthetic_world
+from benchmarks.common import REPO, Table, parse, model_for, options, print_tables, synthetic_world
 from wflwv import io
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine, transform_points
 from wflwv.data.video import iter_frames, probe
 from wflwv.models.heatmaps import soft_argmax
+from wflwv.tuning import synchronize
 
 
 def opencv_frames(path: Path) -> Iterator[np.ndarray]:
@@ -43,9 +44,10 @@ def opencv_frames(path: Path) -> Iterator[np.ndarray]:
 
 
 def ffmpeg_pipe_frames(path: Path) -> Iterator[np.ndarray]:
+    """Raw RGB frames from the ffmpeg binary of imageio-ffmpeg, its command built by ffmpeg-python."""
     info = probe(path)
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE) as process:
+    stream = ffmpeg.input(str(path)).output("pipe:", format="rawvideo", pix_fmt="rgb24", loglevel="error")
+    with stream.run_async(cmd=imageio_ffmpeg.get_ffmpeg_exe(), pipe_stdout=True) as process:
         size = info.width * info.height * 3
         while chunk := process.stdout.read(size):
             yield np.frombuffer(chunk, np.uint8).reshape(info.height, info.width, 3)
@@ -61,7 +63,7 @@ DECODERS: dict[str, Callable[[Path], Iterator[np.ndarray]]] = {
     "PyAV, threads (iter_frames)": iter_frames,
     "PyAV, one thread": pyav_single_thread_frames,
     "OpenCV VideoCapture": opencv_frames,
-    "ffmpeg pipe (imageio-ffmpeg)": ffmpeg_pipe_frames,
+    "ffmpeg pipe (ffmpeg-python)": ffmpeg_pipe_frames,
 }
 
 

@@ -1,8 +1,8 @@
 """The limit: multiply-adds per frame under RwR, the machine's multiply-add rate, and the share of it wflwv's inference reaches.
 
-Multiply-adds are counted with torch.utils.flop_counter.FlopCounterMode on the meta device (the
-stem once per frame, one cell evaluation per solver iteration; Anderson's mixing is left out, it
-is under 1% of a cell). The machine's rate is the better of a large float32 matrix multiply and a
+Multiply-adds are counted by wflwv.models.forward_cost (torch's FlopCounterMode: the stem once
+per frame, one cell evaluation per solver iteration; Anderson's mixing is left out, it is under 1%
+of a cell). The machine's rate is the better of a large float32 matrix multiply and a
 wide 3x3 convolution through torch (on AMD processors MKL's sgemm reaches about half of oneDNN's
 convolutions).
 Inference is predict_videos running RwR (cap 2) on decoded synthetic videos; its rate counts the
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import Table, parse, decoded, demo_checkpoint, model_for, options, print_tables, synchronize, synthetic_world, torch_threads
+from benchmarks.common import Table, parse, decoded, demo_checkpoint, model_for, options, print_tables, synthetic_world
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.metrics import normaliser
-from wflwv.models import create_model, load_config
+from wflwv.models import forward_cost, load_config
+from wflwv.tuning import best_seconds, synchronize, torch_threads
 
 MAX_NME_CHANGE = 0.1  # percent: a variant that moves the landmarks more is not kept
 
@@ -41,7 +41,7 @@ class Variant:
     prepare: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     threads: int | None = None
-    channels_last: bool = True  # predict_videos's default
+    channels_last: bool = False  # predict_videos's default
 
 
 def compiled(mode: str | None = None) -> Callable[[torch.nn.Module], torch.nn.Module]:
@@ -55,8 +55,8 @@ def compiled(mode: str | None = None) -> Callable[[torch.nn.Module], torch.nn.Mo
 def variants(device: str, with_compile: bool) -> dict[str, Variant]:
     kind = torch.device(device).type
     found = {
-        f"baseline (inference mode, channels-last weights{f', {torch.get_num_threads()} thread(s)' if kind == 'cpu' else ''})": Variant(),
-        "contiguous (NCHW) weights": Variant(channels_last=False),
+        f"baseline (inference mode, contiguous weights{f', {torch.get_num_threads()} thread(s)' if kind == 'cpu' else ''})": Variant(),
+        "channels-last weights": Variant(channels_last=True),
         "bf16 autocast": Variant(context=lambda: torch.autocast(kind, dtype=torch.bfloat16)),
     }
     if kind == "cpu":
@@ -67,19 +67,6 @@ def variants(device: str, with_compile: bool) -> dict[str, Variant]:
         if kind == "cuda":
             found["CUDA graphs (compile reduce-overhead)"] = Variant(prepare=compiled("reduce-overhead"))
     return found
-
-
-def macs(config: str) -> tuple[float, float]:
-    """Multiply-adds of the stem (once per frame) and of one cell evaluation, for one frame."""
-    args = load_config(config)["args"]
-    with torch.device("meta"):
-        model = create_model(load_config(config))
-        with FlopCounterMode(display=False) as counter:
-            injection = model.tail(torch.empty(1, 3, args["im_size"], args["im_size"]))
-        stem = counter.get_total_flops() / 2
-        with FlopCounterMode(display=False) as counter:
-            model.deq_layer.cell(torch.empty(1, args["z_width"], args["heatmap_size"], args["heatmap_size"]), injection)
-    return stem, counter.get_total_flops() / 2
 
 
 def matmul_rate(device: str, n: int, repeats: int = 30) -> float:
@@ -97,14 +84,17 @@ def conv_rate(device: str, width: int, side: int, repeats: int = 10) -> float:
 
 
 def best_of(operation: Callable[[], object], device: str, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        operation()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_seconds({"operation": lambda: (operation(), synchronize(device))}, repeats)["operation"]
+
+
+def machine_rate(device: str) -> tuple[float, str]:
+    """The machine's float32 multiply-add rate through torch, and a line saying how it was measured."""
+    side = 1024 if torch.device(device).type == "cpu" else 8192
+    args = load_config("ldeq_paper")["args"]
+    rates = {"matmul": matmul_rate(device, side), "conv": conv_rate(device, args["cell_base_width"], args["heatmap_size"])}
+    peak = max(rates.values())  # MKL's sgemm takes a slow path on AMD processors, oneDNN's convolutions do not
+    return peak, (f"the machine's rate: {peak / 1e9:.1f} GMAC/s, the better of a {side}^2 float32 sgemm ({rates['matmul'] / 1e9:.1f}) and a {args['cell_base_width']}-wide 3x3 convolution on "
+                  f"{args['heatmap_size']}x{args['heatmap_size']} maps ({rates['conv'] / 1e9:.1f}) through torch, {torch.get_num_threads()} threads, device {device}")
 
 
 def rwr_run(model, clips, variant: Variant, device: str, slots: int, cap: int, first_cap: int | None = None) -> tuple[float, dict]:
@@ -159,18 +149,15 @@ def variant_table(title: str, model, clips, named: dict[str, Variant], device: s
 
 def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, with_compile: bool = True, slots: int = 8, cap: int = 2) -> list[Table]:
     model, weights = model_for("ldeq_demo", demo_checkpoint(checkpoint), device)
-    side = 1024 if torch.device(device).type == "cpu" else 8192
-    paper_args = load_config("ldeq_paper")["args"]
-    rates = {"matmul": matmul_rate(device, side), "conv": conv_rate(device, paper_args["cell_base_width"], paper_args["heatmap_size"])}
-    peak = max(rates.values())  # MKL's sgemm takes a slow path on AMD processors, oneDNN's convolutions do not
-    counts = {config: macs(config) for config in ("ldeq_paper", "ldeq_demo")}
+    peak, rate_line = machine_rate(device)
+    paper, _ = model_for("ldeq_paper", None, device)
+    counts = {"ldeq_paper": forward_cost(paper, paper.args.im_size), "ldeq_demo": forward_cost(model, model.args.im_size)}
     clips = world_clips(1, 16 if quick else 24)
     rounds = 1 if quick else 2
     named = variants(device, with_compile)
     tables = [variant_table(f"Inference variants, ldeq_demo, RwR cap {cap}, {slots} slots, {sum(len(c[1]) for c in clips)} decoded frames", model, clips, named, device, slots, cap, rounds, counts["ldeq_demo"][1], counts["ldeq_demo"][0])]
     tables[0].notes += [f"model: {weights}; device {device}; best of {rounds} interleaved rounds after a warm-up; the last column says whether a variant passes the bar for the library, in this run (see benchmarks/README.md for what was kept)"]
 
-    paper, _ = model_for("ldeq_paper", None, device)
     paper_clips = [(i, f[: 3 if device == "cpu" else 60], b[: 3 if device == "cpu" else 60], t[: 3 if device == "cpu" else 60]) for i, f, b, t in clips]
     rwr_run(paper, paper_clips, Variant(), device, slots=len(paper_clips), cap=cap, first_cap=cap)  # first calls set up oneDNN's kernels
     seconds, found = rwr_run(paper, paper_clips, Variant(), device, slots=len(paper_clips), cap=cap, first_cap=cap)
@@ -186,8 +173,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
              (paper_frames * counts["ldeq_paper"][0] + paper_iterations * counts["ldeq_paper"][1]) / seconds / 1e9, f"{100 * (paper_frames * counts['ldeq_paper'][0] + paper_iterations * counts['ldeq_paper'][1]) / seconds / peak:.1f}%"],
             ["ldeq_demo (64x64, 16x16 heatmaps)", counts["ldeq_demo"][1] / 1e9, counts["ldeq_demo"][0] / 1e9, (counts["ldeq_demo"][0] + cap * counts["ldeq_demo"][1]) / 1e9, demo_rate / 1e9, f"{100 * demo_rate / peak:.1f}%"],
         ],
-        [f"the machine's rate: {peak / 1e9:.1f} GMAC/s, the better of a {side}^2 float32 sgemm ({rates['matmul'] / 1e9:.1f}) and a {paper_args['cell_base_width']}-wide 3x3 convolution on "
-         f"{paper_args['heatmap_size']}x{paper_args['heatmap_size']} maps ({rates['conv'] / 1e9:.1f}) through torch, {torch.get_num_threads()} threads, device {device}",
+        [rate_line,
          f"ldeq_paper: random weights, {paper_frames} frames at batch {len(paper_clips)}, every frame capped at {cap}; ldeq_demo: the baseline row above"],
     )
     tables.append(limit)
@@ -199,7 +185,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
 def gpu_table(device: str, clips, with_compile: bool, cap: int, paper_macs: tuple[float, float]) -> Table:
     """The paper's full-size LDEQ with RwR on 256x256 crops on the GPU: baseline, bf16 autocast, CUDA graphs."""
     paper, _ = model_for("ldeq_paper", None, device)
-    named = {name: variant for name, variant in variants(device, with_compile).items() if name.startswith("baseline") or name in ("contiguous (NCHW) weights", "bf16 autocast", "CUDA graphs (compile reduce-overhead)")}
+    named = {name: variant for name, variant in variants(device, with_compile).items() if name.startswith("baseline") or name in ("channels-last weights", "bf16 autocast", "CUDA graphs (compile reduce-overhead)")}
     streams = [(f"{video_id}-{copy_index}", frames, boxes, truth) for copy_index in range(16) for video_id, frames, boxes, truth in clips]  # enough videos to fill the slots
     table = variant_table(f"GPU: {torch.cuda.get_device_name(device)}, ldeq_paper (16.5M parameters, 256x256 crops), RwR cap {cap}, 32 slots", paper, streams, named, device, 32, cap, 2, paper_macs[1], paper_macs[0])
     table.notes.append(f"torch {torch.__version__}, CUDA {torch.version.cuda}, random weights; {platform.node()}")

@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/RESULTS.md: the machine, the date and every table.
 
-    python -m benchmarks.run_all [--quick] [--device cuda] [--checkpoint CKPT] [--out benchmarks/RESULTS.md]
+    python -m benchmarks.run_all [--quick] [--device cuda] [--checkpoint CKPT] [--out benchmarks/RESULTS.md] [--only geometry]
 """
 
 import datetime
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import label_throughput, limit, rwr, schedules, train_memory
+from benchmarks import geometry, label_throughput, limit, rwr, schedules, train_memory
 from benchmarks.common import REPO, demo_checkpoint, options, parse
 from wflwv import io
+
+SUITES = ("schedules", "rwr", "train_memory", "label_throughput", "limit", "geometry")
 
 
 def machine(device: str) -> str:
@@ -29,32 +31,43 @@ def main() -> None:
     parser = options(__doc__.splitlines()[0], checkpoint=True)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md", help="where to write the results")
     parser.add_argument("--note", default="", help="a line about the conditions of the run (e.g. that the machine was shared)")
+    parser.add_argument("--only", action="append", choices=SUITES, help="run only this benchmark (repeatable): its section of OUT is replaced, the others kept")
     args = parse(parser)
     checkpoint = demo_checkpoint(args.checkpoint)
     suites = {
-        "Video inference schedules": lambda: schedules.run(args.device, args.quick, checkpoint),
-        "RwR against cold start": lambda: rwr.run(args.device, args.quick, checkpoint),
-        "Training memory": lambda: train_memory.run(args.device, args.quick),
-        "Labelling throughput": lambda: label_throughput.run(args.device, args.quick),
-        "The limit": lambda: limit.run(args.device, args.quick, checkpoint),
+        "schedules": ("Video inference schedules", lambda: schedules.run(args.device, args.quick, checkpoint)),
+        "rwr": ("RwR against cold start", lambda: rwr.run(args.device, args.quick, checkpoint)),
+        "train_memory": ("Training memory", lambda: train_memory.run(args.device, args.quick)),
+        "label_throughput": ("Labelling throughput", lambda: label_throughput.run(args.device, args.quick)),
+        "limit": ("The limit", lambda: limit.run(args.device, args.quick, checkpoint)),
+        "geometry": ("Geometry sweep: the full video path at the demo's and the paper's geometry", lambda: geometry.run(args.device, args.quick, checkpoint)),
     }
-    started, sections = time.perf_counter(), []
-    for title, suite in suites.items():
+    started, sections = time.perf_counter(), {}
+    for name, (title, suite) in suites.items():
+        if args.only and name not in args.only:
+            continue
         start = time.perf_counter()
         tables = suite()
         text = "\n".join(table.markdown() for table in tables)
         print(f"## {title}\n\n{text}", flush=True)
-        sections.append(f"## {title}\n\n_{time.perf_counter() - start:.0f} s_\n\n{text}")
-    header = [
-        "# wflwv performance results",
-        "",
-        f"Written by `make bench-perf` (`python -m benchmarks.run_all{' --quick' if args.quick else ''}`) on "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s. See benchmarks/README.md for what each table measures.",
-        "",
-        machine(args.device),
-    ] + ([f"- {args.note}"] if args.note else [])
-    io.save_text(args.out, "\n".join(header) + "\n\n" + "\n".join(sections))
+        sections[title] = f"_{time.perf_counter() - start:.0f} s{', run on its own (--only)' if args.only else ''}_\n\n{text}"
+    command = f"python -m benchmarks.run_all{' --quick' if args.quick else ''}{''.join(f' --only {name}' for name in args.only or [])}"
+    run_line = f"`{command}` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
+    if args.only:
+        header, kept = read_results(args.out)
+        header += [f"- then {run_line}, on this machine:", *(f"  {line}" for line in machine(args.device).splitlines())] + ([f"  - {args.note}"] if args.note else [])
+        sections = {title: sections.get(title, kept.get(title)) for title in [*kept, *sections]}
+    else:
+        header = ["# wflwv performance results", "", f"Written by `make bench-perf` ({run_line}). See benchmarks/README.md for what each table measures.", "",
+                  machine(args.device)] + ([f"- {args.note}"] if args.note else [])
+    io.save_text(args.out, "\n".join(header) + "\n\n" + "\n".join(f"## {title}\n\n{text}" for title, text in sections.items()))
     print(f"wrote {args.out}")
+
+
+def read_results(path: Path) -> tuple[list[str], dict[str, str]]:
+    """The header lines of a RESULTS.md and its sections' text by title."""
+    header, *parts = path.read_text().split("\n## ")
+    return header.rstrip("\n").splitlines(), {part.split("\n", 1)[0]: part.split("\n", 1)[1].lstrip("\n") for part in parts}
 
 
 if __name__ == "__main__":

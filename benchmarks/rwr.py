@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Table, parse, best_time, decoded, demo_checkpoint, model_for, options, print_tables, synchronize, synthetic_world
+from benchmarks.common import Table, parse, decoded, demo_checkpoint, model_for, options, print_tables, synthetic_world
 from wflwv.inference import DEFAULT_SLOTS, VideoStream, predict_videos
 from wflwv.metrics import score_videos
+from wflwv.tuning import best_seconds, synchronize
 
 
 def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None, caps: tuple[int, ...] = (1, 2, 3), cold_cap: int = 30, slots: int = DEFAULT_SLOTS) -> list[Table]:
@@ -43,7 +44,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
                 synchronize(device)
             return go
 
-        times = best_time({name: timed(name, settings) for name, settings in runs.items()}, rounds=1)
+        times = best_seconds({name: timed(name, settings) for name, settings in runs.items()}, rounds=1)
         cold_fps = total / times["cold start"]
         for name, seconds in times.items():
             found = predictions[name]

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import Table, parse, best_time, decoded, demo_checkpoint, model_for, options, print_tables, sample_lengths, synchronize, synthetic_streams, synthetic_world, torch_threads, wflwv_lengths
+from benchmarks.common import Table, parse, decoded, demo_checkpoint, model_for, options, print_tables, sample_lengths, synthetic_streams, synthetic_world, wflwv_lengths
 from wflwv.inference import DEFAULT_SLOTS, VideoPrediction, VideoStream, predict_videos
+from wflwv.tuning import best_seconds, synchronize, torch_threads
 
 
 def predict_equal_length(model: torch.nn.Module, streams: Iterable[VideoStream], *, batch: int = 8, **options) -> Iterator[VideoPrediction]:
@@ -70,7 +71,7 @@ def model_alone(model: torch.nn.Module, batch: int, max_iters: int, device: str,
         with torch.no_grad():
             z0 = model(images).z_star
             call = lambda: (model(images, z0=z0, max_iters=max_iters), synchronize(device))
-            seconds = best_time({threads: on_threads(threads, call) for threads in thread_counts}, rounds=5)
+            seconds = best_seconds({threads: on_threads(threads, call) for threads in thread_counts}, rounds=5)
         fps[n] = n / min(seconds.values())
     return fps
 
@@ -122,7 +123,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
         return go
 
     named = schedules(batch)
-    times = best_time({(name, threads): on_threads(threads, timed(schedule)) for name, schedule in named.items() for threads in thread_counts}, rounds)
+    times = best_seconds({(name, threads): on_threads(threads, timed(schedule)) for name, schedule in named.items() for threads in thread_counts}, rounds)
     fps = {key: lengths.sum() / seconds for key, seconds in times.items()}
 
     def best(schedule: str) -> float:

@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import REPO, Table, parse, options, print_tables, synchronize
+from benchmarks.common import REPO, Table, parse, options, print_tables
 from wflwv.allocator import fix_mmap_threshold
 from wflwv.models import load_config, model_args
 from wflwv.models.ldeq import LDEQ
+from wflwv.tuning import synchronize
 
 ANDERSON_M = load_config("ldeq_demo")["args"]["anderson_m"]
 

@@ -66,14 +66,18 @@ def test_degenerate_box_is_rejected():
         box_to_affine(np.array([10, 10, 10, 5]))
 
 
-def test_crops_to_tensor_normalises_per_channel():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_crops_to_tensor_normalises_per_channel_in_the_layout_asked_for(channels_last):
     crops = np.zeros((2, 4, 5, 3), dtype=np.uint8)
     crops[1, ..., 0] = 255
-    tensor = crops_to_tensor(crops)
+    crops[1, 1, 2] = (7, 99, 200)
+    tensor = crops_to_tensor(crops, channels_last=channels_last)
     assert tensor.shape == (2, 3, 4, 5) and tensor.dtype == torch.float32
     assert torch.allclose(tensor[0, :, 0, 0], torch.from_numpy(-IMAGENET_MEAN / IMAGENET_STD))
     assert torch.isclose(tensor[1, 0, 2, 3], torch.tensor((1 - 0.485) / 0.229))
-    assert tensor.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(tensor[1, :, 1, 2], torch.from_numpy((np.array([7, 99, 200], dtype=np.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD))
+    assert tensor.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert tensor.is_contiguous() != channels_last
 
 
 def test_crops_to_tensor_takes_a_flipped_view():

@@ -1,4 +1,5 @@
 import argparse
+import itertools
 
 import numpy as np
 import pytest
@@ -177,15 +178,28 @@ def test_boxes_may_be_lazy_and_each_frame_comes_out_as_it_is_solved():
         list(predict_frames(model, [VideoStream("a", iter(frames), iter(boxes[:3]))]))
 
 
-def test_channels_last_weights_give_the_same_landmarks():
-    contiguous = predict(tiny_ldeq(), slots=3, max_iters=2, channels_last=False)
+def test_either_layout_and_prefetching_give_the_same_landmarks():
     model = tiny_ldeq()
-    channels_last = predict(model, slots=3, max_iters=2)  # the default
-    assert model.deq_layer.cell.hourglass.same1.conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert not model.deq_layer.cell.hourglass.same1.conv.weight.is_contiguous()
+    contiguous = predict(model, slots=3, max_iters=2, prefetch=False)  # the default layout
+    weight = model.deq_layer.cell.hourglass.same1.conv.weight
+    assert weight.is_contiguous()
+    channels_last = predict(model, slots=3, max_iters=2, channels_last=True)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    prefetched = predict(model, slots=3, max_iters=2)
+    assert weight.is_contiguous()  # back to contiguous, as asked by default
     for video_id, expected in contiguous.items():
+        np.testing.assert_array_equal(prefetched[video_id].landmarks, expected.landmarks)
         np.testing.assert_allclose(channels_last[video_id].landmarks, expected.landmarks, atol=1e-4, rtol=0)
         np.testing.assert_array_equal(channels_last[video_id].iterations, expected.iterations)
+
+
+def test_a_bad_frame_read_ahead_is_reported_at_its_turn():
+    frames, boxes = video("a", 4)
+    bad = [*frames[:2], frames[2][..., 0]]  # the third frame is grey, not RGB
+    solved = predict_frames(tiny_ldeq(), [VideoStream("a", iter(bad), boxes[:3])], slots=1, max_iters=2)
+    assert [frame.index for _, frame in itertools.islice(solved, 2)] == [0, 1]
+    with pytest.raises(WflwvError, match="a: frame 2 is uint8"):
+        next(solved)
 
 
 def test_the_caller_never_runs_in_inference_mode_between_frames():

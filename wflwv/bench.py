@@ -31,7 +31,6 @@ import pandas as pd
 import torch
 from PIL import Image
 from rich.progress import track
-from torch.utils.flop_counter import FlopCounterMode
 
 from wflwv import __version__, io
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor
@@ -40,9 +39,9 @@ from wflwv.data.videoset import VideoItem, VideoSet
 from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, read_image, read_precropped
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
-from wflwv.inference import DEFAULT_SLOTS, VideoStream, is_deq, predict_videos
+from wflwv.inference import VideoStream, is_deq, predict_videos
 from wflwv.metrics import memory, score_images, score_videos, temporal_scores
-from wflwv.models import load_checkpoint
+from wflwv.models import load_checkpoint, multiply_adds, param_count
 from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, predictions_digest, read_method, write_prediction_set
 from wflwv.report import (
     NMF_TABLE_SCALE,
@@ -57,6 +56,8 @@ from wflwv.report import (
     video_summary,
 )
 from wflwv.stills import predict_crops
+from wflwv.tuning import BATCHES, RunChoices, choose, torch_threads
+from wflwv.tuning import apply as apply_choices
 from wflwv.uncertainty import RESAMPLES, SEED, bootstrap_interval, paired_difference
 
 ENTRIES_FILE = "leaderboard_entries.jsonl"
@@ -69,7 +70,8 @@ ADAPTIVE_TOL = 0.02
 
 @dataclass(frozen=True)
 class BenchSettings:
-    slots: int = DEFAULT_SLOTS
+    slots: int | None = None  # videos batched together; None: measured per model (wflwv.tuning), as are the layout and threads
+    try_compile: bool = False  # also measure the DEQ's cell through torch.compile (a minute or more of compiling per model)
     rwr_iters: tuple[int, ...] = (1, 2, 3)
     adaptive_tol: float | None = ADAPTIVE_TOL  # RwR (adaptive)'s residual tolerance; None: no such row
     filters: tuple[str, ...] = tuple(FILTERS)
@@ -356,15 +358,23 @@ def predict_run(bench_model: BenchModel, items: dict[str, VideoItem], inputs: di
     predictions = {} if force else {i: cached for i in items if (cached := read_cached(paths[i])) is not None}
     todo = [i for i in items if i not in predictions]
     if todo:
+        choices = run_choices(bench_model.model, settings)
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
-        solved = predict_videos(bench_model.model, streams, slots=settings.slots, warm_start=run.warm_start, max_iters=run.max_iters, tol=run.tol, protocol=settings.protocol, device=settings.device)
-        last = time.perf_counter()
-        for prediction in track(solved, total=len(todo), description=f"{bench_model.label} {run.name}: videos"):
-            now = time.perf_counter()
-            arrays = {"landmarks": prediction.landmarks, "iterations": prediction.iterations, "residuals": prediction.residuals, "seconds": np.float64(now - last)}
-            save_npz(paths[prediction.id], **arrays)
-            predictions[prediction.id], last = arrays, now
+        with torch_threads(choices.threads):
+            solved = predict_videos(apply_choices(bench_model.model, choices), streams, slots=choices.batch, warm_start=run.warm_start, max_iters=run.max_iters, tol=run.tol,
+                                    protocol=settings.protocol, device=settings.device, channels_last=choices.channels_last)  # fmt: skip
+            last = time.perf_counter()
+            for prediction in track(solved, total=len(todo), description=f"{bench_model.label} {run.name}: videos"):
+                now = time.perf_counter()
+                arrays = {"landmarks": prediction.landmarks, "iterations": prediction.iterations, "residuals": prediction.residuals, "seconds": np.float64(now - last)}
+                save_npz(paths[prediction.id], **arrays)
+                predictions[prediction.id], last = arrays, now
     return {i: predictions[i] for i in items}
+
+
+def run_choices(model: torch.nn.Module, settings: BenchSettings) -> RunChoices:
+    """The layout, batch (slots), threads and compilation that run this model fastest on the device, measured once per process; the slots given are kept."""
+    return choose(model, settings.device, batches=BATCHES if settings.slots is None else (settings.slots,), cap=max(settings.rwr_iters, default=2), try_compile=settings.try_compile)
 
 
 def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, entrants: list[Entrant], items: dict[str, VideoItem], out: Path, filters: dict[str, TemporalFilter], split: str) -> None:
@@ -472,15 +482,13 @@ def model_cost(model: torch.nn.Module, faces: StillFaces, settings: BenchSetting
     image = crops_to_tensor(crop(read_image(faces.images[0]), faces.affines(size)[0], size)[None]).to(settings.device)
     model.eval()
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
-            model(image)
         seconds = []
         for _ in range(settings.latency_runs + 1):  # the first run warms up
             start = time.perf_counter()
-            model(image)
+            output = model(image)
             seconds.append(time.perf_counter() - start)
-    params = sum(p.numel() for p in model.parameters())
-    return {"params_m": params / 1e6, "macs_m": counter.get_total_flops() / 2 / 1e6, "latency_ms": 1000 * statistics.median(seconds[1:])}
+    iterations = int(output.iterations[0]) if is_deq(model) else None  # the solver's, on this face
+    return {"params_m": param_count(model) / 1e6, "macs_m": multiply_adds(model, size, iterations) / 1e6, "latency_ms": 1000 * statistics.median(seconds[1:])}
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:

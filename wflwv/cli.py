@@ -120,7 +120,8 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt): the video leaderboard.")
 @click.option("--stills", type=EXISTING_DIR, help="A WFLW still set, official layout (WFLW_annotations/, WFLW_images/) or pre-cropped (test.txt, test/, test_<subset>...): the still-image leaderboard.")
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
-@click.option("--slots", default=32, show_default=True, type=POSITIVE, help="Video streams batched together (32: see benchmarks/schedules.py).")
+@click.option("--slots", type=POSITIVE, help="Video streams batched together (default: measured per model with its layout and threads, see wflwv/tuning.py).")
+@click.option("--try-compile", is_flag=True, help="Also measure each LDEQ's cell through torch.compile, kept if 5% faster (compiling takes a minute or more).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(POSITIVE), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
 @click.option("--adaptive-tol", type=NON_NEGATIVE_FLOAT, help="RwR (adaptive): 2 iterations per frame, 1 where the relative residual from the previous frame's z* is below this (0: no such row) [default: 0.02].")
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=filter_list, help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated; none for no filter).")
@@ -129,7 +130,7 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: Path | None, stills: Path | None, out: Path, slots: int, rwr_iters: tuple[int, ...], adaptive_tol: float | None, filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, device: str, force: bool) -> None:
+def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: Path | None, stills: Path | None, out: Path, slots: int | None, try_compile: bool, rwr_iters: tuple[int, ...], adaptive_tol: float | None, filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, device: str, force: bool) -> None:
     """Leaderboards of models and prediction sets: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost), with 95% intervals."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.report import video_differences, video_summary
@@ -144,7 +145,7 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: P
         raise click.UsageError("--stills scores models: give --model")
     nmf_definition = nmf_definition or ("released" if protocol == "released" else "paper")
     adaptive = {} if adaptive_tol is None else {"adaptive_tol": adaptive_tol or None}
-    settings = BenchSettings(slots=slots, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol, **adaptive)
+    settings = BenchSettings(slots=slots, try_compile=try_compile, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol, **adaptive)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force, predictions=predictions)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)

@@ -25,13 +25,16 @@ import numpy as np
 import torch
 
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine, released_box_to_affine, transform_points
+from wflwv.data.prefetch import prefetched
 from wflwv.errors import WflwvError
 from wflwv.models.ldeq import LDEQ, PROTOCOLS
 
-# Video streams solved as one batch. On the 2-core CPU the demo LDEQ alone runs 5.6-5.9x more frames
+# Video streams solved as one batch unless the caller says otherwise (`wflwv bench` measures the
+# fastest per model: wflwv.tuning). On the 2-core CPU the demo LDEQ alone runs 5.6-5.9x more frames
 # per second at batch 32 than at batch 1 on both cores (3.3-3.8x on one), and 1.2-1.9x more than at
-# batch 8 (benchmarks/schedules.py); a z state per slot is small (3 MiB for 32 slots of the demo
-# model, 50 MiB of the paper's).
+# batch 8 (benchmarks/schedules.py); at the paper's geometry batching gains far less
+# (benchmarks/geometry.py). A z state per slot is small (3 MiB for 32 slots of the demo model, 50 MiB
+# of the paper's).
 DEFAULT_SLOTS = 32
 CROPS = {"wflwv": box_to_affine, "released": released_box_to_affine}  # each protocol's box -> crop affine
 
@@ -138,7 +141,8 @@ def predict_frames(
     protocol: str = "wflwv",
     tol: float | None = None,
     device: str | torch.device = "cpu",
-    channels_last: bool = True,
+    channels_last: bool = False,
+    prefetch: bool = True,
 ) -> Iterator[tuple[int, FramePrediction | None]]:
     """(stream number, landmarks of its next frame) as each frame is solved, and (stream number, None)
     when that stream has ended; a stream's number is its position in `streams`.
@@ -151,8 +155,10 @@ def predict_frames(
     max_iters=2 it is the paper's adaptive rule, one iteration where the residual from the previous
     frame's z* is already below tol (consecutive frames almost identical), two elsewhere.
     The model is put in eval mode and must already be on `device`;
-    with channels_last its convolution weights are converted to that memory format in place (on the
-    2-core CPU the demo LDEQ runs 7-14% faster, its landmarks equal to float rounding: benchmarks/limit.py).
+    its convolution weights are put in the memory layout asked for (channels-last or contiguous),
+    in place, and the crops are made in the same (which is faster depends on the model and the
+    machine: wflwv.tuning measures it; the landmarks are equal to float rounding). With prefetch a
+    background thread reads, crops and normalises the next batch while the model solves this one.
     """
     if slots < 1:
         raise ValueError(f"slots must be at least 1, got {slots}")
@@ -163,27 +169,50 @@ def predict_frames(
     deq = is_deq(model)
     if warm_start and not deq:
         raise ValueError(f"{type(model).__name__} is not a DEQ: it has no state to warm-start from, use warm_start=False")
-    model.eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model.eval().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     args = model.args
     cap = args.max_iters if deq and max_iters is None else max_iters
     first_cap = (args.max_iters if first_frame_max_iters is None else first_frame_max_iters) if warm_start and protocol == "wflwv" else cap
+    states = torch.zeros(slots, args.z_width, args.heatmap_size, args.heatmap_size, device=device) if warm_start else torch.zeros(slots, 0)
+    batches = _batches(streams, slots, args.im_size, (first_cap, cap), channels_last, protocol)
+    for batch in prefetched(batches) if prefetch else batches:
+        yield from batch.finished
+        if not batch.slots:
+            return
+        states[batch.opened] = 0
+        points, solver_iterations, residuals = _solve(model, batch.images.to(device), states, batch.slots, batch.caps, warm_start, deq, protocol, tol)
+        for number, index, affine, crop_points, iterations, residual in zip(batch.numbers, batch.indices, batch.affines, points * args.im_size, solver_iterations, residuals):
+            yield number, FramePrediction(index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The next frame of every occupied slot, cropped, with what the results need: a snapshot, so that it can be made ahead."""
+
+    finished: list[tuple[int, None]]  # streams that ended since the last batch
+    opened: list[int]  # slots handed a new video since the last batch: their state starts from zero
+    slots: list[int]  # the occupied slots, in batch order; empty once every stream has ended
+    numbers: list[int]  # each frame's stream number
+    indices: list[int]  # each frame's index in its video
+    affines: list[np.ndarray]  # frame pixels -> crop pixels
+    caps: list[int]
+    images: torch.Tensor | None
+
+
+def _batches(streams: Iterable[VideoStream], slots: int, size: int, caps: tuple[int, int], channels_last: bool, protocol: str) -> Iterator[_Batch]:
+    """The scheduler's batches, each frame's cap the first of `caps` on a video's first frame and the second after."""
     pending = enumerate(streams)
     tracks: list[_Track | None] = [None] * slots
-    states = torch.zeros(slots, args.z_width, args.heatmap_size, args.heatmap_size, device=device) if warm_start else torch.zeros(slots, 0)
     while True:
-        frames, finished = _next_frames(tracks, pending, states)
-        yield from finished
+        frames, finished, opened = _next_frames(tracks, pending)
         if not frames:
+            yield _Batch(finished, opened, [], [], [], [], [], None)
             return
         occupied = list(frames)
-        affines = [tracks[slot].affine(args.im_size, protocol) for slot in occupied]
-        crops = np.stack([crop(frames[slot], affine, args.im_size) for slot, affine in zip(occupied, affines)])
-        caps = [first_cap if tracks[slot].frame_index == 0 else cap for slot in occupied]
-        points, solver_iterations, residuals = _solve(model, crops_to_tensor(crops).to(device), states, occupied, caps, warm_start, deq, protocol, tol)
-        for slot, affine, crop_points, iterations, residual in zip(occupied, affines, points * args.im_size, solver_iterations, residuals):
-            yield tracks[slot].number, FramePrediction(tracks[slot].frame_index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
+        affines = [tracks[slot].affine(size) for slot in occupied]
+        crops = np.stack([crop(frames[slot], affine, size) for slot, affine in zip(occupied, affines)])
+        yield _Batch(finished, opened, occupied, [tracks[slot].number for slot in occupied], [tracks[slot].frame_index for slot in occupied], affines,
+                     [caps[tracks[slot].frame_index > 0] for slot in occupied], crops_to_tensor(crops, channels_last))
 
 
 @torch.inference_mode()  # scoped to the solve: a generator's `with` would leave it on in the caller between yields
@@ -203,9 +232,9 @@ def is_deq(model: torch.nn.Module) -> bool:
     return isinstance(model, LDEQ)
 
 
-def _next_frames(tracks: list[_Track | None], pending: Iterator[tuple[int, VideoStream]], states: torch.Tensor) -> tuple[dict[int, np.ndarray], list[tuple[int, None]]]:
-    """The next frame of every slot that has one (refilling ended slots from `pending`), and the videos that ended."""
-    frames, finished = {}, []
+def _next_frames(tracks: list[_Track | None], pending: Iterator[tuple[int, VideoStream]]) -> tuple[dict[int, np.ndarray], list[tuple[int, None]], list[int]]:
+    """The next frame of every slot that has one (refilling ended slots from `pending`), the videos that ended, and the slots refilled."""
+    frames, finished, opened = {}, [], []
     for slot in range(len(tracks)):
         while slot not in frames:
             if tracks[slot] is None:
@@ -213,11 +242,11 @@ def _next_frames(tracks: list[_Track | None], pending: Iterator[tuple[int, Video
                 if numbered is None:
                     break
                 tracks[slot] = _Track.open(*numbered)
-                states[slot] = 0
+                opened.append(slot)
             frame = tracks[slot].next_frame()
             if frame is None:
                 finished.append((tracks[slot].number, None))
                 tracks[slot] = None
             else:
                 frames[slot] = frame
-    return frames, finished
+    return frames, finished, opened

@@ -5,6 +5,8 @@ held for long: the first feeds MTCNN and the streamed box steps (wflwv.boxes.str
 a bounded number of frames ahead; the second feeds LDEQ + RwR (wflwv.inference.predict_frames),
 one face segment after another, each a new stream whose state starts from zero; the third, with an
 overlay, is drawn on. Landmark rows are written as they come, in row groups (parquet) or lines (CSV).
+The model runs in the memory layout and on the torch threads measured fastest for it on the device
+(wflwv.tuning), while a reader thread decodes and crops the next frame.
 """
 
 import collections
@@ -26,6 +28,7 @@ from wflwv.data.video import VideoInfo, iter_frames, probe, write_video
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_frames
 from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_weights, read_checkpoint
+from wflwv.tuning import choose, torch_threads
 
 N_LANDMARKS = 98
 FORMATS = (".parquet", ".csv")
@@ -106,15 +109,17 @@ def frame_rows(video: Path, info: VideoInfo, model: LDEQ, settings: PredictSetti
     boxes = stream_boxes(iter_frames(video), (info.width, info.height), info.fps, settings.boxes)
     starts: list[int] = []  # first frame of each face segment, by stream number
     streams = face_streams(iter_frames(video), boxes, starts)
-    solved = predict_frames(model, streams, slots=1, max_iters=settings.rwr_iters, protocol=settings.protocol, device=settings.device)
-    next_frame = 0
-    for number, prediction in solved:
-        if prediction is None:
-            continue
-        frame = starts[number] + prediction.index
-        yield from (Row(index, -1, None, 0) for index in range(next_frame, frame))
-        yield Row(frame, number, prediction.landmarks, prediction.iterations)
-        next_frame = frame + 1
+    choices = choose(model, settings.device, batches=(1,), cap=settings.rwr_iters)  # one video: RwR solves its frames one after another
+    with torch_threads(choices.threads):
+        solved = predict_frames(model, streams, slots=1, max_iters=settings.rwr_iters, protocol=settings.protocol, device=settings.device, channels_last=choices.channels_last)
+        next_frame = 0
+        for number, prediction in solved:
+            if prediction is None:
+                continue
+            frame = starts[number] + prediction.index
+            yield from (Row(index, -1, None, 0) for index in range(next_frame, frame))
+            yield Row(frame, number, prediction.landmarks, prediction.iterations)
+            next_frame = frame + 1
     yield from (Row(index, -1, None, 0) for index in range(next_frame, info.n_frames))
 
 

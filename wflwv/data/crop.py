@@ -57,11 +57,15 @@ def crop(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(image, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
-def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
-    """uint8 RGB crops (B, H, W, 3) -> ImageNet-normalised float tensor (B, 3, H, W), channels-last in memory.
+def crops_to_tensor(crops: np.ndarray, channels_last: bool = False) -> torch.Tensor:
+    """uint8 RGB crops (B, H, W, 3) -> ImageNet-normalised float tensor (B, 3, H, W), contiguous or channels-last in memory.
 
-    Channels-last is the crops' own layout and the one inference runs its convolutions in; converting
-    in torch rather than numpy takes a sixth of the time (0.3 ms for 32 crops of 64x64).
+    The pixels are copied into a float tensor of the layout asked for and normalised in place there:
+    for 256x256 crops on the 2-core CPU 0.15-0.2 ms a crop contiguous, 0.5 channels-last (where the
+    per-channel constants broadcast along the innermost axis), against 1.0 for a float conversion of
+    the permuted view followed by a copy to contiguous.
     """
     pixels = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2)
-    return pixels.float().sub_(_PIXEL_MEAN).mul_(_PIXEL_SCALE)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    images = torch.empty(pixels.shape, dtype=torch.float32, memory_format=layout).copy_(pixels)
+    return images.sub_(_PIXEL_MEAN).mul_(_PIXEL_SCALE)

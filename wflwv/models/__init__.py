@@ -25,7 +25,7 @@ from wflwv.models.hourglass import StackedHourglass
 from wflwv.models.hrnet import HRNet
 from wflwv.models.ldeq import LDEQ, LDEQOutput
 from wflwv.models.regression import Regression
-from wflwv.models.stats import multiply_adds, param_count
+from wflwv.models.stats import forward_cost, multiply_adds, param_count
 from wflwv.models.unet import UNet
 
 DEFAULT_FAMILY = "ldeq"  # the released checkpoints carry no family: they are all LDEQs
@@ -154,6 +154,6 @@ def _check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], pat
 
 __all__ = [
     "HRNet", "HeatmapOutput", "LDEQ", "LDEQOutput", "LandmarkOutput", "Regression", "StackedHourglass", "UNet",
-    "create_model", "load_checkpoint", "load_config", "load_weights", "model_args", "multiply_adds", "param_count",
+    "create_model", "forward_cost", "load_checkpoint", "load_config", "load_weights", "model_args", "multiply_adds", "param_count",
     "read_checkpoint", "register_family", "save_checkpoint",
 ]  # fmt: skip

@@ -1,0 +1,56 @@
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_inference import predict
+from wflwv import tuning
+from wflwv.models import load_config
+from wflwv.models.ldeq import LDEQ
+
+IDS = ("c", "b", "e")  # 12 frames; a video ends and another takes its slot
+
+
+def paper_geometry_ldeq() -> LDEQ:
+    """The paper's geometry (256x256 crops, 64x64 heatmaps) at small widths, so that the tests stay fast."""
+    args = load_config("ldeq_paper")["args"] | {"injection_width": 8, "cell_base_width": 8, "cell_width_increment": 2, "cell_softargmax_beta": 0.1}
+    torch.manual_seed(0)
+    return LDEQ(argparse.Namespace(**args)).eval()
+
+
+def test_the_chosen_settings_give_the_landmarks_of_contiguous_weights_one_frame_at_a_time():
+    model = paper_geometry_ldeq()
+    choices = tuning.choose(model, batches=(1, 2, 4), threads=(1,))
+    assert choices.batch in (1, 2, 4) and choices.threads == 1 and choices.frames_per_second > 0
+    reference = predict(model, IDS, slots=1, max_iters=2, channels_last=False, prefetch=False)
+    runs = {(choices.channels_last, choices.batch), (True, 2), (False, 2)}  # the chosen, and either layout batched
+    for channels_last, batch in runs:
+        found = predict(tuning.apply(model, tuning.RunChoices(channels_last, batch, 1, False, 0.0)), IDS, slots=batch, max_iters=2, channels_last=channels_last)
+        for video_id, expected in reference.items():
+            np.testing.assert_allclose(found[video_id].landmarks, expected.landmarks, atol=1e-3, rtol=0)  # pixels of 256x256 crops: float rounding
+            np.testing.assert_array_equal(found[video_id].iterations, expected.iterations)
+
+
+def test_the_fastest_measured_candidate_is_chosen_and_kept(monkeypatch):
+    def timings(calls: dict, rounds: int) -> dict:  # channels-last at batch 2 the fastest per frame; batch 4 gains nothing
+        return {c: c.batch * (0.5 if c.channels_last and c.batch == 2 else 1.0) * (1 if c.batch < 4 else 2) for c in calls}
+
+    monkeypatch.setattr(tuning, "best_seconds", timings)
+    monkeypatch.setattr(tuning, "_CHOSEN", {})
+    model = paper_geometry_ldeq()
+    choices = tuning.choose(model, batches=(1, 2, 4, 8), threads=(1,))
+    assert (choices.channels_last, choices.batch, choices.threads, choices.compiled) == (True, 2, 1, False)
+    assert choices.frames_per_second == pytest.approx(2.0)
+    monkeypatch.setattr(tuning, "best_seconds", None)  # measured once per architecture, device and candidates
+    assert tuning.choose(paper_geometry_ldeq(), batches=(1, 2, 4, 8), threads=(1,)) is choices
+
+
+def test_threads_are_restored_after_a_measurement():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tuning.choose(paper_geometry_ldeq(), batches=(1,), threads=(1,), cap=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

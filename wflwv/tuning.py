@@ -1,0 +1,163 @@
+"""Run settings chosen per model and device by a quick measurement: memory layout, batch, torch threads, torch.compile.
+
+Which settings run a model fastest depends on its shape and on the machine. On the 2-core CPU the
+demo LDEQ (64x64 crops, 16x16 heatmaps) runs faster with channels-last weights and 3-6x faster in
+batches of 32, while at the paper's geometry (256x256 crops, 64x64 heatmaps) channels-last costs
+10-20% and batching gains far less (benchmarks/RESULTS.md). So before a long run (`bench`,
+`predict`) `choose` times the model itself, with no decoding or cropping, under each candidate: a
+warm-started solve capped at RwR's iterations on random crops, the candidates interleaved over
+rounds and each kept at its best, so that a load on the machine hits them alike. Batches double
+from 1 until a larger one no longer gains or one call takes longer than `max_call_s`.
+
+None of the choices changes a landmark beyond float rounding: the layout and the thread count
+only reorder sums, and the solver stops each sample of a batch on its own. Choices are cached per
+process by the model's architecture (its class and args: the weights' values do not change its
+speed), device, and the candidates.
+"""
+
+import contextlib
+import copy
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from wflwv.models.ldeq import LDEQ
+
+BATCHES = (1, 2, 4, 8, 16, 32, 64)  # the batch sizes tried, in this order, when the caller allows any
+COMPILE_GAIN = 1.05  # torch.compile must be this much faster to be kept: it costs a minute or more of compiling
+BATCH_GAIN = 1.03  # a doubled batch must gain this much more frames/s for the doubling to go on
+
+
+@dataclass(frozen=True)
+class RunChoices:
+    channels_last: bool
+    batch: int  # frames per model call: the slot scheduler's slots
+    threads: int  # torch CPU threads
+    compiled: bool  # the DEQ's cell through torch.compile
+    frames_per_second: float  # of the model alone under these settings, as measured
+
+    def describe(self) -> str:
+        layout = "channels-last" if self.channels_last else "contiguous"
+        return f"{layout} weights, batch {self.batch}, {self.threads} thread(s){', compiled cell' if self.compiled else ''}: {self.frames_per_second:.1f} frames/s measured"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    channels_last: bool
+    batch: int
+    threads: int
+
+
+_CHOSEN: dict[tuple, RunChoices] = {}
+
+
+def choose(model: torch.nn.Module, device: str | torch.device = "cpu", *, batches: tuple[int, ...] = BATCHES, threads: tuple[int, ...] | None = None,
+           cap: int = 2, try_compile: bool = False, max_call_s: float = 1.0, rounds: int = 2) -> RunChoices:
+    """The fastest settings of `model` on `device` among the candidates, measured (see the module's docstring).
+
+    batches: the batch sizes allowed, tried in increasing order; threads: the torch thread counts to
+    try (default 1 and every core on a CPU, the current count elsewhere); cap: solver iterations per
+    call of a DEQ (RwR's cap); try_compile: also time the cell compiled (kept if COMPILE_GAIN faster).
+    """
+    if threads is None:
+        threads = tuple(sorted({1, os.cpu_count() or 1})) if torch.device(device).type == "cpu" else (torch.get_num_threads(),)
+    key = (architecture(model), str(device), tuple(batches), tuple(threads), cap, try_compile)
+    if key not in _CHOSEN:
+        _CHOSEN[key] = _measure(model, device, sorted(batches), threads, cap, try_compile, max_call_s, rounds)
+    return _CHOSEN[key]
+
+
+def architecture(model: torch.nn.Module) -> str:
+    """What a model's speed depends on: its class and its args."""
+    return json.dumps([type(model).__name__, sorted((k, repr(v)) for k, v in vars(model.args).items())])
+
+
+def _measure(model: torch.nn.Module, device, batches: list[int], threads: tuple[int, ...], cap: int, try_compile: bool, max_call_s: float, rounds: int) -> RunChoices:
+    model.eval()
+    layouts = {False: with_layout(copy.deepcopy(model), False), True: with_layout(copy.deepcopy(model), True)}
+    best: tuple[float, Candidate] | None = None
+    for batch in batches:
+        candidates = [Candidate(channels_last, batch, count) for channels_last in layouts for count in threads]
+        seconds = best_seconds({candidate: candidate_call(layouts[candidate.channels_last], candidate, device, cap) for candidate in candidates}, rounds)
+        fastest = min(seconds, key=seconds.get)
+        fps = batch / seconds[fastest]
+        gained = best is None or fps > BATCH_GAIN * best[0]
+        if gained:
+            best = (fps, fastest)
+        if not gained or seconds[fastest] > max_call_s:
+            break
+    fps, chosen = best
+    compiled = False
+    if try_compile and isinstance(model, LDEQ):
+        call = candidate_call(compile_cell(layouts[chosen.channels_last]), chosen, device, cap)
+        compiled_fps = chosen.batch / best_seconds({"compiled": call}, rounds)["compiled"]
+        if compiled_fps > COMPILE_GAIN * fps:
+            fps, compiled = compiled_fps, True
+    return RunChoices(chosen.channels_last, chosen.batch, chosen.threads, compiled, fps)
+
+
+def candidate_call(model: torch.nn.Module, candidate: Candidate, device, cap: int) -> Callable[[], None]:
+    """One call of the model under a candidate's settings on a batch of random crops, warm-started
+    from its own solution when it is a DEQ; run once here, to warm up."""
+    size = model.args.im_size
+    images = torch.randn(candidate.batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last if candidate.channels_last else torch.contiguous_format)
+    deq = isinstance(model, LDEQ)
+
+    @torch.inference_mode()
+    def call() -> None:
+        with torch_threads(candidate.threads):
+            model(images, z0=z0, max_iters=cap) if deq else model(images)
+            synchronize(device)
+
+    with torch.inference_mode(), torch_threads(candidate.threads):
+        z0 = model(images, max_iters=cap).z_star if deq else None
+    call()
+    return call
+
+
+def best_seconds(calls: dict, rounds: int) -> dict:
+    """Best wall time of each call over `rounds` rounds, interleaved."""
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def apply(model: torch.nn.Module, choices: RunChoices) -> torch.nn.Module:
+    """The model in the chosen layout, its cell compiled if chosen (in place); threads are set by `torch_threads`."""
+    with_layout(model, choices.channels_last)
+    return compile_cell(model) if choices.compiled else model
+
+
+def with_layout(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
+    return model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def compile_cell(model: LDEQ) -> LDEQ:
+    """The cell, which the solver calls again and again, through torch.compile (dynamic shapes: the solver's active rows vary); once."""
+    if not isinstance(model.deq_layer.cell, torch._dynamo.eval_frame.OptimizedModule):
+        model.deq_layer.cell = torch.compile(model.deq_layer.cell, dynamic=True)
+    return model
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch on `threads` CPU threads inside the block (None: as it is), the caller's count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def synchronize(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
