@@ -209,7 +209,7 @@ def _batches(streams: Iterable[VideoStream], slots: int, size: int, caps: tuple[
             yield _Batch(finished, opened, [], [], [], [], [], None)
             return
         occupied = list(frames)
-        affines = [tracks[slot].affine(size) for slot in occupied]
+        affines = [tracks[slot].affine(size, protocol) for slot in occupied]
         crops = np.stack([crop(frames[slot], affine, size) for slot, affine in zip(occupied, affines)])
         yield _Batch(finished, opened, occupied, [tracks[slot].number for slot in occupied], [tracks[slot].frame_index for slot in occupied], affines,
                      [caps[tracks[slot].frame_index > 0] for slot in occupied], crops_to_tensor(crops, channels_last))
