@@ -23,7 +23,7 @@ from wflwv import io
 from wflwv.data.videoset import VideoSet
 from wflwv.data.wflw import IMAGES_DIR, WflwStills, write_image
 from wflwv.metrics import score_videos
-from wflwv.models import CONFIG_DIR
+from wflwv.configs import MODELS
 from wflwv.report import image_tag
 
 
@@ -165,7 +165,7 @@ def train(make_stills: Callable | None = None, *extra, config: str | None = None
 
 def write_config(tmp: Path, train_table: str) -> Path:
     """ldeq_demo with its [train] table replaced."""
-    text = (CONFIG_DIR / "ldeq_demo.toml").read_text()
+    text = (MODELS / "ldeq_demo.toml").read_text()
     path = tmp / "model.toml"
     path.write_text(text[: text.index("[train]")] + "[train]\n" + train_table + "\n")
     return path

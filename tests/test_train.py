@@ -9,7 +9,8 @@ from conftest import kill_wflwv_when
 from wflwv import io
 from wflwv.data.wflw import Face, WflwStills, write_annotations, write_image
 from wflwv.errors import WflwvError
-from wflwv.models import CONFIG_DIR, create_model, load_checkpoint, load_config, save_checkpoint
+from wflwv.configs import MODELS
+from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
 from wflwv.models.ldeq import jacobian_frobenius
 from wflwv.stills import Augmentation, StillCrops
 from wflwv.train import LOSSES, TrainSettings, train
@@ -79,7 +80,7 @@ def test_a_resume_must_be_the_same_run_or_is_refused_naming_the_difference(tmp_p
     with pytest.raises(WflwvError, match=re.escape(f"{checkpoint}: checkpoint is of another run: seed 0 in the checkpoint, 1 now; use --force")):
         train(tmp_path / "stills", "ldeq_demo", run, epochs=1, seed=1)
     config = tmp_path / "faster.toml"
-    config.write_text((CONFIG_DIR / "ldeq_demo.toml").read_text().replace("lr = 2e-3", "lr = 3e-3"))
+    config.write_text((MODELS / "ldeq_demo.toml").read_text().replace("lr = 2e-3", "lr = 3e-3"))
     assert load_config(config)["train"]["lr"] == 0.003
     with pytest.raises(WflwvError, match=re.escape("another run: config.train.lr 0.002 in the checkpoint, 0.003 now")):
         train(tmp_path / "stills", config, run, epochs=1)
