@@ -88,7 +88,7 @@ def test_a_rerun_does_no_item_twice(pipeline):
 def test_a_pipeline_file_with_an_unknown_table_is_one_line_naming_it(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('build = "b"\n[labels]\n')
-    with pytest.raises(WflwvError, match="unknown table or key 'labels'"):
+    with pytest.raises(WflwvError, match="unknown key 'labels'"):
         read_pipeline(path)
     result = run_cli("run", str(path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(path) in result.stderr

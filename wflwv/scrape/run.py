@@ -23,11 +23,12 @@ import yt_dlp
 from yt_dlp.utils import DownloadError
 
 from wflwv import io
+from wflwv.data.videoset import is_valid_id
 from wflwv.errors import WflwvError
 from wflwv.pipeline.stage import Executor, Stage, read_row, run_stage
 from wflwv.scrape.cut import cut_window, find_face_window
 from wflwv.scrape.fetch import Fetched, FetchSettings, fetch, ytdl_params
-from wflwv.scrape.sources import SAFE_NAME, Candidate, search_candidates, search_url
+from wflwv.scrape.sources import Candidate, search_candidates, search_url
 
 STAGE = "scrape"
 STATUSES = ("done", "refused", "skipped", "failed")
@@ -69,7 +70,7 @@ def candidate_inputs(candidates: dict[str, Candidate], settings: ScrapeSettings,
 def remove_unfinished_downloads(stage: Stage, settings: ScrapeSettings) -> None:
     """What a killed run left in stages/scrape/downloads/: every download but the kept ones of finished candidates."""
     for folder in sorted((stage.folder / "downloads").glob("*")):
-        row = read_row(stage, folder.name) if SAFE_NAME.fullmatch(folder.name) else None
+        row = read_row(stage, folder.name) if is_valid_id(folder.name) else None
         if not (settings.keep_downloads and row is not None and row["status"] == "done"):
             shutil.rmtree(folder, ignore_errors=True)
 
