@@ -251,7 +251,7 @@ def test_merge_refuses_entries_of_another_video_set(bench_run, bench_world, othe
     refused = run_main(capsys, "leaderboard", "merge", bench_run[0], tmp_path / "other", "--out", tmp_path / "merged")
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "leaderboard_entries.jsonl" in refused.stderr and "another video set" in refused.stderr
-    assert not list((tmp_path / "merged").glob("*"))  // nothing merged
+    assert not list((tmp_path / "merged").glob("*"))  # the folder is tried when the command line is read, and left empty
 
 
 def test_two_video_sets_with_the_same_ids_benched_into_one_out_get_their_own_scores(bench_world, other_videos, tmp_path):
