@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -279,3 +280,14 @@ def test_a_corrupt_cached_prediction_is_recomputed(bench_world, tmp_path):
     again = run_bench(bench_world.checkpoints[2:], tmp_path, videos=bench_world.videos, settings=settings)["videos"].table
     pd.testing.assert_frame_equal(first.drop(columns="fps"), again.drop(columns="fps"))
     assert sorted(np.load(cached[0]).files) == ["iterations", "landmarks", "residuals", "seconds"]
+
+
+def test_bench_refuses_a_prediction_set_without_a_video_in_one_line_before_any_model_runs(bench_world, tmp_path, capsys):
+    folder = shutil.copytree(bench_world.noisy_truth, tmp_path / "set")
+    (folder / "h2.npz").unlink()
+    result = run_main(capsys, "bench", "--model", bench_world.checkpoints[0], "--predictions", f"mine={folder}", "--videos", bench_world.videos, "--out", tmp_path / "out")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert str(folder / "h2.npy") in result.stderr and "no predictions for video 'h2'" in result.stderr
+    assert not (tmp_path / "out" / "cache").exists()
+    stills_only = run_main(capsys, "bench", "--predictions", f"mine={folder}", "--stills", bench_world.stills, "--out", tmp_path / "out")
+    assert stills_only.returncode == 2 and "--videos" in stills_only.stderr

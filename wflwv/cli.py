@@ -103,7 +103,7 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 
     sets = {}
     for value in values:
-        name, _, folder = value.rpartition("=") if "=" in value else ("", "", value)
+        name, _, folder = value.partition("=") if "=" in value else ("", "", value)
         path = Path(folder)
         if not path.is_dir():
             raise WflwvError(path, "no such prediction set folder")
