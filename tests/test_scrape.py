@@ -350,3 +350,14 @@ def test_ids_without_a_file_read_the_documented_place_and_say_where_the_lists_co
     assert result.stderr.startswith("error: data/WFLW_V_lists/download_ranges.txt: no such file")
     assert "github.com/polo5/LDEQ_RwR" in result.stderr and "copy them to data/WFLW_V_lists/" in result.stderr
 
+
+
+def test_a_pipeline_reading_a_missing_list_stops_before_its_first_step(tmp_path, monkeypatch):
+    from wflwv.pipeline.run import run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text('build = "build"\n[members]\nensemble = "ensemble_demo"\nstills = "wflw"\n[scrape]\nsource = "ids"\nids = "data/WFLW_V_lists/download_ranges.txt"\n')
+    with pytest.raises(WflwvError, match="no such file: the official lists .* github.com/polo5/LDEQ_RwR"):
+        run_pipeline(pipeline)
+    assert not (tmp_path / "build").exists()  # the members never started
