@@ -364,3 +364,14 @@ def test_scrape_killed_then_one_window_changed_cuts_exactly_the_affected_candida
     assert redone_items(stage, finished) == {"coded"}
     assert probe(tmp_path / "build" / "videos" / "coded.mp4").n_frames == 6
     assert leftovers(tmp_path / "build") == []
+
+
+def test_a_pipeline_reading_a_missing_list_stops_before_its_first_step(tmp_path, monkeypatch):
+    from wflwv.pipeline.run import run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text('build = "build"\n[members]\nensemble = "ensemble_demo"\nstills = "wflw"\n[scrape]\nsource = "ids"\nids = "data/WFLW_V_lists/download_ranges.txt"\n')
+    with pytest.raises(WflwvError, match="no such file: the official lists .* github.com/polo5/LDEQ_RwR"):
+        run_pipeline(pipeline)
+    assert not (tmp_path / "build").exists()  # the members never started
