@@ -75,7 +75,7 @@ def train(data: Path, config: str, out: Path, epochs: int | None, seed: int, for
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
 @click.option("--slots", default=32, show_default=True, help="Video streams batched together (32: see benchmarks/schedules.py).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(int), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
-@click.option("--adaptive-tol", type=float, help="RwR (adaptive): 2 iterations per frame, 1 where the relative residual from the previous frame's z* is below this (0: no such row) [default: 0.02].")
+@click.option("--adaptive-tol", type=float, help="RwR (adaptive): 2 iterations per frame, 1 where the relative residual from the previous frame's z* is below this (0: no such row) [default: 0.1].")
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=comma_separated(str), help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), default="paper", show_default=True, help="NMF definition: the paper's, or the authors' released NMJ.")
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
