@@ -25,7 +25,7 @@ def test_video_leaderboard_gives_every_model_raw_rwr_and_every_filter_setting(be
     assert list(dict.fromkeys(table["model"])) == ["ldeq_a", "ldeq_b", "regression", "noisy_truth"]
     for model in ("ldeq_a", "ldeq_b"):
         methods = list(table[table["model"] == model]["method"])
-        assert methods[:1] == ["raw"] and methods[-3:] == ["RwR (1 it)", "RwR (2 it)", "RwR (adaptive, 0.02)"] and len(methods) == 4 + FILTER_ROWS
+        assert methods[:1] == ["raw"] and methods[-3:] == ["RwR (1 it)", "RwR (2 it)", "RwR (adaptive, 0.1)"] and len(methods) == 4 + FILTER_ROWS
     regression = table[table["model"] == "regression"]
     assert len(regression) == 1 + FILTER_ROWS and set(regression["curve"]) == {"raw", "ema", "one_euro", "savgol", "kalman"}
     assert (regression["solver_iters_per_frame"] == 0).all()
@@ -39,7 +39,7 @@ def test_video_leaderboard_gives_every_model_raw_rwr_and_every_filter_setting(be
     rwr = table[table["model"] == "ldeq_a"].set_index("method")
     for it in (1, 2):
         assert rwr.loc[f"RwR ({it} it)", "solver_iters_per_frame"] <= (it * (frames - 4) + cap * 4) / frames
-    assert rwr.loc["RwR (adaptive, 0.02)", "solver_iters_per_frame"] <= rwr.loc["RwR (2 it)", "solver_iters_per_frame"]
+    assert rwr.loc["RwR (adaptive, 0.1)", "solver_iters_per_frame"] <= rwr.loc["RwR (2 it)", "solver_iters_per_frame"]
     for name in ("video_leaderboard.md", "video_leaderboard.csv", "video_leaderboard.parquet", "per_video.parquet", "nme_vs_nmf.png", "flicker.png", "bench.json"):
         assert (out / name).stat().st_size > 0
     assert len(pd.read_parquet(out / "per_video.parquet")) == len(table) * len(VIDEO_LENGTHS)

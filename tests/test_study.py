@@ -53,7 +53,7 @@ def test_the_video_study_gives_mean_and_sd_over_the_seeds_benches(study):
 def test_the_rwr_table_gives_each_seeds_change_against_its_cold_start(study):
     _, out, _, boards = study
     table = boards["rwr_study"].table
-    assert sorted(zip(table["seed"], table["method"])) == [(0, "RwR (1 it)"), (0, "RwR (adaptive, 0.02)"), (1, "RwR (1 it)"), (1, "RwR (adaptive, 0.02)")]
+    assert sorted(zip(table["seed"], table["method"])) == [(0, "RwR (1 it)"), (0, "RwR (adaptive, 0.1)"), (1, "RwR (1 it)"), (1, "RwR (adaptive, 0.1)")]
     assert set(table["model"]) == {"ldeq_tiny"}  # the regression model is no DEQ
     row = table[(table["seed"] == 1) & (table["method"] == "RwR (1 it)")].iloc[0]
     board = seed_board(out, 1, "video_leaderboard")

@@ -65,7 +65,7 @@ ENTRIES_FILE = "leaderboard_entries.jsonl"
 
 # The paper's adaptive RwR: 2 iterations, 1 where the relative residual from the previous frame's z*
 # is below this (the frames almost identical). See docs/equilibrium.md for how it was chosen.
-ADAPTIVE_TOL = 0.02
+ADAPTIVE_TOL = 0.1
 
 
 @dataclass(frozen=True)

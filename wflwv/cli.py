@@ -123,7 +123,7 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--slots", type=POSITIVE, help="Video streams batched together (default: measured per model with its layout and threads, see wflwv/tuning.py).")
 @click.option("--try-compile", is_flag=True, help="Also measure each LDEQ's cell through torch.compile, kept if 5% faster (compiling takes a minute or more).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(POSITIVE), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
-@click.option("--adaptive-tol", type=NON_NEGATIVE_FLOAT, help="RwR (adaptive): 2 iterations per frame, 1 where the relative residual from the previous frame's z* is below this (0: no such row) [default: 0.02].")
+@click.option("--adaptive-tol", type=NON_NEGATIVE_FLOAT, help="RwR (adaptive): 2 iterations per frame, 1 where the relative residual from the previous frame's z* is below this (0: no such row) [default: 0.1].")
 @click.option("--filters", default="ema,one_euro,savgol,kalman", show_default=True, callback=filter_list, help="Filters whose sweep of settings smooths every model's raw predictions online (comma-separated; none for no filter).")
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), help="NMF definition: the paper's, or the authors' released NMJ [default: the protocol's: paper for wflwv, released for released].")
 @click.option("--protocol", type=click.Choice(["wflwv", "released"]), default="wflwv", show_default=True, help="wflwv's own evaluation, or the authors' release's: its crop, solver conventions, RwR cap on the first frame and NMJ (docs/protocol.md).")
