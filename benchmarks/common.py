@@ -74,7 +74,8 @@ def model_for(config: str, checkpoint: Path | None, device: str, seed: int = 0) 
     """A trained model from `checkpoint`, or the config's model with random weights; and a line saying which."""
     if checkpoint is not None:
         model, _ = load_checkpoint(checkpoint, map_location=device)
-        return model.eval(), f"trained weights from {checkpoint}"
+        shown = checkpoint.resolve().relative_to(REPO) if checkpoint.resolve().is_relative_to(REPO) else checkpoint.name
+        return model.eval(), f"trained weights from {shown}"
     torch.manual_seed(seed)
     return create_model(load_config(config)).to(device).eval(), f"{config} with random weights (seed {seed})"
 
