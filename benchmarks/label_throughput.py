@@ -46,7 +46,7 @@ def opencv_frames(path: Path) -> Iterator[np.ndarray]:
 def ffmpeg_pipe_frames(path: Path) -> Iterator[np.ndarray]:
     """Raw RGB frames from the ffmpeg binary of imageio-ffmpeg, its command built by ffmpeg-python."""
     info = probe(path)
-    stream = ffmpeg.input(str(path)).output("pipe:", format="rawvideo", pix_fmt="rgb24", loglevel="error")
+    stream = ffmpeg.input(str(path)).output("pipe:", format="rawvideo", pix_fmt="rgb24", loglevel="fatal")  # a consumer that stops early breaks the pipe: not an error here
     with stream.run_async(cmd=imageio_ffmpeg.get_ffmpeg_exe(), pipe_stdout=True) as process:
         size = info.width * info.height * 3
         while chunk := process.stdout.read(size):
