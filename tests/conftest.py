@@ -26,7 +26,7 @@ from wflwv.label import label
 from wflwv.models import LDEQ, create_model, load_config, register_family, save_checkpoint
 from wflwv.synth import generate
 
-def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args, timeout: float | None = None) -> subprocess.CompletedProcess:
     """`wflwv ARGS` in a new interpreter: for what needs its own process (a kill, a launcher, stdout of C libraries)."""
     environment = os.environ | {"OMP_NUM_THREADS": "1"}  # tiny models on a shared machine, as torch.set_num_threads(1) below
     return subprocess.run([sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)], capture_output=True, text=True, env=environment, timeout=timeout)
