@@ -37,7 +37,7 @@ def wflwv_command(*args) -> list[str]:
     return [sys.executable, "-c", "from wflwv.cli import main; main()", *map(str, args)]
 
 
-def run_cli(*args, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args, timeout: float | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`wflwv ARGS` in a new interpreter: for what needs its own process (a kill, a launcher, stdout of C libraries)."""
     environment = os.environ | {"OMP_NUM_THREADS": "1"}  # tiny models on a shared machine, as torch.set_num_threads(1) below
     return subprocess.run(wflwv_command(*args), capture_output=True, text=True, env=environment, timeout=timeout, cwd=cwd)

@@ -90,6 +90,15 @@ def corrupt_video(tmp: Path, world) -> Path:
     return videos
 
 
+def hostile_video_name(tmp: Path, world) -> Path:
+    """A folder without ID lists (bench takes every video), one video named with a quote."""
+    videos = copy_videos(tmp, world)
+    for split in ("hard", "easy"):
+        (videos / f"{split}_video_IDs.txt").unlink()
+    (videos / "videos" / "h1.mp4").rename(videos / "videos" / 'q"x.mp4')
+    return videos
+
+
 def copy_stills(tmp: Path, world) -> Path:
     return Path(shutil.copytree(world.stills, tmp / "stills"))
 
@@ -246,6 +255,7 @@ CASES = [
     Case("verify", "corrupt mp4 (random bytes in the middle)", verify(corrupt_video), r"videos/h1.mp4: .*corrupt", 1),
     # bench
     Case("bench", "hostile ID", bench(with_list(f"h1\n{HOSTILE_ID}\n".encode())), f"hard_video_IDs.txt: line 2: video ID .* {INVALID_ID}"),
+    Case("bench", "video file named with a quote", bench(lambda tmp, world: hostile_video_name(tmp, world)), "videos/q\"x.mp4: the file name is not a video ID: at most 128 letters"),
     Case("bench", "300-character ID", bench(with_list(b"x" * 300 + b"\n")), "hard_video_IDs.txt: line 1: video ID 'x{20}'... has 300 characters"),
     Case("bench", "non-UTF-8 ID list", bench(with_list(b"\xff\n")), "hard_video_IDs.txt: not UTF-8 text"),
     Case("bench", "duplicate ID", bench(with_list(b"h1\nh2\nh1\n")), r"hard_video_IDs.txt: line 3: h1 is listed twice \(first on line 1\)"),
@@ -281,7 +291,7 @@ CASES = [
     Case("train", "--out under /proc", fixed("train", "--data", lambda tmp, world: world.stills, "--out", "/proc/x"), f"/proc/x: {UNWRITABLE}"),
     Case("train", "batch_size = 0 in the model config", train(config="batch_size = 0"), r"\[train\] batch_size: 0 is not >= 1"),
     Case("train", "epochs = 0 in the model config", train(config="epochs = 0"), r"\[train\] epochs: 0 is not >= 1"),
-    Case("train", "lr = 0 in the model config", train(config="lr = 0.0"), r"\[train\] lr: 0.0 is not > 0"),
+    Case("train", "negative lr in the model config", train(config="lr = -0.001"), r"\[train\] lr: -0.001 is not >= 0"),
     Case("train", "batch_size a string in the model config", train(config='batch_size = "32"'), r"\[train\] batch_size: '32' is not an integer"),
     Case("train", "truncated JPEG test image", train(first_image_as(truncated)), "faces/0.jpg: truncated JPEG: no end-of-image marker"),
     Case("train", "truncated JPEG training image", train(first_image_as(truncated, "train")), "faces/0.jpg: truncated JPEG"),

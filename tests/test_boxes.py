@@ -291,8 +291,8 @@ def test_cli_bootstrap_round_from_the_labels(world, tmp_path):
     no_face[:3] = 0
     io.save_npy(labels.boxes_path("easy0000"), np.column_stack([truth.load_boxes("easy0000"), no_face]))
     result = run_cli("boxes", "--build", str(build), "--from-landmarks", "--round", "2")
-    assert result.returncode == 0, result.stderr
-    assert "3 of 4 videos have boxes" in result.stdout and "landmarks/hard0001.npy: video has" in result.stdout
+    assert result.returncode == 1, result.stderr  # one video failed: the summary, its reason, then exit 1
+    assert "3 of 4 videos have boxes" in result.stdout and "failed: " in result.stderr and "landmarks/hard0001.npy: video has" in result.stderr
     manifest = pd.read_parquet(build / "stages" / "boxes_round2" / "manifest.parquet").set_index("id")
     done = manifest[manifest["status"] == "done"]
     assert (done["jitter_after"] < done["jitter_before"] / 5).all()

@@ -36,4 +36,4 @@ def test_unknown_model_config_is_one_line(tmp_path):
 def test_a_malformed_comma_separated_option_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["bench", "--videos", str(tmp_path), "--model", __file__, "--out", str(tmp_path / "out"), "--rwr-iters", "1,two"])
     assert result.exit_code == 2
-    assert "'1,two' is not a comma-separated list of int values" in result.output
+    assert "'--rwr-iters': 'two' is not a valid integer" in result.output

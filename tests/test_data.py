@@ -251,12 +251,13 @@ def test_validate_id_accepts_youtube_ids():
     [
         ("landmarks", np.zeros((5, 68, 2)), r"landmarks have shape \(5, 68, 2\), expected \(frames, 98, 2\)"),
         ("landmarks", np.zeros((5, 98, 2), dtype=np.int64), "landmarks have dtype int64, expected floating point"),
-        ("landmarks", np.where(np.arange(5)[:, None, None] == 3, np.nan, np.ones((5, 98, 2))), "landmarks of frame 3 are not finite"),
+        ("landmarks", np.where(np.arange(5)[:, None, None] == 3, np.inf, np.arange(5 * 98 * 2.0).reshape(5, 98, 2)), "landmarks of frame 3 are infinite"),
+        ("landmarks", np.ones((5, 98, 2)), "landmarks of frame 0: points 60 and 72 coincide"),
         ("bboxes", np.ones((5, 3)), r"boxes have shape \(5, 3\), expected \(frames, >=4\)"),
         ("bboxes", np.array([[0, 0, 10, 10]] * 4 + [[0, 0, np.inf, 10]]), "boxes of frame 4 are not finite"),
         ("bboxes", np.array([[0, 0, 10, 10]] * 2 + [[5, 0, 5, 10]] * 3), r"box of frame 2 is empty"),
         ("bboxes", np.array([["a", "b", "c", "d"]] * 5), "boxes have dtype <U1, expected numbers"),
-        ("landmarks", np.zeros((4, 98, 2)), "video has 5 frames, landmarks have 4"),
+        ("landmarks", np.arange(4 * 98 * 2.0).reshape(4, 98, 2), "video has 5 frames, landmarks have 4"),
         ("bboxes", np.array([[0, 0, 10, 10]] * 6), "video has 5 frames, boxes have 6"),
     ],
 )

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
+from wflwv.boxes import BoxSettings, TrackSettings
 from wflwv.data.videoset import VideoSet
 from wflwv.export import verify
-from wflwv.pipeline.run import read_pipeline
+from wflwv.pipeline.run import read_pipeline, run_pipeline
 from wflwv.errors import WflwvError
 
 PIPELINE = """
@@ -92,6 +93,24 @@ def test_a_pipeline_file_with_an_unknown_table_is_one_line_naming_it(tmp_path):
         read_pipeline(path)
     result = run_cli("run", str(path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and str(path) in result.stderr
+
+
+def test_paths_in_a_pipeline_file_are_relative_to_it(tmp_path):
+    path = tmp_path / "pipelines" / "p.toml"
+    path.parent.mkdir()
+    path.write_text('build = "../runs/build"\n[export]\nout = "WFLW_V"\n[bench]\nmodels = ["ldeq_demo", "m.pth.tar"]\nout = "/abs/bench"\n')
+    spec = read_pipeline(path)
+    assert spec["build"] == str(tmp_path / "runs" / "build") and spec["export"]["out"] == str(path.parent / "WFLW_V")
+    assert spec["bench"] == {"models": ["ldeq_demo", str(path.parent / "m.pth.tar")], "out": "/abs/bench"}
+
+
+def test_every_boxes_option_in_a_pipeline_file_reaches_the_stage(tmp_path, monkeypatch):
+    path = tmp_path / "p.toml"
+    path.write_text('build = "b"\n[boxes]\nbatch_size = 4\nmax_side = 0\nmax_gap = 3\nsmoothing = 0.0\nmin_face = 0.3\ncalibration = "c.json"\n')
+    seen = []
+    monkeypatch.setattr("wflwv.boxes.run_boxes", lambda build, settings, **options: seen.append(settings) or pd.DataFrame({"status": []}))
+    run_pipeline(path, only=("boxes",))
+    assert seen == [BoxSettings("cpu", 4, None, 0.3, 0.0, tmp_path / "c.json", TrackSettings(max_gap=3))]
 
 
 def test_auroc_counts_ties_as_half_and_the_roc_plot_is_written(tmp_path):

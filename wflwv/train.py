@@ -48,7 +48,7 @@ LOSSES = {"mse": mse_loss, "heatmap_nll": heatmap_nll_loss}
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 TRAIN_RANGES = {
     "epochs": schema.POSITIVE, "batch_size": schema.POSITIVE, "warmup_steps": schema.NON_NEGATIVE, "loader_workers": schema.NON_NEGATIVE,
-    "lr": schema.POSITIVE_FLOAT, "weight_decay": schema.NON_NEGATIVE_FLOAT,
+    "lr": schema.NON_NEGATIVE_FLOAT, "weight_decay": schema.NON_NEGATIVE_FLOAT,
 }
 HISTORY_NAME = "history.parquet"
 

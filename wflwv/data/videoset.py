@@ -15,6 +15,7 @@ from wflwv.landmarks import LEFT_EYE_OUTER, N_LANDMARKS, RIGHT_EYE_OUTER
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MAX_ID_LENGTH = 128
+ID_RULE = "letters, digits, '_', '-' and '.' (not first)"
 
 
 def is_valid_id(video_id: str) -> bool:
@@ -28,7 +29,7 @@ def validate_id(video_id: str) -> str:
     if len(video_id) > MAX_ID_LENGTH:
         raise WflwvError(None, f"video ID {video_id[:20]!r}... has {len(video_id)} characters, at most {MAX_ID_LENGTH}")
     if not ID_PATTERN.fullmatch(video_id):
-        raise WflwvError(None, f"video ID {video_id!r} must be letters, digits, '_', '-' and '.' (not first)")
+        raise WflwvError(None, f"video ID {video_id!r} must be {ID_RULE}")
     return video_id
 
 
@@ -102,7 +103,11 @@ class VideoSet:
         """All IDs with a video, sorted; or the IDs listed for a split ("hard", "easy"), in the list's order."""
         if split is None:
             # Names starting with a dot are temporary files of writes in progress.
-            return sorted(p.stem for p in (self.root / "videos").glob("*.mp4") if not p.name.startswith("."))
+            paths = sorted(p for p in (self.root / "videos").glob("*.mp4") if not p.name.startswith("."))
+            for path in paths:
+                if not is_valid_id(path.stem):
+                    raise WflwvError(path, f"the file name is not a video ID: at most {MAX_ID_LENGTH} {ID_RULE}")
+            return [path.stem for path in paths]
         path = self.split_path(split)
         if not path.is_file():
             raise WflwvError(path, f"no such ID list for split {split!r}")

@@ -29,7 +29,7 @@ N_COORDINATES = 2 * N_LANDMARKS
 N_NUMBERS = N_COORDINATES + 4 + len(ATTRIBUTES)  # the numbers before the image path on an annotation line
 ANNOTATIONS_DIR = Path("WFLW_annotations") / "list_98pt_rect_attr_train_test"
 IMAGES_DIR = "WFLW_images"
-JPEG_END = b"\xff\xd9"
+JPEG_END, JPEG_TAIL = b"\xff\xd9", 1024
 
 
 @dataclass
@@ -129,9 +129,10 @@ def check_image_file(path: Path) -> None:
     except (UnidentifiedImageError, OSError) as error:
         raise WflwvError(path, f"not a readable image ({error.__class__.__name__})") from None
     if image_format == "JPEG":
+        # Entropy-coded data never holds FF D9, so a whole file has it near its end (some writers append a few bytes after it)
         with open(path, "rb") as f:
-            f.seek(-2, 2)
-            if f.read() != JPEG_END:
+            f.seek(max(0, path.stat().st_size - JPEG_TAIL))
+            if JPEG_END not in f.read():
                 raise WflwvError(path, "truncated JPEG: no end-of-image marker")
 
 

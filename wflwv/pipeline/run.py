@@ -62,7 +62,7 @@ SCHEMA = {
     "split": {"k": schema.POSITIVE},
     "export": {"out": PATH},
     "oracle": {},
-    "bench": {"models": [MODEL], "out": PATH, "videos": PATH, "epochs": schema.POSITIVE, "slots": schema.POSITIVE, "rwr_iters": [schema.POSITIVE],
+    "bench": {"models": [MODEL], "out": PATH, "videos": PATH, "stills": PATH, "epochs": schema.POSITIVE, "slots": schema.POSITIVE, "rwr_iters": [schema.POSITIVE],
               "filters": [tuple(FILTERS)], "nmf": ("paper", "released"), "norm": ("interocular", "interpupil", "diagonal")},
 }  # fmt: skip
 console = Console()
@@ -331,9 +331,15 @@ def bench(build: Build) -> None:
     table = build.table("bench")
     videos = Path(table.get("videos") or build.require("export", "out"))
     models = [bench_model(build, entry) for entry in build.require("bench", "models")]
-    chosen = {"slots": "slots", "rwr_iters": "rwr_iters", "filters": "filters", "nmf": "nmf_definition", "norm": "norm"}
-    settings = BenchSettings(device=build.device, **{field: tuple(v) if isinstance(v := table[key], list) else v for key, field in chosen.items() if key in table})
-    boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, settings=settings, force=build.force)
+    default = BenchSettings()
+    settings = BenchSettings(
+        table.get("slots", default.slots), tuple(table.get("rwr_iters", default.rwr_iters)), tuple(table.get("filters", default.filters)),
+        table.get("nmf", default.nmf_definition), table.get("norm", default.norm), build.device,
+    )
+    stills = Path(table["stills"]) if "stills" in table else None
+    boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, stills=stills, settings=settings, force=build.force)
+    if stills is not None:
+        console.print(boards["stills"].markdown)
     console.print(video_summary(boards["videos"]).markdown)
 
 
