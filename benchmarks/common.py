@@ -82,8 +82,10 @@ def model_for(config: str, checkpoint: Path | None, device: str, seed: int = 0) 
 
 
 def repo_relative(path: Path) -> str:
-    """The path as RESULTS.md shows it: relative to the repository, never the machine's absolute path."""
-    return os.path.relpath(Path(path).resolve(), REPO)
+    """The path as RESULTS.md shows it, never the machine's absolute path: relative to the repository,
+    or only the file's name when it is elsewhere."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else f"{path.name} (outside the repository)"
 
 
 def demo_checkpoint(given: Path | None) -> Path | None:

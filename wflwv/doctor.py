@@ -122,38 +122,34 @@ def check_calibration(build: Path, refits: bool) -> Check:
                  f"or run `wflwv boxes --fit-calibration WFLW --build {build} --predictor MEMBER.pth.tar ...`")
 
 
-def planned_videos(pipeline: dict, pipeline_path) -> int:
-    """Candidates the [scrape] table will fetch: queries x per_query, or the ID or URL list's lines."""
-    from wflwv.scrape import read_queries
+def planned_videos(build) -> int:
+    """Candidates the pipeline's [scrape] table will fetch: queries x per_query, or the ID or URL list's lines."""
+    from wflwv.scrape.sources import read_lines
 
-    table = pipeline.get("scrape", {})
-    source = table.get("source")
-    if source == "queries":
-        queries = Path(table["queries"])
-        queries = queries if queries.is_file() else pipeline_path.parent / str(queries)
-        return len(read_queries(queries)) * table.get("per_query", 10)
-    if source in ("ids", "urls") and Path(table.get(source, "")).is_file():
-        return sum(1 for line in Path(table[source]).read_text().splitlines() if line.strip())
-    return 0
+    source = build.table("scrape").get("source")
+    if source not in ("queries", "ids", "urls") or not build.input_path("scrape", source).is_file():
+        return 0
+    lines = len(read_lines(build.input_path("scrape", source)))
+    return lines * build.table("scrape").get("per_query", 10) if source == "queries" else lines
 
 
 def diagnose(pipeline_name: str = "wflwv", cookies: Path | None = None) -> list[Check]:
     """Every check for the pipeline file (a path, or a shipped pipeline's name)."""
-    from wflwv.pipeline.run import pipeline_path, read_pipeline
+    from wflwv.pipeline.run import Build, pipeline_path, read_pipeline
+    from wflwv.pipeline.stage import Executor
 
     path = pipeline_path(pipeline_name)
-    pipeline = read_pipeline(path)
-    build = Path(pipeline["build"])
-    scrape = pipeline.get("scrape", {})
+    build = Build(path, read_pipeline(path), Executor(), "cpu", False)
+    scrape = build.table("scrape")
     cookies = cookies or (Path(scrape["fetch"]["cookies"]) if "cookies" in scrape.get("fetch", {}) else None)
     checks = [check_js_runtime(), check_ejs_scripts(), check_cookies(cookies), check_gpu()]
-    if "stills" in pipeline.get("members", {}):
-        checks.append(check_wflw(Path(pipeline["members"]["stills"])))
+    if "stills" in build.table("members"):
+        checks.append(check_wflw(build.stills))
     if "ids" in scrape:
         checks.append(check_id_list(Path(scrape["ids"])))
-    checks += [check_disk(build, planned_videos(pipeline, path), os.cpu_count() or 1), check_ffmpeg()]
-    if "boxes" in pipeline:
-        checks.append(check_calibration(build, bool(pipeline["boxes"].get("fit_calibration"))))
+    checks += [check_disk(build.root, planned_videos(build), os.cpu_count() or 1), check_ffmpeg()]
+    if "boxes" in build.spec:
+        checks.append(check_calibration(build.root, bool(build.table("boxes").get("fit_calibration"))))
     return checks
 
 
