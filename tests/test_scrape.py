@@ -14,8 +14,8 @@ from conftest import run_cli
 from yt_dlp.utils import parse_qs
 
 from conftest import kill_wflwv_when, redone_items, stage_rows
-from wflwv.data.videoset import is_valid_id
 from wflwv.data.video import probe, read_video, write_video
+from wflwv.data.videoset import is_valid_id
 from wflwv.errors import WflwvError
 from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_info_jsons, read_queries, read_urls, safe_name, scrape
 from wflwv.scrape.cut import first_window
