@@ -1,5 +1,6 @@
 """The synthetic world's true motion against real faces: landmark speeds and spectra per face part,
-blinks, the talking mouth's rhythm and the head's angular speed, on the hard and easy videos of a preset.
+blinks, the talking mouth's rhythm and the head's angular speed, on the hard and easy videos of a preset;
+and the NME that each of the bench's filter settings adds to the true landmarks (the cost of its lag).
 
 Videos are planned, not rendered (a plan's landmarks are its video's), so the demo preset takes
 seconds. docs/synth.md gives the real faces' figures and their sources.
@@ -12,21 +13,24 @@ import math
 from dataclasses import replace
 
 from benchmarks.common import Table, print_tables
+from wflwv.filters import FILTERS, sweep
 from wflwv.synth.motion import REAL_FACES, measure_clip, summarise
 from wflwv.synth.world import PRESETS, plan_video
 
 
 def run(preset: str = "demo", seed: int = 0, videos: int | None = None) -> list[Table]:
     chosen = PRESETS[preset] if videos is None else replace(PRESETS[preset], videos=videos)
+    smoothers = tuple(setting for name in FILTERS for setting in sweep(name))
     figures = {
-        kind: summarise([measure_clip(plan_video(chosen, seed, kind, index)[0], chosen.fps) for index in range(chosen.videos)])
+        kind: summarise([measure_clip(plan_video(chosen, seed, kind, index)[0], chosen.fps, smoothers) for index in range(chosen.videos)])
         for kind in ("hard", "easy")
     }
     table = Table(
         f"True motion of the synthetic world ({preset} preset, seed {seed}, {chosen.videos} hard and {chosen.videos} easy videos)",
         ["figure", "hard: median [10th-90th percentile]", "easy: median [10th-90th percentile]", "real faces"],
         notes=["speeds in inter-ocular distances (outer eye corners) per second; a rate where no percentiles are given",
-               "median frequency: the frequency below which half the power of the landmarks' velocity lies"],
+               "median frequency: the frequency below which half the power of the landmarks' velocity lies",
+               "NME that a filter adds to the truth: the mean over videos of the NME between the true landmarks and the same smoothed online by the bench's filter settings"],
     )
     for figure in figures["hard"]:
         real = REAL_FACES.get(figure)

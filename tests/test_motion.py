@@ -16,8 +16,10 @@ from wflwv.synth.motion import (
     measure_clip,
     median_frequency,
     mouth_opening,
+    smoothing_error,
     summarise,
 )
+from wflwv.filters import EMA
 from wflwv.synth.scene import landmarks
 from wflwv.synth.world import PRESETS, plan_video
 
@@ -82,6 +84,15 @@ def test_angular_speed_of_turns_nods_and_tilts():
         assert np.allclose(angular_speeds(angles, FPS), 60)
     still_head_tilted = np.tile([30.0, -10.0, 5.0], (5, 1))
     assert np.allclose(angular_speeds(still_head_tilted, FPS), 0, atol=1e-4)
+
+
+def test_smoothing_error_is_the_filter_s_lag_behind_the_motion():
+    face = np.random.default_rng(1).uniform(0, 100, (98, 2))
+    face[72] = face[60] + [50.0, 0.0]
+    assert smoothing_error(np.repeat(face[None], 30, axis=0), EMA(0.5), FPS) == 0  # a still face costs nothing
+    moving = face + np.arange(400)[:, None, None] * np.array([2.0, 0.0])  # 2 px a frame
+    # an EMA lags (1 - alpha) / alpha frames behind a ramp once settled: 1 frame, 2 px, 4% of 50 px
+    assert smoothing_error(moving, EMA(0.5), FPS) == pytest.approx(4.0, rel=0.02)
 
 
 def test_a_plan_has_the_landmarks_of_its_rendered_video(tmp_path):
