@@ -63,7 +63,8 @@ SCHEMA = {
     "export": {"out": PATH},
     "oracle": {},
     "bench": {"models": [MODEL], "out": PATH, "videos": PATH, "stills": PATH, "epochs": schema.POSITIVE, "slots": schema.POSITIVE, "rwr_iters": [schema.POSITIVE],
-              "filters": [tuple(FILTERS)], "nmf": ("paper", "released"), "norm": ("interocular", "interpupil", "diagonal")},
+              "filters": [tuple(FILTERS)], "nmf": ("paper", "released"), "norm": ("interocular", "interpupil", "diagonal"),
+              "protocol": ("wflwv", "released")},
 }  # fmt: skip
 console = Console()
 
@@ -332,9 +333,11 @@ def bench(build: Build) -> None:
     videos = Path(table.get("videos") or build.require("export", "out"))
     models = [bench_model(build, entry) for entry in build.require("bench", "models")]
     default = BenchSettings()
+    protocol = table.get("protocol", default.protocol)
     settings = BenchSettings(
-        table.get("slots", default.slots), tuple(table.get("rwr_iters", default.rwr_iters)), tuple(table.get("filters", default.filters)),
-        table.get("nmf", default.nmf_definition), table.get("norm", default.norm), build.device,
+        slots=table.get("slots", default.slots), rwr_iters=tuple(table.get("rwr_iters", default.rwr_iters)), filters=tuple(table.get("filters", default.filters)),
+        nmf_definition=table.get("nmf", "released" if protocol == "released" else default.nmf_definition), norm=table.get("norm", default.norm),
+        device=build.device, protocol=protocol,
     )
     stills = Path(table["stills"]) if "stills" in table else None
     boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, stills=stills, settings=settings, force=build.force)
