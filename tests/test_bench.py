@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from conftest import VIDEO_LENGTHS, face_video, ldeq_checkpoint, run_cli, run_main, write_official_stills, write_precropped_stills, write_wflwv
 
-from wflwv.bench import BenchSettings, padded, run_bench
+from wflwv.bench import BenchSettings, run_bench
 from wflwv.data.videoset import VideoSet
 from wflwv.data.wflw import SUBSETS, WflwStills
 from wflwv.filters import SavitzkyGolay, sweep
 from wflwv.inference import VideoStream, predict_videos
-from wflwv.metrics import score_images, score_videos
+from wflwv.metrics import padded, score_images, score_videos
 from wflwv.models import load_checkpoint
 from wflwv.predictions import hold_missing, load_prediction_set, predictions_digest
 from wflwv.stills import predict_stills

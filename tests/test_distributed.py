@@ -9,9 +9,9 @@ from torch.utils.data import DistributedSampler, default_collate
 
 from test_train import still_set
 from wflwv.configs import MODELS
-from wflwv.models import create_model, load_checkpoint, load_config
+from wflwv.models import CHECKPOINT_NAME, create_model, load_checkpoint, load_config
 from wflwv.stills import StillCrops
-from wflwv.train import CHECKPOINT_NAME, HISTORY_NAME, LOSSES, TrainSettings, optimizer_and_schedule
+from wflwv.train import HISTORY_NAME, LOSSES, TrainSettings, optimizer_and_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 PROCESSES = 2

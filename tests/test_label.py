@@ -11,10 +11,10 @@ import wflwv
 from conftest import BUILD_FRAMES, copy_build, kill_wflwv_when, make_member, redone_items, stage_rows
 from wflwv import io
 from wflwv.data.video import read_video
-from wflwv.data.videoset import VideoSet
+from wflwv.data.videoset import VideoSet, variance_path
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_videos
-from wflwv.label import ensemble_frames, find_members, label, load_members, member_name, read_corrections, resample_heatmaps, variance_path
+from wflwv.label import ensemble_frames, find_members, label, load_members, member_name, read_corrections, resample_heatmaps
 from wflwv.models.heatmaps import soft_argmax
 from wflwv.pipeline.stage import Executor
 

@@ -7,7 +7,7 @@ from wflwv import io
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
 from wflwv.export import export, verify
-from wflwv.label import variance_path
+from wflwv.data.videoset import variance_path
 from wflwv.metrics import face_area
 from wflwv.split import split
 

@@ -40,7 +40,7 @@ from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, re
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import VideoStream, is_deq, predict_videos
-from wflwv.metrics import memory, score_images, score_videos, temporal_scores
+from wflwv.metrics import memory, padded, score_images, score_videos, temporal_scores
 from wflwv.models import load_checkpoint, multiply_adds, param_count
 from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, predictions_digest, read_method, write_prediction_set
 from wflwv.report import (
@@ -495,14 +495,6 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     with io.atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-
-
-def padded(arrays: list[np.ndarray]) -> np.ndarray:
-    """Stack videos of different lengths into (videos, frames, ...), NaN past each video's end."""
-    out = np.full((len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:]), np.nan)
-    for row, array in zip(out, arrays):
-        row[: len(array)] = array
-    return out
 
 
 def slug(name: str) -> str:

@@ -13,10 +13,9 @@ from rich.progress import track
 
 from wflwv import io
 from wflwv.data.video import VideoInfo, count_decoded_frames, probe
-from wflwv.data.videoset import VideoSet
+from wflwv.data.videoset import SPLITS, VideoSet
 from wflwv.errors import WflwvError
 from wflwv.pipeline.stage import Stage, run_stage
-from wflwv.split import SPLITS
 
 
 def export(build: Path, out: Path, force: bool = False) -> dict[str, int]:

@@ -33,13 +33,12 @@ import torch
 from wflwv import io
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine, transform_points
 from wflwv.data.video import iter_frames
-from wflwv.data.videoset import VideoSet, validate_id
+from wflwv.data.videoset import VideoSet, validate_id, variance_path
 from wflwv.errors import WflwvError
-from wflwv.models import load_checkpoint
+from wflwv.models import CHECKPOINT_NAME, load_checkpoint
 from wflwv.models.heatmaps import soft_argmax
 from wflwv.pipeline.stage import Executor, Stage, run_stage
 
-CHECKPOINT_NAME = "checkpoint.pth.tar"  # what `wflwv train --out RUN` writes
 CORRECTIONS_HEADER = ("video_id", "member", "first_frame", "last_frame")
 Corrections = dict[str, tuple[tuple[str, int, int], ...]]  # video ID -> (member, first, last frame) in file order
 
@@ -187,10 +186,6 @@ def keep_mask(members: Sequence[str], corrections: Iterable[tuple[str, int, int]
     for member, first, last in corrections:
         keep[list(members).index(member), first : last + 1] = False
     return keep
-
-
-def variance_path(build: Path, video_id: str) -> Path:
-    return Path(build) / "variance" / f"{validate_id(video_id)}.npy"
 
 
 def label_video(build: Path, checkpoints: tuple[Path, ...], corrections: Corrections, device: str, batch_size: int, video_id: str) -> dict:

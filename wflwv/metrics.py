@@ -23,6 +23,14 @@ ALLAN_WINDOWS = (1, 2, 4, 8, 16, 32)  # frames: octaves from frame-to-frame jitt
 MAX_LAG = 8  # frames: the largest delay `lag` looks for either way
 
 
+def padded(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack videos of different lengths into (videos, frames, ...), NaN past each video's end."""
+    out = np.full((len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:]), np.nan)
+    for row, array in zip(out, arrays):
+        row[: len(array)] = array
+    return out
+
+
 def _landmarks(array: np.ndarray, what: str, leading: str = "...") -> np.ndarray:
     """`array` as floats, checked to be shaped (<leading>, 98, 2); a "..." in `leading` allows extra dimensions."""
     array = np.asarray(array, dtype=float)

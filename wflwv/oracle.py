@@ -21,12 +21,11 @@ import pandas as pd  # noqa: E402
 from rich.progress import track  # noqa: E402
 
 from wflwv import io  # noqa: E402
-from wflwv.bench import padded  # noqa: E402
 from wflwv.data.video import iter_frames  # noqa: E402
 from wflwv.data.videoset import VideoSet  # noqa: E402
 from wflwv.errors import WflwvError  # noqa: E402
 from wflwv.label import ensemble_frames, load_members  # noqa: E402
-from wflwv.metrics import score_videos  # noqa: E402
+from wflwv.metrics import padded, score_videos  # noqa: E402
 from wflwv.split import SCORES_NAME  # noqa: E402
 
 BATCH_FRAMES = 64

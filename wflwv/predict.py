@@ -27,10 +27,10 @@ from wflwv.boxes.streaming import Segmented, stream_boxes
 from wflwv.data.video import VideoInfo, iter_frames, probe, write_video
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_frames
+from wflwv.landmarks import N_LANDMARKS
 from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_weights, read_checkpoint
 from wflwv.tuning import choose, torch_threads
 
-N_LANDMARKS = 98
 FORMATS = (".parquet", ".csv")
 
 

@@ -13,14 +13,12 @@ import numpy as np
 import pandas as pd
 
 from wflwv import io
-from wflwv.data.videoset import VideoSet, check_finite, load_array
+from wflwv.data.videoset import SPLITS, VideoSet, check_finite, load_array, variance_path
 from wflwv.errors import WflwvError
-from wflwv.label import variance_path
 from wflwv.landmarks import N_LANDMARKS
 from wflwv.metrics import face_area
 from wflwv.pipeline.stage import Executor, Stage, run_stage
 
-SPLITS = ("hard", "easy")
 SCORES_NAME = "split_scores.parquet"
 
 

@@ -29,7 +29,7 @@ from wflwv import distributed, io, schema
 from wflwv.data.wflw import WflwStills
 from wflwv.errors import WflwvError
 from wflwv.metrics import nme
-from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
+from wflwv.models import CHECKPOINT_NAME, create_model, load_checkpoint, load_config, save_checkpoint
 from wflwv.models.heatmaps import heatmap_nll
 from wflwv.stills import Augmentation, StillCrops, predict_stills
 
@@ -45,7 +45,6 @@ def heatmap_nll_loss(output, targets: torch.Tensor) -> torch.Tensor:
 # The MSE is the paper's. The likelihood trains the heatmaps directly: on the demo's small LDEQ it
 # more than halves the test NME for the same epochs (see docs/rwr.md).
 LOSSES = {"mse": mse_loss, "heatmap_nll": heatmap_nll_loss}
-CHECKPOINT_NAME = "checkpoint.pth.tar"
 TRAIN_RANGES = {
     "epochs": schema.POSITIVE, "batch_size": schema.POSITIVE, "warmup_steps": schema.NON_NEGATIVE, "loader_workers": schema.NON_NEGATIVE,
     "lr": schema.NON_NEGATIVE_FLOAT, "weight_decay": schema.NON_NEGATIVE_FLOAT,

@@ -15,6 +15,7 @@ from wflwv.landmarks import LEFT_EYE_OUTER, N_LANDMARKS, RIGHT_EYE_OUTER
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MAX_ID_LENGTH = 128
+SPLITS = ("hard", "easy")  # the WFLW-V lists <split>_video_IDs.txt
 ID_RULE = "letters, digits, '_', '-' and '.' (not first)"
 
 
@@ -41,6 +42,10 @@ class VideoItem:
     boxes: np.ndarray  # (frames, >=4) x1 y1 x2 y2 first
     n_frames: int
     fps: float
+
+
+def variance_path(build: Path, video_id: str) -> Path:
+    return Path(build) / "variance" / f"{validate_id(video_id)}.npy"
 
 
 def load_array(path: Path, what: str) -> np.ndarray:

@@ -76,6 +76,9 @@ def create_model(config: dict[str, Any]) -> nn.Module:
     return _build(config.get("family"), model_args(config), None)
 
 
+CHECKPOINT_NAME = "checkpoint.pth.tar"  # what `wflwv train --out RUN` writes in the run folder
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, extra: dict[str, Any] | None = None) -> None:
     """Write {"args", "state_dict", "family", **extra} atomically: the released format plus a family key."""
     checkpoint = {"args": model.args, "state_dict": model.state_dict(), "family": _family_of(model), **(extra or {})}

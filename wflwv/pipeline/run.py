@@ -289,7 +289,7 @@ def label(build: Build) -> None:
 
 def member_checkpoints(build: Build) -> list[Path]:
     """The [label] members listed, else the checkpoints of the [members] ensemble's runs."""
-    from wflwv.train import CHECKPOINT_NAME
+    from wflwv.models import CHECKPOINT_NAME
 
     listed = build.table("label").get("members")
     return [Path(p) for p in listed] if listed else [run / CHECKPOINT_NAME for _, _, run in build.member_runs()]
