@@ -12,20 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from wflwv.filters import TemporalFilter
-from wflwv.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from wflwv.landmarks import LEFT_EYE_OUTER, REGIONS, RIGHT_EYE_OUTER
 from wflwv.metrics import nme
 from wflwv.synth.face import build_head
 from wflwv.synth.geometry import rotation
 from wflwv.synth.scene import landmarks
 from wflwv.synth.videos import Clip
 
-GROUPS = {
-    "contour": np.arange(0, 33),
-    "brows": np.arange(33, 51),
-    "nose": np.arange(51, 60),
-    "eyes": np.r_[60:76, 96:98],
-    "mouth": np.arange(76, 96),
-}
 EYELIDS = ((62, 66), (70, 74))  # middle of the upper and of the lower lid, each eye
 INNER_LIPS = (90, 94)  # middle of the upper and of the lower inner lip
 HEAD_UNIT_MM = 75.0  # face.py: a head unit is about 75 mm
@@ -132,8 +125,8 @@ def measure_clip(clip: Clip, fps: float, smoothers: tuple[TemporalFilter, ...] =
     angles = np.array([(scene.pose.yaw, scene.pose.pitch, scene.pose.roll) for scene in clip.scenes])
     return ClipMotion(
         seconds=len(points) / fps,
-        speeds={group: speeds[:, indices].ravel() for group, indices in GROUPS.items()},
-        median_frequency={group: median_frequency(points[:, indices], fps) for group, indices in GROUPS.items()},
+        speeds={group: speeds[:, indices].ravel() for group, indices in REGIONS.items()},
+        median_frequency={group: median_frequency(points[:, indices], fps) for group, indices in REGIONS.items()},
         blinks=count,
         blink_durations=durations,
         talking=talking,
@@ -164,7 +157,7 @@ def summarise(motions: list[ClipMotion]) -> dict[str, tuple[float, float, float]
         return tuple(float(v) for v in np.percentile(values, [50, 10, 90]))
 
     figures = {}
-    for group in GROUPS:
+    for group in REGIONS:
         figures[f"{group} speed (inter-ocular/s)"] = spread(np.concatenate([m.speeds[group] for m in motions]))
         figures[f"{group} velocity median frequency (Hz)"] = spread([m.median_frequency[group] for m in motions])
     minutes = sum(m.seconds for m in motions) / 60
