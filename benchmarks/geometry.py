@@ -25,7 +25,6 @@ frame against the model's own time per frame.
 import copy
 import itertools
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

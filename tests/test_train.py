@@ -141,4 +141,46 @@ def test_train_splits_add_faces_to_training_and_the_cli_takes_the_device(tmp_pat
         assert result.exit_code == 0, result.output
         steps[splits] = load_checkpoint(out / "checkpoint.pth.tar")[1]["schedule"]["last_epoch"]
     assert steps == {"train": 1, "train,test": 2}
-from wflwv.models.ldeq import jacobian_frobenius
+
+
+def test_the_hutchinson_estimate_is_the_squared_frobenius_norm_per_dimension():
+    torch.manual_seed(0)
+    matrix = torch.randn(2, 6, 6)
+    z = torch.randn(2, 6, requires_grad=True)
+    fz = torch.einsum("bij,bj->bi", matrix, z)
+    estimate = jacobian_frobenius(fz, z, vectors=4000)
+    np.testing.assert_allclose(estimate.detach(), matrix.pow(2).sum(dim=(1, 2)) / 6, rtol=0.08)
+
+
+def test_the_jacobian_term_lowers_the_jacobian_at_the_fixed_point():
+    model = create_model(load_config("ldeq_demo")).train()
+    images = torch.randn(4, 3, 64, 64)
+    optimizer = torch.optim.SGD(model.deq_layer.parameters(), lr=0.05)
+    estimates = []
+    for _ in range(6):
+        torch.manual_seed(1)  # the same random vectors at every step
+        jacobian = model(images, jacobian_vectors=2).jacobian.mean()
+        optimizer.zero_grad()
+        jacobian.backward()
+        optimizer.step()
+        estimates.append(jacobian.item())
+    assert estimates[-1] < 0.5 * estimates[0]
+    with pytest.raises(ValueError, match="implicit training only"):
+        model.eval()(images, jacobian_vectors=1)
+
+
+def test_training_with_the_equilibrium_terms_logs_the_jacobian(tmp_path):
+    still_set(tmp_path / "stills", {"train": 8, "test": 4})
+    config = load_config("ldeq_demo")
+    path = write_config(tmp_path / "ldeq.toml", "ldeq", config["args"], config["train"] | {"batch_size": 4, "jacobian_weight": 1.0, "warm_start_weight": 0.5})
+    train(tmp_path / "stills", path, tmp_path / "run", epochs=1)
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    assert (history.jacobian > 0).all() and history.loss.notna().all()
+
+
+def test_equilibrium_terms_need_an_implicit_ldeq(tmp_path):
+    still_set(tmp_path / "stills", {"train": 4, "test": 2})
+    config = load_config("hrnet_demo")
+    path = write_config(tmp_path / "hrnet.toml", "hrnet", config["args"], config["train"] | {"jacobian_weight": 1.0})
+    with pytest.raises(WflwvError, match="jacobian_weight and warm_start_weight need an LDEQ"):
+        train(tmp_path / "stills", path, tmp_path / "run", epochs=1)

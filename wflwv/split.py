@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from wflwv import io
-from wflwv.data.videoset import SPLITS, VideoSet, check_finite, load_array, variance_path
+from wflwv.data.videoset import VideoSet, check_finite, load_array, variance_path
 from wflwv.errors import WflwvError
 from wflwv.landmarks import N_LANDMARKS
 from wflwv.metrics import face_area
