@@ -278,7 +278,8 @@ def test_a_corrupt_cached_prediction_is_recomputed(bench_world, tmp_path):
     cached = sorted((tmp_path / "cache").glob("*.npz"))
     cached[0].write_bytes(b"PK\x03\x04 truncated")
     again = run_bench(bench_world.checkpoints[2:], tmp_path, videos=bench_world.videos, settings=settings)["videos"].table
-    pd.testing.assert_frame_equal(first.drop(columns="fps"), again.drop(columns="fps"))
+    # the recomputed video runs alone, in other batches than the first time: equal to float rounding
+    pd.testing.assert_frame_equal(first.drop(columns="fps"), again.drop(columns="fps"), rtol=1e-4, atol=1e-6)
     assert sorted(np.load(cached[0]).files) == ["iterations", "landmarks", "residuals", "seconds"]
 
 

@@ -41,4 +41,4 @@ def test_diagnose_reports_every_split(tmp_path):
     assert previous.shape == current.shape == (3, 3, 64, 64) and truth.shape == (3, 98, 2)
     table = diagnose(tmp_path, tiny_ldeq(), pairs_per_video=3)
     assert list(table["split"]) == ["hard", "easy"] and list(table["pairs"]) == [3, 3]
-    assert table[["contraction", "shift_mean", "spread_mean", "spread_max"]].notna().all().all()
+    assert table[["contraction", "mean_shift", "mean_spread", "max_spread"]].notna().all().all()

@@ -7,8 +7,9 @@ from test_bench import run_main
 from test_families import write_config
 from test_train import still_set
 from wflwv.bench import BenchSettings
+from wflwv.equilibrium import diagnose
 from wflwv.errors import WflwvError
-from wflwv.models import load_config
+from wflwv.models import load_checkpoint, load_config
 from wflwv.report import read_leaderboard
 from wflwv.study import StudySettings, run_study
 
@@ -60,6 +61,18 @@ def test_the_rwr_table_gives_each_seeds_change_against_its_cold_start(study):
     for metric, split in [("nmf", "hard"), ("nme", "easy")]:
         rwr, cold = board.loc[("ldeq_tiny", "RwR (1 it)"), f"{metric}_{split}"], board.loc[("ldeq_tiny", "raw"), f"{metric}_{split}"]
         assert row[f"{metric}_{split}_change"] == pytest.approx(100 * (rwr / cold - 1))
+
+
+def test_the_equilibrium_table_gives_each_seeds_ldeq_diagnosed_on_the_videos(study):
+    world, out, settings, boards = study
+    table = boards["equilibrium_study"].table
+    assert set(zip(table["seed"], table["model"])) == {(0, "ldeq_tiny"), (1, "ldeq_tiny")}  # the regression model has no fixed point
+    model, _ = load_checkpoint(out / "seeds" / "1" / "ldeq_tiny" / "checkpoint.pth.tar")
+    expected = diagnose(world / "videos", model, settings.diagnose_pairs).set_index("split")
+    measured = table[table["seed"] == 1].set_index("split")
+    assert set(measured.index) == {"hard", "easy"}
+    np.testing.assert_allclose(measured.loc[expected.index, ["max_spread", "contraction"]], expected[["max_spread", "contraction"]], rtol=1e-5)
+    assert "max spread" in (out / "equilibrium_study.md").read_text()
 
 
 def test_a_rerun_skips_finished_seeds_and_force_redoes_them(study):

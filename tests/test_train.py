@@ -184,3 +184,16 @@ def test_equilibrium_terms_need_an_implicit_ldeq(tmp_path):
     path = write_config(tmp_path / "hrnet.toml", "hrnet", config["args"], config["train"] | {"jacobian_weight": 1.0})
     with pytest.raises(WflwvError, match="jacobian_weight and warm_start_weight need an LDEQ"):
         train(tmp_path / "stills", path, tmp_path / "run", epochs=1)
+
+
+def test_the_warm_start_term_runs_in_the_last_warm_start_epochs_only(tmp_path):
+    still_set(tmp_path / "stills", {"train": 8, "test": 4})
+    config = load_config("ldeq_demo")
+    plain, late = (write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], config["train"] | {"batch_size": 4} | terms)
+                   for name, terms in (("plain", {"warm_start_weight": 0.0}), ("late", {"warm_start_weight": 1.0, "warm_start_epochs": 1})))
+    histories = {}
+    for name, path in (("plain", plain), ("late", late)):
+        train(tmp_path / "stills", path, tmp_path / name, epochs=2)
+        histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
+    assert histories["late"].loss[0] == histories["plain"].loss[0]  # epoch 1: no term, the same run
+    assert histories["late"].loss[1] > histories["plain"].loss[1]  # epoch 2: the term's loss is added

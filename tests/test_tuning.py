@@ -33,17 +33,22 @@ def test_the_chosen_settings_give_the_landmarks_of_contiguous_weights_one_frame_
 
 
 def test_the_fastest_measured_candidate_is_chosen_and_kept(monkeypatch):
-    def timings(calls: dict, rounds: int) -> dict:  # channels-last at batch 2 the fastest per frame; batch 4 gains nothing
-        return {c: c.batch * (0.5 if c.channels_last and c.batch == 2 else 1.0) * (1 if c.batch < 4 else 2) for c in calls}
+    per_frame = {1: 1.0, 2: 0.5, 4: 0.8, 8: 0.25, 16: 0.3}  # seconds of a frame with channels-last; batch 4 gains nothing over 2, batch 8 does
+    measured = []
+
+    def timings(calls: dict, rounds: int) -> dict:
+        measured.extend(calls)
+        return {c: c.batch * per_frame[c.batch] * (1 if c.channels_last else 1.5) for c in calls}
 
     monkeypatch.setattr(tuning, "best_seconds", timings)
     monkeypatch.setattr(tuning, "_CHOSEN", {})
     model = paper_geometry_ldeq()
-    choices = tuning.choose(model, batches=(1, 2, 4, 8), threads=(1,))
-    assert (choices.channels_last, choices.batch, choices.threads, choices.compiled) == (True, 2, 1, False)
-    assert choices.frames_per_second == pytest.approx(2.0)
+    choices = tuning.choose(model, batches=(1, 2, 4, 8, 16, 32), threads=(1,), max_call_s=4.0)
+    assert (choices.channels_last, choices.batch, choices.threads, choices.compiled) == (True, 8, 1, False)
+    assert choices.frames_per_second == pytest.approx(4.0)
+    assert max(c.batch for c in measured) == 16  # a call of batch 16 took 4.8 s, over max_call_s: 32 is not tried
     monkeypatch.setattr(tuning, "best_seconds", None)  # measured once per architecture, device and candidates
-    assert tuning.choose(paper_geometry_ldeq(), batches=(1, 2, 4, 8), threads=(1,)) is choices
+    assert tuning.choose(paper_geometry_ldeq(), batches=(1, 2, 4, 8, 16, 32), threads=(1,), max_call_s=4.0) is choices
 
 
 def test_threads_are_restored_after_a_measurement():

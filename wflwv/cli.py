@@ -120,7 +120,7 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt): the video leaderboard.")
 @click.option("--stills", type=EXISTING_DIR, help="A WFLW still set, official layout (WFLW_annotations/, WFLW_images/) or pre-cropped (test.txt, test/, test_<subset>...): the still-image leaderboard.")
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
-@click.option("--slots", default=32, show_default=True, type=POSITIVE, help="Video streams batched together (32: benchmarks/schedules.py); the layout and threads are measured per model (wflwv/tuning.py).")
+@click.option("--slots", type=POSITIVE, help="Video streams batched together (default: measured per model with its layout and threads, see wflwv/tuning.py).")
 @click.option("--try-compile", is_flag=True, help="Also measure each LDEQ's cell through torch.compile, kept if 5% faster (compiling takes a minute or more).")
 @click.option("--rwr-iters", default="1,2,3", show_default=True, callback=comma_separated(POSITIVE), help="RwR's caps on solver iterations per frame (comma-separated): one row each for every DEQ.")
 @click.option("--adaptive-tol", type=NON_NEGATIVE_FLOAT, help="RwR (adaptive): 2 iterations per frame, 1 where the relative residual from the previous frame's z* is below this (0: no such row) [default: 0.1].")
@@ -188,7 +188,8 @@ def study(world: Path, out: Path, seeds: tuple[int, ...], configs: tuple[str, ..
 
     boards = run_study(world, out, StudySettings(seeds, configs, epochs), force=force)
     click.echo(boards["rwr_study"].markdown)
-    click.echo(f"study tables written to {out}: video_study, still_study, rwr_study (.md, .csv, .parquet)")
+    click.echo(boards["equilibrium_study"].markdown)
+    click.echo(f"study tables written to {out}: video_study, still_study, rwr_study, equilibrium_study (.md, .csv, .parquet)")
 
 
 @cli.command()

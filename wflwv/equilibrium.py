@@ -67,6 +67,6 @@ def diagnose(videos_root, model: LDEQ, pairs_per_video: int = 8) -> pd.DataFrame
         measured = pd.concat([measure_pairs(model, *frame_pairs(videos, i, pairs_per_video, model.args.im_size)) for i in ids])
         rows.append({
             "split": split, "pairs": len(measured), "contraction": measured["contraction"].median(),
-            "shift_mean": measured["shift"].mean(), "spread_mean": measured["spread"].mean(), "spread_max": measured["spread"].max(),
+            "mean_shift": measured["shift"].mean(), "mean_spread": measured["spread"].mean(), "max_spread": measured["spread"].max(),
         })
     return pd.DataFrame(rows)

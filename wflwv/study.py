@@ -9,6 +9,8 @@ wflwv.train, benches each seed's models with wflwv.bench, and writes under OUT:
   deviation over the seeds, shown as "mean ± sd";
 - rwr_study.*: RwR's effect in every seed, each RwR row against the same model's cold start: the
   relative change of NMF and NME on every split;
+- equilibrium_study.*: every seed's LDEQ measured by wflwv.equilibrium.diagnose on the videos: the
+  spread between cold and warm fixed points and the contraction, per split;
 - manifest.parquet: one row per seed with its checkpoints and its training and bench seconds.
 
 A seed whose bench is in the manifest is skipped on a rerun; an interrupted one resumes where its
@@ -23,11 +25,15 @@ import pandas as pd
 
 from wflwv import io
 from wflwv.bench import BenchSettings, run_bench
+from wflwv.equilibrium import diagnose
 from wflwv.errors import WflwvError
+from wflwv.models import load_checkpoint
+from wflwv.models.ldeq import LDEQ
 from wflwv.report import Leaderboard, read_leaderboard
 from wflwv.train import train
 
 MANIFEST_NAME = "manifest.parquet"
+EQUILIBRIUM_NAME = "equilibrium.parquet"  # in a training run's folder: diagnose's table for an LDEQ
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class StudySettings:
     configs: tuple[str, ...] = ("ldeq_demo", "hrnet_demo")
     epochs: int | None = None  # None: each config's own
     bench: BenchSettings = BenchSettings()
+    diagnose_pairs: int = 8  # pairs of consecutive frames per video for the equilibrium table
 
 
 def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(), force: bool = False) -> dict[str, Leaderboard]:
@@ -59,6 +66,7 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
         "video_study": over_seeds(seed_tables(folders, "video_leaderboard"), ["model", "method", "curve"]),
         "still_study": over_seeds(seed_tables(folders, "still_leaderboard"), ["model"]),
         "rwr_study": rwr_effect(seed_tables(folders, "video_leaderboard")),
+        "equilibrium_study": equilibrium_table(out, settings),
     }
     boards = {name: study_board(name, table, settings.bench) for name, table in tables.items()}
     for board in boards.values():
@@ -70,6 +78,10 @@ def study_seed(stills: Path, videos: Path, folder: Path, seed: int, settings: St
     """Train every config with `seed` and bench them together; the seed's manifest row."""
     start = time.perf_counter()
     checkpoints = [train(stills, config, folder / Path(config).stem, settings.epochs, seed, force) for config in settings.configs]
+    for checkpoint in checkpoints:
+        model, _ = load_checkpoint(checkpoint)
+        if isinstance(model, LDEQ):
+            io.save_parquet(checkpoint.parent / EQUILIBRIUM_NAME, diagnose(videos, model, settings.diagnose_pairs))
     trained = time.perf_counter()
     run_bench(checkpoints, folder / "bench", videos=videos, stills=stills, settings=settings.bench, force=force)
     return {"seed": seed, "checkpoints": [str(c) for c in checkpoints], "train_seconds": trained - start, "bench_seconds": time.perf_counter() - trained}
@@ -97,9 +109,23 @@ def rwr_effect(videos: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in rwr.iterrows():
         base = cold.loc[(row["seed"], row["model"])]
-        changes = {f"{m}_{s}_change": 100 * (row[f"{m}_{s}"] / base[f"{m}_{s}"] - 1) for s in splits for m in ("nmf", "nme")}
+        changes = {f"{m}_{s}_change": percent_change(row[f"{m}_{s}"], base[f"{m}_{s}"]) for s in splits for m in ("nmf", "nme")}
         rows.append({"seed": row["seed"], "model": row["model"], "method": row["method"]} | changes | {"solver_iters_per_frame": row["solver_iters_per_frame"]})
     return pd.DataFrame(rows)
+
+
+def equilibrium_table(out: Path, settings: StudySettings) -> pd.DataFrame:
+    """Every seed's and LDEQ config's diagnose table, stacked with seed and model columns."""
+    tables = [pd.read_parquet(path).assign(seed=seed, model=Path(config).stem)
+              for seed in settings.seeds for config in settings.configs
+              if (path := out / "seeds" / str(seed) / Path(config).stem / EQUILIBRIUM_NAME).is_file()]
+    columns = ["seed", "model", "split", "pairs", "contraction", "mean_shift", "mean_spread", "max_spread"]
+    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+
+
+def percent_change(value: float, base: float) -> float:
+    """100 * (value / base - 1); NaN where the base is 0 (a split whose cold start does not flicker has no relative change)."""
+    return 100 * (value / base - 1) if base != 0 else float("nan")
 
 
 def study_board(name: str, table: pd.DataFrame, bench: BenchSettings) -> Leaderboard:
@@ -113,13 +139,15 @@ def study_board(name: str, table: pd.DataFrame, bench: BenchSettings) -> Leaderb
             columns[base] = (base.replace("_", " "), "")
         elif column.endswith("_change"):
             columns[column] = (column.removesuffix("_change").replace("_", " ") + " change %", "+.1f")
+        elif column in ("contraction", "mean_shift", "mean_spread", "max_spread"):
+            columns[column] = (column.replace("_", " "), ".3f")
         elif column == "solver_iters_per_frame":
             columns[column] = ("solver iters/frame", ".2f")
         else:
             columns[column] = (column, "")
     shown = table.assign(**{base: mean_sd(table[f"{base}_mean"], table[f"{base}_sd"]) for base in [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]})
     note = STUDY_NOTES[name]
-    return Leaderboard(name, shown, columns, bench.norm, None if name == "still_study" else bench.nmf_definition, note)
+    return Leaderboard(name, shown, columns, bench.norm, None if name in ("still_study", "equilibrium_study") else bench.nmf_definition, note)
 
 
 def mean_sd(means: pd.Series, sds: pd.Series) -> pd.Series:
@@ -131,4 +159,6 @@ STUDY_NOTES = {
     "video_study": "Mean ± standard deviation over the training seeds (seeds column).",
     "still_study": "Mean ± standard deviation over the training seeds (seeds column).",
     "rwr_study": "RwR against the same model's cold start, per training seed: relative change in %, negative is lower.",
+    "equilibrium_study": "wflwv diagnose per training seed: spread, NME x100 between a frame's fixed points from z0 = 0 and from the previous frame's "
+                         "(0: one fixed point); shift, between consecutive frames' fixed points; contraction, the share of that gap one iteration leaves.",
 }

@@ -48,6 +48,7 @@ LOSSES = {"mse": mse_loss, "heatmap_nll": heatmap_nll_loss}
 TRAIN_RANGES = {
     "epochs": schema.POSITIVE, "batch_size": schema.POSITIVE, "warmup_steps": schema.NON_NEGATIVE, "loader_workers": schema.NON_NEGATIVE,
     "lr": schema.NON_NEGATIVE_FLOAT, "weight_decay": schema.NON_NEGATIVE_FLOAT,
+    "jacobian_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_epochs": schema.NON_NEGATIVE,
 }
 HISTORY_NAME = "history.parquet"
 
@@ -66,10 +67,12 @@ class TrainSettings:
     # Equilibrium terms, for an implicitly trained LDEQ (docs/equilibrium.md). jacobian_weight times
     # the Hutchinson estimate of ||df/dz||_F^2 / dim(z) at z* from jacobian_vectors random vectors;
     # warm_start_weight times the loss of a second solve started from another face's fixed point
-    # (its batch neighbour's), so that a foreign start must reach the same, right, landmarks.
+    # (its batch neighbour's), so that a foreign start must reach the same, right, landmarks;
+    # warm_start_epochs: that term in the last this many epochs only (0: every epoch).
     jacobian_weight: float = 0.0
     jacobian_vectors: int = 1
     warm_start_weight: float = 0.0
+    warm_start_epochs: int = 0
     augmentation: Augmentation = Augmentation()
 
     @classmethod
@@ -156,7 +159,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
             for images, targets in loader:
                 images, targets = images.to(device), targets.to(device)
                 output = replica(images, jacobian_vectors=settings.jacobian_vectors) if settings.jacobian_weight else replica(images)
-                loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, images, targets, output, settings)
+                loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, images, targets, output, settings, epoch)
                 if settings.jacobian_weight:
                     jacobians.append(output.jacobian.mean().item())
                 optimizer.zero_grad(set_to_none=True)
@@ -202,12 +205,12 @@ def check_equilibrium_terms(model: torch.nn.Module, settings: TrainSettings, sou
         raise WflwvError(source, f"jacobian_vectors must be at least 1, got {settings.jacobian_vectors}")
 
 
-def equilibrium_terms(replica: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings) -> torch.Tensor:
-    """The weighted equilibrium terms of one batch (see TrainSettings); zero when both weights are."""
+def equilibrium_terms(replica: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int) -> torch.Tensor:
+    """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings); zero when both weights are."""
     total = torch.zeros((), device=images.device)
     if settings.jacobian_weight:
         total = total + settings.jacobian_weight * output.jacobian.mean()
-    if settings.warm_start_weight:
+    if settings.warm_start_weight and epoch >= settings.epochs - (settings.warm_start_epochs or settings.epochs):
         warm = replica(images, z0=output.z_star.roll(1, dims=0))
         total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss])
     return total
