@@ -3,13 +3,15 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import TINY_LDEQ, copy_build, redone_items, run_cli, stage_rows
+from test_families import write_config
 
 from wflwv.boxes import BoxSettings, TrackSettings
 from wflwv.data.videoset import VideoSet
 from wflwv.export import verify
 from wflwv.pipeline.run import read_pipeline, run_pipeline
 from wflwv.errors import WflwvError
+from wflwv.models import load_config
 
 PIPELINE = """
 build = "{root}/build"
@@ -130,10 +132,11 @@ def test_run_force_redoes_the_world_the_members_and_the_bench_models(unlabelled_
     from wflwv.pipeline.stage import Executor
 
     world = shutil.copytree(unlabelled_build.parent / "synth", tmp_path / "world")
-    (tmp_path / "ensemble.toml").write_text('[[member]]\nconfig = "ldeq_demo"\nseeds = [0]\n')
+    config = write_config(tmp_path / "ldeq_tiny.toml", "ldeq", load_config("ldeq_demo")["args"] | TINY_LDEQ, {"batch_size": 8, "warmup_steps": 1, "loss": "heatmap_nll"})
+    (tmp_path / "ensemble.toml").write_text(f'[[member]]\nconfig = "{config}"\nseeds = [0]\n')
     path = tmp_path / "pipeline.toml"
     path.write_text(f'build = "{tmp_path}/build"\n[world]\nout = "{world}"\npreset = "tiny"\n[members]\nensemble = "{tmp_path}/ensemble.toml"\nepochs = 1\n')
-    video, member = next((world / "videos" / "videos").glob("*.mp4")), tmp_path / "build" / "members" / "ldeq_demo_seed0" / "checkpoint.pth.tar"
+    video, member = next((world / "videos" / "videos").glob("*.mp4")), tmp_path / "build" / "members" / "ldeq_tiny_seed0" / "checkpoint.pth.tar"
 
     def written() -> tuple[int, int]:
         return video.stat().st_ino, member.stat().st_ino
@@ -145,10 +148,11 @@ def test_run_force_redoes_the_world_the_members_and_the_bench_models(unlabelled_
         if redone is not None:
             assert [new != old for new, old in zip(written(), before)] == [redone, redone]
     spec = read_pipeline(path) | {"bench": {"epochs": 1}}
-    trained = bench_model(Build(path, spec, Executor(), "cpu", force=False), "ldeq_demo")
+    trained = bench_model(Build(path, spec, Executor(), "cpu", force=False), str(config))
     first = trained.stat().st_ino
-    assert bench_model(Build(path, spec, Executor(), "cpu", force=False), "ldeq_demo").stat().st_ino == first
-    assert bench_model(Build(path, spec, Executor(), "cpu", force=True), "ldeq_demo").stat().st_ino != first
+    assert trained == tmp_path / "build" / "bench_models" / "ldeq_tiny" / "checkpoint.pth.tar"
+    assert bench_model(Build(path, spec, Executor(), "cpu", force=False), str(config)).stat().st_ino == first
+    assert bench_model(Build(path, spec, Executor(), "cpu", force=True), str(config)).stat().st_ino != first
 
 
 def test_shipped_pipelines_are_found_by_name_and_find_their_inputs_beside_them(tmp_path, monkeypatch):
@@ -165,3 +169,65 @@ def test_shipped_pipelines_are_found_by_name_and_find_their_inputs_beside_them(t
     (tmp_path / "queries.txt").write_text("my own query\n")
     assert build.input_path("scrape", "queries") == Path("queries.txt")
     assert build.table("members")["train_splits"] == ["train", "test"] and build.table("boxes")["fit_calibration"] is True
+
+
+# Options a pipeline sets otherwise: `wflwv run`'s own (--force, --device, --executor, --address), the build folder, the
+# members' runs (config, seed, out and stills from [members]), the bootstrap rounds ([boxes] rounds) and the calibration's
+# fitting switch ([boxes] fit_calibration); bench's --nmf is `nmf`, its models `models`.
+SET_OTHERWISE = {"force", "device", "executor", "address", "build", "data", "config", "out", "seed", "from_landmarks", "round_number",
+                 "checkpoints", "nmf_definition"}
+RENAMED = {("boxes", "split"): "fit_split"}
+
+
+@pytest.mark.parametrize("step, command", [("world", "synth"), ("members", "train"), ("scrape", "scrape"), ("boxes", "boxes"), ("label", "label"),
+                                           ("split", "split"), ("export", "export"), ("bench", "bench")])
+def test_every_option_of_a_steps_command_can_be_set_in_a_pipeline(step, command):
+    from wflwv.cli import cli
+    from wflwv.pipeline.run import SCHEMA
+
+    keys = set(SCHEMA[step]) | set(SCHEMA[step].get("fetch", {}))
+    options = {RENAMED.get((step, p.name), p.name) for p in cli.commands[command].params} - SET_OTHERWISE
+    assert sorted(options - keys) == []
+
+
+def test_the_new_pipeline_options_reach_their_functions(tmp_path, monkeypatch):
+    members = tmp_path / "ensemble"
+    for name in ("a", "b"):
+        (members / name).mkdir(parents=True)
+        (members / name / "checkpoint.pth.tar").write_bytes(b"")
+    (tmp_path / "info").mkdir()
+    path = tmp_path / "p.toml"
+    path.write_text('build = "b"\n[members]\nensemble = "ensemble_demo"\nstills = "s"\nbackend = "gloo"\n'
+                    '[scrape]\nsource = "info_json"\ninfo_json = "info"\n[scrape.fetch]\nallow_nc = true\ntrust_cc_search = true\n'
+                    '[label]\nensemble_dir = "ensemble"\n'
+                    '[bench]\npredictions = {mine = "sets/mine"}\nvideos = "v"\nout = "o"\ntry_compile = true\nadaptive_tol = 0\n')
+    seen = {}
+    monkeypatch.setattr("wflwv.train.train", lambda *args, **options: seen.setdefault("backend", options["backend"]))
+    monkeypatch.setattr("wflwv.scrape.read_info_jsons", lambda folder: seen.setdefault("info_json", folder) and [])
+    monkeypatch.setattr("wflwv.scrape.scrape", lambda root, candidates, settings, *rest: seen.setdefault("fetch", settings.fetch) is None or pd.DataFrame({"status": []}))
+    monkeypatch.setattr("wflwv.scrape.summary", lambda manifest: "")
+    monkeypatch.setattr("wflwv.label.label", lambda root, checkpoints, *rest, **options: seen.setdefault("members", checkpoints) and pd.DataFrame({"status": []}))
+    monkeypatch.setattr("wflwv.bench.run_bench", lambda models, out, **options: seen.setdefault("bench", options) and {"videos": None})
+    monkeypatch.setattr("wflwv.report.video_summary", lambda board: type("Board", (), {"markdown": ""}))
+    run_pipeline(path, only=("members", "scrape", "label", "bench"))
+    assert seen["backend"] == "gloo" and seen["info_json"] == tmp_path / "info"
+    assert seen["fetch"].allow_nc and seen["fetch"].trust_cc_search and not seen["fetch"].allow_nd
+    assert seen["members"] == [members / "a" / "checkpoint.pth.tar", members / "b" / "checkpoint.pth.tar"]
+    assert seen["bench"]["predictions"] == {"mine": tmp_path / "sets" / "mine"} and seen["bench"]["settings"].try_compile
+    assert seen["bench"]["settings"].adaptive_tol is None  # 0: no adaptive row, as --adaptive-tol 0
+
+
+def test_bootstrap_rounds_keep_their_own_boxes_and_labels_so_a_rerun_redoes_nothing(unlabelled_build, members, tmp_path):
+    build = copy_build(unlabelled_build, tmp_path / "build", "videos")
+    path = tmp_path / "p.toml"
+    path.write_text(f'build = "build"\n[boxes]\nmin_face = 0.1\nrounds = 1\n[label]\nmembers = ["{members[0]}", "{members[1]}"]\nbatch_size = 8\n')
+    run_pipeline(path, only=("boxes",))
+    detected, final = VideoSet(build / "rounds" / "0"), VideoSet(build)
+    video_id = final.ids()[0]
+    assert detected.landmarks_path(video_id).is_file() and not final.landmarks_path(video_id).exists()  # round 0's labels, the build's not made yet
+    assert not np.allclose(detected.load_boxes(video_id), final.load_boxes(video_id))  # the round's boxes come from the labels
+    stages = [build / "rounds" / "0" / "stages" / name for name in ("boxes", "label")] + [build / "stages" / "boxes_round1"]
+    before = [stage_rows(stage) for stage in stages]
+    assert all(len(rows) == len(final.ids()) for rows in before)
+    run_pipeline(path, only=("boxes",))
+    assert [redone_items(stage, rows) for stage, rows in zip(stages, before)] == [set(), set(), set()]

@@ -3,7 +3,9 @@
 Two modes, each a resumable per-video stage (wflwv.pipeline.stage):
 - detection (stages/boxes): MTCNN on every frame, the main face tracked, short gaps filled,
   boxes mapped to the models' convention and smoothed;
-- bootstrap round N (stages/boxes_roundN): boxes rebuilt from the current labels, landmarks/<ID>.npy.
+- bootstrap round N (stages/boxes_roundN): boxes rebuilt from the labels, landmarks/<ID>.npy, of a
+  source build folder: the build itself (in place, as `wflwv boxes --from-landmarks` does) or, in a
+  pipeline, the previous round's own folder, so that no round overwrites what an earlier one read.
 
 A video is redone when what determines its boxes changes (wflwv.pipeline.stage): its video file,
 the calibration file, the settings that change boxes (max_side, min_face, smoothing, the tracking
@@ -73,15 +75,15 @@ def detect_item(build: Path, settings: BoxSettings, video_id: str) -> dict:
     }
 
 
-def bootstrap_item(build: Path, settings: BoxSettings, video_id: str) -> dict:
-    """One bootstrap round for one video: boxes from landmarks/<ID>.npy, smoothed; the face flags of
-    the boxes being replaced are kept, and frames without a face take the boxes around them."""
-    videos = VideoSet(build)
+def bootstrap_item(build: Path, settings: BoxSettings, source: Path, video_id: str) -> dict:
+    """One bootstrap round for one video: boxes from SOURCE's landmarks/<ID>.npy, smoothed, into BUILD's bboxes;
+    the face flags of SOURCE's boxes are kept, and frames without a face take the boxes around them."""
+    videos, previous = VideoSet(build), VideoSet(source)
     info = probe(videos.video_path(video_id))
-    landmarks = videos.load_landmarks(video_id)
+    landmarks = previous.load_landmarks(video_id)
     if len(landmarks) != info.n_frames:
-        raise WflwvError(videos.landmarks_path(video_id), f"video has {info.n_frames} frames, landmarks have {len(landmarks)}")
-    face = previous_face_flags(videos.boxes_path(video_id), info.n_frames)
+        raise WflwvError(previous.landmarks_path(video_id), f"video has {info.n_frames} frames, landmarks have {len(landmarks)}")
+    face = previous_face_flags(previous.boxes_path(video_id), info.n_frames)
     raw, boxes = stabilised_boxes(landmarks, face, info.fps, Calibration.load(settings.calibration), settings.smoothing)
     io.save_npy(videos.boxes_path(video_id), np.column_stack([boxes, face]))
     return {"frames": info.n_frames, "no_face": int((~face).sum()), "jitter_before": box_jitter(raw), "jitter_after": box_jitter(boxes)}
@@ -93,10 +95,13 @@ def detect_inputs(build: Path, settings: BoxSettings, video_id: str) -> dict:
     return {"video": VideoSet(build).video_path(video_id), "calibration": Path(settings.calibration), **changing}
 
 
-def bootstrap_inputs(build: Path, settings: BoxSettings, video_id: str) -> dict:
-    """What determines a bootstrap round's boxes: the video, its labels, the calibration and the smoothing."""
-    videos = VideoSet(build)
-    return {"video": videos.video_path(video_id), "landmarks": videos.landmarks_path(video_id), "calibration": Path(settings.calibration), "smoothing": settings.smoothing}
+def bootstrap_inputs(build: Path, settings: BoxSettings, source: Path, video_id: str) -> dict:
+    """What determines a bootstrap round's boxes: the video, its labels, the calibration, the smoothing, and the source's
+    boxes (their face flags) when they are not the ones being replaced."""
+    videos, previous = VideoSet(build), VideoSet(source)
+    replaced = {} if source == build else {"previous_boxes": previous.boxes_path(video_id)}
+    return {"video": videos.video_path(video_id), "landmarks": previous.landmarks_path(video_id), "calibration": Path(settings.calibration),
+            "smoothing": settings.smoothing} | replaced
 
 
 def previous_face_flags(path: Path, n_frames: int) -> np.ndarray:
@@ -112,18 +117,24 @@ def ranges_text(mask: np.ndarray) -> str:
     return ",".join(f"{start}-{stop - 1}" for start, stop in runs(mask))
 
 
-def run_boxes(build: str | Path, settings: BoxSettings = BoxSettings(), from_landmarks: bool = False, round_number: int = 1, executor: Executor = Executor(), force: bool = False) -> pd.DataFrame:
-    """Run detection (or bootstrap round `round_number` from the labels) on every video of `build`; returns the manifest."""
+def run_boxes(build: str | Path, settings: BoxSettings = BoxSettings(), from_landmarks: bool = False, round_number: int = 1, executor: Executor = Executor(),
+              force: bool = False, source: Path | None = None) -> pd.DataFrame:
+    """Run detection (or bootstrap round `round_number` from the labels and boxes of `source`, default `build`) on every
+    video of `build`; returns the manifest."""
     build = Path(build)
+    source = build if source is None else Path(source)
     ids = VideoSet(build).ids()
     if not ids:
         raise WflwvError(build / "videos", "no videos (<ID>.mp4) to find boxes in")
     if round_number < 1:
         raise WflwvError(None, f"bootstrap round must be 1 or more, got {round_number}")
     Calibration.load(settings.calibration)  # a missing calibration stops the run, not every item
-    name, process, inputs = (f"boxes_round{round_number}", bootstrap_item, bootstrap_inputs) if from_landmarks else ("boxes", detect_item, detect_inputs)
+    if from_landmarks:
+        name, process, inputs = f"boxes_round{round_number}", functools.partial(bootstrap_item, build, settings, source), functools.partial(bootstrap_inputs, build, settings, source)
+    else:
+        name, process, inputs = "boxes", functools.partial(detect_item, build, settings), functools.partial(detect_inputs, build, settings)
     resources = {"num_gpus": 1} if settings.device.startswith("cuda") and not from_landmarks else {}
-    stage = Stage(name, build / "stages" / name, functools.partial(process, build, settings), resources, functools.partial(inputs, build, settings), (build / "bboxes",))
+    stage = Stage(name, build / "stages" / name, process, resources, inputs, (build / "bboxes",))
     return run_stage(stage, ids, executor, force)
 
 

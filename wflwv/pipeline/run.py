@@ -8,7 +8,8 @@ rerun after any interruption (SIGKILL included) finishes the job without redoing
     members  train the labelling ensemble's members, one `wflwv train` per (config, seed)
     scrape   download and cut the videos: from a loopback site serving the world's videos, or
              from search queries, an ID list or a URL list
-    boxes    detect and track faces, then `rounds` bootstrap rounds, each from fresh labels
+    boxes    detect and track faces, then `rounds` bootstrap rounds, each from fresh labels (every
+             round's boxes and labels in BUILD/rounds/<N>/, the last round's boxes in BUILD/bboxes)
     label    the ensemble's labels and variance
     split    hard and easy videos by ensemble variance
     export   the official WFLW-V layout, checked by verify
@@ -43,26 +44,30 @@ from wflwv.pipeline.stage import Executor
 
 STEPS = ("world", "members", "scrape", "boxes", "label", "split", "export", "oracle", "bench")
 PATH = "a path"  # a string, read relative to the pipeline file's folder
-MODEL = "a model config name or checkpoint path"  # a path when it names a checkpoint (.pth.tar) or a file
+MODEL = "a model config name or path, or a checkpoint path"  # a path when it names a checkpoint (.pth.tar) or a file
+PATHS_BY_NAME = "a table of name = path"  # bench's prediction sets: NAME = "FOLDER", each read like PATH
 # Each step's table: the options of the step's command, in snake case. A dict is a table, a list a list of its one rule,
 # a tuple a choice, a type a TOML value of it.
 SCHEMA = {
     "build": PATH,
     "world": {"out": PATH, "preset": str, "seed": schema.NON_NEGATIVE, "workers": schema.POSITIVE},
-    "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE, "train_splits": [("train", "test")]},
+    "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE, "train_splits": [("train", "test")], "backend": ("nccl", "gloo")},
     "scrape": {
-        "source": ("loopback", "queries", "ids", "urls"), "queries": PATH, "ids": PATH, "urls": PATH, "per_query": schema.POSITIVE,
-        "window_seconds": schema.POSITIVE_FLOAT, "keep_downloads": bool,
+        "source": ("loopback", "queries", "ids", "urls", "info_json"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
+        "per_query": schema.POSITIVE, "window_seconds": schema.POSITIVE_FLOAT, "keep_downloads": bool,
         "fetch": {"max_height": schema.POSITIVE, "cookies": PATH, "timeout": schema.POSITIVE_FLOAT, "retries": schema.NON_NEGATIVE,
-                  "backoff": schema.NON_NEGATIVE_FLOAT, "rate_limit": schema.POSITIVE_FLOAT, "min_interval": schema.NON_NEGATIVE_FLOAT},
+                  "backoff": schema.NON_NEGATIVE_FLOAT, "rate_limit": schema.POSITIVE_FLOAT, "min_interval": schema.NON_NEGATIVE_FLOAT,
+                  "allow_nc": bool, "allow_nd": bool, "trust_cc_search": bool},
     },
     "boxes": {"min_face": schema.Number(float, 0, 1), "rounds": schema.NON_NEGATIVE, "batch_size": schema.POSITIVE, "max_side": schema.NON_NEGATIVE,
-              "max_gap": schema.NON_NEGATIVE, "smoothing": schema.NON_NEGATIVE_FLOAT, "calibration": PATH, "fit_calibration": bool},
-    "label": {"members": [PATH], "corrections": PATH, "batch_size": schema.POSITIVE},
+              "max_gap": schema.NON_NEGATIVE, "smoothing": schema.NON_NEGATIVE_FLOAT, "calibration": PATH, "fit_calibration": bool,
+              "fit_stills": PATH, "fit_split": str, "predictors": [PATH]},
+    "label": {"members": [PATH], "ensemble_dir": PATH, "corrections": PATH, "batch_size": schema.POSITIVE},
     "split": {"k": schema.POSITIVE},
     "export": {"out": PATH},
     "oracle": {},
-    "bench": {"models": [MODEL], "out": PATH, "videos": PATH, "stills": PATH, "epochs": schema.POSITIVE, "slots": schema.POSITIVE, "rwr_iters": [schema.POSITIVE],
+    "bench": {"models": [MODEL], "predictions": PATHS_BY_NAME, "out": PATH, "videos": PATH, "stills": PATH, "epochs": schema.POSITIVE,
+              "slots": schema.POSITIVE, "try_compile": bool, "rwr_iters": [schema.POSITIVE], "adaptive_tol": schema.NON_NEGATIVE_FLOAT,
               "filters": [tuple(FILTERS)], "nmf": ("paper", "released"), "norm": ("interocular", "interpupil", "diagonal"),
               "protocol": ("wflwv", "released")},
 }  # fmt: skip
@@ -101,7 +106,7 @@ class Build:
         """(model config, seed, run folder) of each member of the [members] ensemble."""
         from wflwv.models.ensemble import load_ensemble
 
-        return [(config, seed, self.root / "members" / f"{config}_seed{seed}") for config, seed in load_ensemble(self.require("members", "ensemble"))]
+        return [(config, seed, self.root / "members" / f"{Path(config).stem}_seed{seed}") for config, seed in load_ensemble(self.require("members", "ensemble"))]
 
     def table(self, step: str) -> dict:
         return self.spec.get(step, {})
@@ -160,6 +165,10 @@ def checked_value(path: Path, value, rule, name: str):
         if problem:
             raise WflwvError(path, f"{name}: {problem}")
         return value
+    if rule is PATHS_BY_NAME:
+        if not isinstance(value, dict) or not value:
+            raise WflwvError(path, f"{name}: expected a table of name = \"FOLDER\", got {value!r}")
+        return {key: checked_value(path, item, PATH, f"{name}.{key}") for key, item in value.items()}
     if isinstance(rule, tuple):
         if value not in rule:
             raise WflwvError(path, f"{name}: {value!r} is not one of {', '.join(rule)}")
@@ -205,11 +214,13 @@ def members(build: Build) -> None:
 
     for config, seed, out in build.member_runs():
         console.print(f"member {config}, seed {seed}")
-        train(build.stills, config, out, epochs=build.table("members").get("epochs"), seed=seed, force=build.force, device=build.device, train_splits=tuple(build.table("members").get("train_splits", ["train"])))
+        table = build.table("members")
+        train(build.stills, config, out, epochs=table.get("epochs"), seed=seed, force=build.force, device=build.device, backend=table.get("backend"),
+              train_splits=tuple(table.get("train_splits", ["train"])))
 
 
 def scrape(build: Build) -> None:
-    from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_queries, read_urls, search, summary
+    from wflwv.scrape import FetchSettings, ScrapeSettings, read_ids, read_info_jsons, read_queries, read_urls, search, summary
     from wflwv.scrape import scrape as run_scrape
 
     table = build.table("scrape")
@@ -223,8 +234,10 @@ def scrape(build: Build) -> None:
         candidates = search(read_queries(build.input_path("scrape", "queries")), table.get("per_query", 10), build.root, settings.fetch, build.force)
         manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
     else:
-        reader = read_ids if source == "ids" else read_urls
-        manifest = run_scrape(build.root, reader(build.input_path("scrape", source)), settings, build.executor, build.force)
+        info = Path(table["info_json"]) if "info_json" in table else None
+        candidates = {"ids": lambda: read_ids(build.input_path("scrape", "ids"), info), "urls": lambda: read_urls(build.input_path("scrape", "urls")),
+                      "info_json": lambda: read_info_jsons(Path(build.require("scrape", "info_json")))}[source]()
+        manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
     console.print(f"scrape: {summary(manifest)}")
 
 
@@ -257,42 +270,67 @@ def boxes(build: Build) -> None:
         table.get("smoothing", default.smoothing), Path(table["calibration"]) if "calibration" in table else calibration_for(build.root),
         TrackSettings(max_gap=table.get("max_gap", default.track.max_gap)),
     )
-    console.print(f"boxes: {boxes_summary(run_boxes(build.root, settings, executor=build.executor, force=build.force))}")
-    for round_number in range(1, table.get("rounds", 0) + 1):
-        label(build)
-        manifest = run_boxes(build.root, settings, from_landmarks=True, round_number=round_number, executor=build.executor, force=build.force)
-        console.print(f"boxes, bootstrap round {round_number}: {boxes_summary(manifest)}")
+    rounds = table.get("rounds", 0)
+    detected = round_folder(build, 0) if rounds else build.root
+    console.print(f"boxes: {boxes_summary(run_boxes(detected, settings, executor=build.executor, force=build.force))}")
+    for number in range(1, rounds + 1):
+        previous = round_folder(build, number - 1)
+        label_folder(build, previous)
+        target = build.root if number == rounds else round_folder(build, number)
+        manifest = run_boxes(target, settings, from_landmarks=True, round_number=number, executor=build.executor, force=build.force, source=previous)
+        console.print(f"boxes, bootstrap round {number}: {boxes_summary(manifest)}")
+
+
+def round_folder(build: Build, number: int) -> Path:
+    """BUILD/rounds/<number>: the build folder of one bootstrap round's input (its boxes, then its labels), the build's
+    videos linked in. Each round reads the previous one's folder and writes its own, so a rerun finds every input as it was."""
+    folder = build.root / "rounds" / str(number)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "videos").exists():
+        (folder / "videos").symlink_to(Path("..") / ".." / "videos", target_is_directory=True)
+    return folder
 
 
 def fit_build_calibration(build: Build) -> None:
-    """The box calibration refitted on the pipeline's stills, its landmark map on the members' mean
-    prediction, into BUILD/box_calibration.json (once; again with --force)."""
+    """The box calibration refitted on [boxes] fit_stills (default: the pipeline's stills), split fit_split, its landmark map
+    on the mean prediction of [boxes] predictors (default: the members), into BUILD/box_calibration.json (once; again with --force)."""
     from wflwv.boxes import build_calibration, fit_calibration, members_predictor
 
     path = build_calibration(build.root)
     if path.is_file() and not build.force:
         console.print(f"box calibration: {path} (already fitted)")
         return
-    fitted = fit_calibration(build.stills, "train", build.device, predict=members_predictor(member_checkpoints(build), build.device))
+    table = build.table("boxes")
+    stills = Path(table["fit_stills"]) if "fit_stills" in table else build.stills
+    predictors = [Path(p) for p in table["predictors"]] if "predictors" in table else member_checkpoints(build)
+    fitted = fit_calibration(stills, table.get("fit_split", "train"), build.device, predict=members_predictor(predictors, build.device))
     fitted.save(path)
-    console.print(f"box calibration fitted on {fitted.faces} faces of {build.stills}, written to {path}")
+    console.print(f"box calibration fitted on {fitted.faces} faces of {stills}, written to {path}")
 
 
 def label(build: Build) -> None:
+    label_folder(build, build.root)
+
+
+def label_folder(build: Build, folder: Path) -> None:
+    """The [label] step on a build folder: the build itself, or a bootstrap round's."""
     from wflwv.label import label as run_label
 
     table = build.table("label")
     corrections = table.get("corrections")
-    manifest = run_label(build.root, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, table.get("batch_size", 64), force=build.force)
-    console.print(f"label: {counts(manifest)}")
+    manifest = run_label(folder, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, table.get("batch_size", 64), force=build.force)
+    console.print(f"label{'' if folder == build.root else f' ({folder.relative_to(build.root)})'}: {counts(manifest)}")
 
 
 def member_checkpoints(build: Build) -> list[Path]:
-    """The [label] members listed, else the checkpoints of the [members] ensemble's runs."""
+    """The [label] members and ensemble_dir's (as `wflwv label` finds them), else the checkpoints of the [members] ensemble's runs."""
+    from wflwv.label import find_members
     from wflwv.models import CHECKPOINT_NAME
 
-    listed = build.table("label").get("members")
-    return [Path(p) for p in listed] if listed else [run / CHECKPOINT_NAME for _, _, run in build.member_runs()]
+    table = build.table("label")
+    if "members" in table or "ensemble_dir" in table:
+        return list(find_members([Path(p) for p in table.get("members", [])], Path(table["ensemble_dir"]) if "ensemble_dir" in table else None))
+    return [run / CHECKPOINT_NAME for _, _, run in build.member_runs()]
 
 
 def split(build: Build) -> None:
@@ -331,28 +369,32 @@ def bench(build: Build) -> None:
 
     table = build.table("bench")
     videos = Path(table.get("videos") or build.require("export", "out"))
-    models = [bench_model(build, entry) for entry in build.require("bench", "models")]
+    if "models" not in table and "predictions" not in table:
+        raise WflwvError(build.path, "[bench] needs `models` or `predictions`")
+    models = [bench_model(build, entry) for entry in table.get("models", [])]
+    predictions = {name: Path(folder) for name, folder in table.get("predictions", {}).items()}
     default = BenchSettings()
     protocol = table.get("protocol", default.protocol)
     settings = BenchSettings(
-        slots=table.get("slots", default.slots), rwr_iters=tuple(table.get("rwr_iters", default.rwr_iters)), filters=tuple(table.get("filters", default.filters)),
+        slots=table.get("slots", default.slots), try_compile=table.get("try_compile", default.try_compile), rwr_iters=tuple(table.get("rwr_iters", default.rwr_iters)),
+        adaptive_tol=(table["adaptive_tol"] or None) if "adaptive_tol" in table else default.adaptive_tol, filters=tuple(table.get("filters", default.filters)),
         nmf_definition=table.get("nmf", "released" if protocol == "released" else default.nmf_definition), norm=table.get("norm", default.norm),
         device=build.device, protocol=protocol,
     )
     stills = Path(table["stills"]) if "stills" in table else None
-    boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, stills=stills, settings=settings, force=build.force)
+    boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, stills=stills, predictions=predictions, settings=settings, force=build.force)
     if stills is not None:
         console.print(boards["stills"].markdown)
     console.print(video_summary(boards["videos"]).markdown)
 
 
 def bench_model(build: Build, entry: str) -> Path:
-    """A checkpoint path as it is, or a model config name trained on the world's stills (resumes)."""
+    """A checkpoint path as it is, or a model config (a shipped name or a .toml path) trained on the world's stills (resumes)."""
     from wflwv.train import train
 
-    if entry.endswith(".pth.tar") or Path(entry).is_file():
+    if not entry.endswith(".toml") and (entry.endswith(".pth.tar") or Path(entry).is_file()):
         return Path(entry)
-    return train(build.stills, entry, build.root / "bench_models" / entry, epochs=build.table("bench").get("epochs"), force=build.force, device=build.device)
+    return train(build.stills, entry, build.root / "bench_models" / Path(entry).stem, epochs=build.table("bench").get("epochs"), force=build.force, device=build.device)
 
 
 def counts(manifest: pd.DataFrame) -> str:
