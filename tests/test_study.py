@@ -63,6 +63,21 @@ def test_the_rwr_table_gives_each_seeds_change_against_its_cold_start(study):
         assert row[f"{metric}_{split}_change"] == pytest.approx(100 * (rwr / cold - 1))
 
 
+def test_rwr_against_the_best_filter_gives_the_benchs_paired_differences_per_seed(study):
+    _, out, _, boards = study
+    table = boards["rwr_vs_filter"].table
+    assert sorted(zip(table["seed"], table["method"])) == [(0, "RwR (1 it)"), (0, "RwR (adaptive, 0.1)"), (1, "RwR (1 it)"), (1, "RwR (adaptive, 0.1)")]
+    board = seed_board(out, 0, "video_leaderboard").reset_index()
+    ldeq = board[board["model"] == "ldeq_tiny"]
+    filtered = ldeq[~ldeq["curve"].isin(["raw", "rwr"])]
+    best = filtered.loc[(filtered["nme_hard"] + filtered["nmf_hard"]).idxmin()]
+    row = table[(table["seed"] == 0) & (table["method"] == "RwR (1 it)")].iloc[0]
+    assert row["best_filter"] == best["method"]
+    rwr = ldeq[ldeq["method"] == "RwR (1 it)"].iloc[0]
+    assert row["nmf_hard_vs_filter"] == pytest.approx(rwr["nmf_hard"] - best["nmf_hard"], abs=1e-9)
+    assert row["nmf_hard_vs_filter_low"] <= row["nmf_hard_vs_filter"] <= row["nmf_hard_vs_filter_high"] and 0 <= row["nmf_hard_vs_filter_p"] <= 1
+
+
 def test_the_equilibrium_table_gives_each_seeds_ldeq_diagnosed_on_the_videos(study):
     world, out, settings, boards = study
     table = boards["equilibrium_study"].table

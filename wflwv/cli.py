@@ -188,8 +188,9 @@ def study(world: Path, out: Path, seeds: tuple[int, ...], configs: tuple[str, ..
 
     boards = run_study(world, out, StudySettings(seeds, configs, epochs), force=force)
     click.echo(boards["rwr_study"].markdown)
+    click.echo(boards["rwr_vs_filter"].markdown)
     click.echo(boards["equilibrium_study"].markdown)
-    click.echo(f"study tables written to {out}: video_study, still_study, rwr_study, equilibrium_study (.md, .csv, .parquet)")
+    click.echo(f"study tables written to {out}: {', '.join(boards)} (.md, .csv, .parquet)")
 
 
 @cli.command()

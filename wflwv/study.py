@@ -9,6 +9,8 @@ wflwv.train, benches each seed's models with wflwv.bench, and writes under OUT:
   deviation over the seeds, shown as "mean ± sd";
 - rwr_study.*: RwR's effect in every seed, each RwR row against the same model's cold start: the
   relative change of NMF and NME on every split;
+- rwr_vs_filter.*: every seed's RwR rows against the same model's best filter setting (the bench's
+  paired bootstrap difference over videos, with its interval and P(difference < 0));
 - equilibrium_study.*: every seed's LDEQ measured by wflwv.equilibrium.diagnose on the videos: the
   spread between cold and warm fixed points and the contraction, per split;
 - manifest.parquet: one row per seed with its checkpoints and its training and bench seconds.
@@ -29,7 +31,7 @@ from wflwv.equilibrium import diagnose
 from wflwv.errors import WflwvError
 from wflwv.models import load_checkpoint
 from wflwv.models.ldeq import LDEQ
-from wflwv.report import Leaderboard, read_leaderboard
+from wflwv.report import Leaderboard, best_method, read_leaderboard
 from wflwv.train import train
 
 MANIFEST_NAME = "manifest.parquet"
@@ -66,6 +68,7 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
         "video_study": over_seeds(seed_tables(folders, "video_leaderboard"), ["model", "method", "curve"]),
         "still_study": over_seeds(seed_tables(folders, "still_leaderboard"), ["model"]),
         "rwr_study": rwr_effect(seed_tables(folders, "video_leaderboard")),
+        "rwr_vs_filter": rwr_against_filters(seed_tables(folders, "video_leaderboard")),
         "equilibrium_study": equilibrium_table(out, settings),
     }
     boards = {name: study_board(name, table, settings.bench) for name, table in tables.items()}
@@ -114,6 +117,22 @@ def rwr_effect(videos: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def rwr_against_filters(videos: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, every RwR row against its model's best filter setting (the lowest NME + NMF on the first split, as the
+    bench picks it): the filter's name and the bench's paired differences on every split, with intervals and P(< 0)."""
+    first = next(c.removeprefix("nme_") for c in videos.columns if c.startswith("nme_"))
+    differences = [c for c in videos.columns if "_vs_filter" in c]
+    rows = []
+    for (seed, model), table in videos.groupby(["seed", "model"], sort=False):
+        filtered = table[~table["curve"].isin(["raw", "rwr"])]
+        if not len(filtered) or not (table["curve"] == "rwr").any():
+            continue
+        best = best_method(filtered.assign(curve="filter"), model, "filter", first)
+        rows.append(table[table["curve"] == "rwr"][["seed", "model", "method", *differences]].assign(best_filter=best))
+    columns = ["seed", "model", "method", "best_filter", *differences]
+    return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
+
+
 def equilibrium_table(out: Path, settings: StudySettings) -> pd.DataFrame:
     """Every seed's and LDEQ config's diagnose table, stacked with seed and model columns."""
     tables = [pd.read_parquet(path).assign(seed=seed, model=Path(config).stem)
@@ -139,6 +158,9 @@ def study_board(name: str, table: pd.DataFrame, bench: BenchSettings) -> Leaderb
             columns[base] = (base.replace("_", " "), "")
         elif column.endswith("_change"):
             columns[column] = (column.removesuffix("_change").replace("_", " ") + " change %", "+.1f")
+        elif "_vs_filter" in column:
+            metric, split = column.split("_vs_filter")[0].split("_")
+            columns[column] = (f"{metric.upper()} {split} - best filter" + {"": "", "_low": " low", "_high": " high", "_p": " P<0"}[column.split("_vs_filter")[1]], ".3f")
         elif column in ("contraction", "mean_shift", "mean_spread", "max_spread"):
             columns[column] = (column.replace("_", " "), ".3f")
         elif column == "solver_iters_per_frame":
@@ -159,6 +181,8 @@ STUDY_NOTES = {
     "video_study": "Mean ± standard deviation over the training seeds (seeds column).",
     "still_study": "Mean ± standard deviation over the training seeds (seeds column).",
     "rwr_study": "RwR against the same model's cold start, per training seed: relative change in %, negative is lower.",
+    "rwr_vs_filter": "Each RwR row against its model's best filter setting in that seed (lowest NME + NMF on the first split): the paired bootstrap "
+                     "difference over videos (negative: RwR lower), its 95% interval and P<0, the share of resamples in which RwR is lower.",
     "equilibrium_study": "wflwv diagnose per training seed: spread, NME x100 between a frame's fixed points from z0 = 0 and from the previous frame's "
                          "(0: one fixed point); shift, between consecutive frames' fixed points; contraction, the share of that gap one iteration leaves.",
 }
