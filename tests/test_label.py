@@ -15,8 +15,10 @@ from wflwv.data.videoset import VideoSet, variance_path
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.label import ensemble_frames, find_members, label, load_members, member_name, read_corrections, resample_heatmaps
+from wflwv.models import load_checkpoint
 from wflwv.models.heatmaps import soft_argmax
 from wflwv.pipeline.stage import Executor
+from wflwv.tuning import RunChoices, apply
 
 VIDEO = "easy0000"
 
@@ -39,6 +41,20 @@ def test_one_member_labels_are_its_predictions(unlabelled_build, members):
     prediction = next(predict_videos(model, [VideoStream(VIDEO, frames, boxes)], warm_start=False))
     assert np.allclose(labels, prediction.landmarks, atol=1e-3)
     assert np.all(variance == 0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_members_in_a_tuned_layout_and_thread_count_label_as_contiguous_ones(unlabelled_build, members, channels_last):
+    frames, boxes = frames_and_boxes(unlabelled_build)
+    keep = np.ones((len(members), len(frames)), dtype=bool)
+    models = [load_checkpoint(member)[0].eval() for member in members]  # fresh copies: load_members' are shared
+    plain, plain_variance = ensemble_frames(models, frames, boxes, keep)
+    choices = [RunChoices(channels_last, len(frames), 1, False, 0.0)] * len(models)
+    for model, choice in zip(models, choices):
+        apply(model, choice)
+    tuned, tuned_variance = ensemble_frames(models, frames, boxes, keep, choices=choices)
+    np.testing.assert_allclose(tuned, plain, atol=1e-3, rtol=0)  # frame pixels: float rounding
+    np.testing.assert_allclose(tuned_variance, plain_variance, atol=1e-3, rtol=1e-3)
 
 
 def test_identical_members_average_to_each_member(unlabelled_build, members, tmp_path):

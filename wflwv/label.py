@@ -16,6 +16,10 @@ a CSV with the header `video_id,member,first_frame,last_frame` (frames 0-based, 
 video's row records a digest of what it was labelled from (the members' checkpoints, the video, its
 boxes and its corrections): change any of them and the next run relabels that video.
 
+Each member runs in the memory layout and on the torch threads measured fastest for its architecture
+at the label's batch (wflwv.tuning, once per architecture and process): the labels change by float
+rounding only.
+
 Outputs: BUILD/landmarks/<ID>.npy (frames, 98, 2) float32 frame pixels, BUILD/variance/<ID>.npy
 (frames, 98) float32 frame pixels squared.
 """
@@ -38,6 +42,7 @@ from wflwv.errors import WflwvError
 from wflwv.models import CHECKPOINT_NAME, load_checkpoint
 from wflwv.models.heatmaps import soft_argmax
 from wflwv.pipeline.stage import Executor, Stage, run_stage
+from wflwv.tuning import RunChoices, apply, choose, torch_threads
 
 CORRECTIONS_HEADER = ("video_id", "member", "first_frame", "last_frame")
 Corrections = dict[str, tuple[tuple[str, int, int], ...]]  # video ID -> (member, first, last frame) in file order
@@ -109,21 +114,35 @@ def resample_heatmaps(heatmaps: torch.Tensor, size: int) -> torch.Tensor:
     return heatmaps / heatmaps.sum(dim=(-2, -1), keepdim=True)
 
 
-def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def tuned_members(models: Sequence[torch.nn.Module], device: str, batch_size: int) -> list[RunChoices]:
+    """Each member's memory layout and torch threads at the label's batch, measured (wflwv.tuning, once per architecture)
+    and its layout applied to it."""
+    choices = [choose(model, device, batches=(batch_size,)) for model in models]
+    for model, choice in zip(models, choices):
+        apply(model, choice)
+    return choices
+
+
+def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str = "cpu",
+                    choices: Sequence[RunChoices] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Labels (B, 98, 2) and variance (B, 98) of frames (B, H, W, 3) uint8 RGB with boxes (B, >=4).
 
     keep (members, B) bool says which members each frame averages over; every frame keeps one at least.
+    choices: each member's layout and threads (tuned_members); None: contiguous input on the current threads.
     """
     to_unit_crop = np.stack([box_to_affine(box, size=1) for box in boxes])  # frame pixels -> [0, 1] crop units
     size = max(model.args.heatmap_size for model in models)
     keep_tensor = torch.as_tensor(keep, dtype=torch.float32, device=device)
     crops, total, points = {}, 0.0, []
     with torch.no_grad():
-        for model, kept in zip(models, keep_tensor):
+        for index, (model, kept) in enumerate(zip(models, keep_tensor)):
             side = model.args.im_size
             if side not in crops:
                 crops[side] = crops_to_tensor(np.stack([crop(frame, side * affine, side) for frame, affine in zip(frames, to_unit_crop)]))
-            output = model(crops[side].to(device))
+            choice = choices[index] if choices else None
+            layout = torch.channels_last if choice and choice.channels_last else torch.contiguous_format
+            with torch_threads(choice.threads if choice else None):
+                output = model(crops[side].to(device, memory_format=layout))
             total = total + kept[:, None, None, None] * resample_heatmaps(output.heatmaps.float(), size)
             points.append(output.landmarks.float().cpu().numpy())
         labels = soft_argmax(total / keep_tensor.sum(dim=0)[:, None, None, None]).cpu().numpy()
@@ -193,13 +212,14 @@ def label_video(build: Path, checkpoints: tuple[Path, ...], corrections: Correct
     videos = VideoSet(build)
     boxes = videos.load_boxes(video_id)
     models = load_members(checkpoints, device)
+    choices = tuned_members(models, device, batch_size)
     keep = keep_mask([member_name(p) for p in checkpoints], corrections.get(video_id, ()), len(boxes))
     labels, variances, start = [], [], 0
     for frames in _batches(iter_frames(videos.video_path(video_id)), batch_size):
         stop = start + len(frames)
         if stop > len(boxes):
             raise WflwvError(videos.video_path(video_id), f"video has more frames than its {len(boxes)} boxes")
-        batch_labels, batch_variance = ensemble_frames(models, np.stack(frames), boxes[start:stop], keep[:, start:stop], device)
+        batch_labels, batch_variance = ensemble_frames(models, np.stack(frames), boxes[start:stop], keep[:, start:stop], device, choices)
         labels.append(batch_labels)
         variances.append(batch_variance)
         start = stop
