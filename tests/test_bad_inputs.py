@@ -24,7 +24,7 @@ from wflwv.data.videoset import VideoSet
 from wflwv.data.wflw import IMAGES_DIR, WflwStills, write_image
 from wflwv.metrics import score_videos
 from wflwv.configs import MODELS
-from wflwv.report import image_tag
+from wflwv.report import image_tag, read_leaderboard
 
 
 @dataclass(frozen=True)
@@ -396,6 +396,9 @@ def test_frames_without_ground_truth_are_excluded_and_counted(world, tmp_path, c
     item = VideoSet(videos).load("h1")
     scores = score_videos(np.nan_to_num(item.landmarks[None]) + 1.0, item.landmarks[None])
     assert (scores.frames_scored, scores.frames_excluded) == (len(item.landmarks) - 1, 1)
+    result = run_main(capsys, "bench", "--model", world.checkpoint, "--videos", videos, "--out", tmp_path / "out", "--rwr-iters", "1", "--filters", "ema", "--slots", "2")
+    assert result.returncode == 0 and "Frames without ground truth, excluded from every score: hard 1, easy 0." in result.stdout
+    assert (read_leaderboard(tmp_path / "out" / "video_leaderboard.parquet").table["frames_excluded_hard"] == 1).all()
 
 
 def test_training_checks_every_image_before_the_first_step(world, tmp_path, capsys, monkeypatch):

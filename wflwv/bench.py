@@ -254,7 +254,8 @@ def score_method(landmarks: dict[str, np.ndarray], raw: dict[str, np.ndarray], i
         predicted, truth = padded([landmarks[i] for i in ids]), padded([items[i].landmarks for i in ids])
         scores = score_videos(predicted, truth, norm=settings.norm, nmf_definition=settings.nmf_definition)
         temporal = temporal_scores(predicted, truth, padded([items[i].boxes[:, :4] for i in ids]), settings.nmf_definition).scaled(nmf_scale)
-        row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf, f"memory_{split}": memory(predicted, padded([raw[i] for i in ids]))}
+        row |= {f"nme_{split}": 100 * scores.nme, f"nmf_{split}": nmf_scale * scores.nmf, f"memory_{split}": memory(predicted, padded([raw[i] for i in ids])),
+                f"frames_excluded_{split}": scores.frames_excluded}
         row |= {f"{name}_{split}": value for name, value in temporal.overall.items()}
         per_video += [{"split": split, "id": i, "nme": 100 * e, "nmf": nmf_scale * f} | {name: values[k] for name, values in temporal.video.items()}
                       for k, (i, e, f) in enumerate(zip(ids, scores.video_nme, scores.video_nmf))]

@@ -126,7 +126,15 @@ def video_leaderboard(table: pd.DataFrame, norm: str, nmf_definition: str) -> Le
     temporal = {f"nmf_mouth_{splits[0]}": (f"NMF mouth {splits[0]}", ".3f"), f"nmf_eyes_{splits[0]}": (f"NMF eyes {splits[0]}", ".3f"), f"lag_{splits[0]}": (f"lag {splits[0]}", ".2f")}
     columns |= {name: shown for name, shown in temporal.items() if name in table.columns}
     columns |= {"solver_iters_per_frame": ("solver iters/frame", ".2f"), "fps": ("frames/s", ".1f")}
-    return Leaderboard("video_leaderboard", table, columns, norm, nmf_definition, VIDEO_NOTE)
+    return Leaderboard("video_leaderboard", table, columns, norm, nmf_definition, VIDEO_NOTE + excluded_frames_note(table, splits))
+
+
+def excluded_frames_note(table: pd.DataFrame, splits: list[str]) -> str:
+    """A sentence counting the frames without ground truth (excluded from every score) per split; "" when there are none."""
+    counts = {split: int(table[f"frames_excluded_{split}"].max()) for split in splits if f"frames_excluded_{split}" in table.columns}
+    if not any(counts.values()):
+        return ""
+    return " Frames without ground truth, excluded from every score: " + ", ".join(f"{split} {count}" for split, count in counts.items()) + "."
 
 
 def video_summary(board: Leaderboard) -> Leaderboard:
