@@ -28,7 +28,7 @@ def study(tmp_path_factory):
         write_config(root / "ldeq_tiny.toml", "ldeq", load_config("ldeq_demo")["args"] | TINY_LDEQ, TINY_TRAIN),
         write_config(root / "regression_tiny.toml", "tiny_regression", {"im_size": 64}, TINY_TRAIN | {"loss": "mse"}),
     )
-    settings = StudySettings(seeds=(0, 1), configs=configs, bench=BENCH)
+    settings = StudySettings(seeds=(0, 1), configs=configs, bench=BENCH, diagnose_pairs=2)
     return world, root / "out", settings, run_study(world, root / "out", settings)
 
 
