@@ -36,6 +36,10 @@ def seed_board(out, seed: int, name: str) -> pd.DataFrame:
     return read_leaderboard(out / "seeds" / str(seed) / "bench" / f"{name}.parquet").table.set_index(["model", "method"] if name == "video_leaderboard" else ["model"])
 
 
+def seed_board_columns(out) -> dict:
+    return read_leaderboard(out / "seeds" / "0" / "bench" / "video_leaderboard.parquet").columns
+
+
 def test_the_video_study_gives_mean_and_sd_over_the_seeds_benches(study):
     _, out, _, boards = study
     table = boards["video_study"].table.set_index(["model", "method"])
@@ -47,6 +51,7 @@ def test_the_video_study_gives_mean_and_sd_over_the_seeds_benches(study):
     first = table.iloc[0]
     assert first["nme_easy"] == f"{first['nme_easy_mean']:.3f} ± {first['nme_easy_sd']:.3f}"
     assert "± " in (out / "video_study.md").read_text() and (out / "still_study.parquet").is_file()
+    assert set(boards["video_study"].columns) - {"curve", "seeds"} == set(seed_board_columns(out))  # the per-seed board's columns, as mean ± sd
     stills = boards["still_study"].table.set_index("model")
     np.testing.assert_allclose(stills["nme_full_mean"], np.mean([seed_board(out, s, "still_leaderboard").loc[stills.index, "nme_full"] for s in (0, 1)], axis=0))
 
@@ -56,6 +61,8 @@ def test_the_rwr_table_gives_each_seeds_change_against_its_cold_start(study):
     table = boards["rwr_study"].table
     assert sorted(zip(table["seed"], table["method"])) == [(0, "RwR (1 it)"), (0, "RwR (adaptive, 0.1)"), (1, "RwR (1 it)"), (1, "RwR (adaptive, 0.1)")]
     assert set(table["model"]) == {"ldeq_tiny"}  # the regression model is no DEQ
+    changes = {f"{m}_{split}_change" for m in ("nmf", "nme") for split in ("hard", "easy")}
+    assert set(table.columns) == {"seed", "model", "method", "solver_iters_per_frame"} | changes  # not the intervals' or differences' columns
     row = table[(table["seed"] == 1) & (table["method"] == "RwR (1 it)")].iloc[0]
     board = seed_board(out, 1, "video_leaderboard")
     for metric, split in [("nmf", "hard"), ("nme", "easy")]:

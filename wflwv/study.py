@@ -31,7 +31,7 @@ from wflwv.equilibrium import diagnose
 from wflwv.errors import WflwvError
 from wflwv.models import load_checkpoint
 from wflwv.models.ldeq import LDEQ
-from wflwv.report import Leaderboard, best_method, read_leaderboard
+from wflwv.report import Leaderboard, best_method, read_leaderboard, video_splits
 from wflwv.train import train
 
 MANIFEST_NAME = "manifest.parquet"
@@ -71,7 +71,9 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
         "rwr_vs_filter": rwr_against_filters(seed_tables(folders, "video_leaderboard")),
         "equilibrium_study": equilibrium_table(out, settings),
     }
-    boards = {name: study_board(name, table, settings.bench) for name, table in tables.items()}
+    per_seed = {"video_study": "video_leaderboard", "still_study": "still_leaderboard"}
+    boards = {name: study_board(name, table, settings.bench, read_leaderboard(folders[0] / f"{per_seed[name]}.parquet").columns if name in per_seed else None)
+              for name, table in tables.items()}
     for board in boards.values():
         board.write(out)
     return boards
@@ -106,7 +108,7 @@ def over_seeds(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def rwr_effect(videos: pd.DataFrame) -> pd.DataFrame:
     """Per seed, model and RwR row: the relative change (%) of NMF and NME on every split against the model's cold start."""
-    splits = [c.removeprefix("nme_") for c in videos.columns if c.startswith("nme_")]
+    splits = video_splits(videos)
     cold = videos[videos["method"] == "raw"].set_index(["seed", "model"])
     rwr = videos[videos["curve"] == "rwr"]
     rows = []
@@ -120,7 +122,7 @@ def rwr_effect(videos: pd.DataFrame) -> pd.DataFrame:
 def rwr_against_filters(videos: pd.DataFrame) -> pd.DataFrame:
     """Per seed, every RwR row against its model's best filter setting (the lowest NME + NMF on the first split, as the
     bench picks it): the filter's name and the bench's paired differences on every split, with intervals and P(< 0)."""
-    first = next(c.removeprefix("nme_") for c in videos.columns if c.startswith("nme_"))
+    first = video_splits(videos)[0]
     differences = [c for c in videos.columns if "_vs_filter" in c]
     rows = []
     for (seed, model), table in videos.groupby(["seed", "model"], sort=False):
@@ -147,15 +149,17 @@ def percent_change(value: float, base: float) -> float:
     return 100 * (value / base - 1) if base != 0 else float("nan")
 
 
-def study_board(name: str, table: pd.DataFrame, bench: BenchSettings) -> Leaderboard:
-    """A study table as a leaderboard: key columns as they are, <x>_mean with <x>_sd as "mean ± sd", changes in %."""
+def study_board(name: str, table: pd.DataFrame, bench: BenchSettings, shown: dict[str, tuple[str, str]] | None = None) -> Leaderboard:
+    """A study table as a leaderboard: key columns as they are, <x>_mean with <x>_sd as "mean ± sd" (of them only those in
+    `shown`, a per-seed leaderboard's columns, when given; the parquet keeps all), changes in %."""
     columns = {}
     for column in table.columns:
         if column.endswith("_sd"):
             continue
         if column.endswith("_mean"):
             base = column.removesuffix("_mean")
-            columns[base] = (base.replace("_", " "), "")
+            if shown is None or base in shown:
+                columns[base] = (shown[base][0] if shown else base.replace("_", " "), "")
         elif column.endswith("_change"):
             columns[column] = (column.removesuffix("_change").replace("_", " ") + " change %", "+.1f")
         elif "_vs_filter" in column:
