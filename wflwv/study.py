@@ -162,9 +162,11 @@ def study_board(name: str, table: pd.DataFrame, bench: BenchSettings, shown: dic
                 columns[base] = (shown[base][0] if shown else base.replace("_", " "), "")
         elif column.endswith("_change"):
             columns[column] = (column.removesuffix("_change").replace("_", " ") + " change %", "+.1f")
-        elif "_vs_filter" in column:
-            metric, split = column.split("_vs_filter")[0].split("_")
-            columns[column] = (f"{metric.upper()} {split} - best filter" + {"": "", "_low": " low", "_high": " high", "_p": " P<0"}[column.split("_vs_filter")[1]], ".3f")
+        elif column.endswith("_vs_filter"):  # shown with its _low, _high and _p as "d [low, high] P<0 p"
+            metric, split = column.removesuffix("_vs_filter").split("_")
+            columns[column] = (f"{metric.upper()} {split} - best filter", ".3f")
+        elif "_vs_filter_" in column:
+            continue
         elif column in ("contraction", "mean_shift", "mean_spread", "max_spread"):
             columns[column] = (column.replace("_", " "), ".3f")
         elif column == "solver_iters_per_frame":
