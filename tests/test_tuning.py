@@ -59,3 +59,9 @@ def test_threads_are_restored_after_a_measurement():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_no_batch_above_the_number_of_streams_is_tried():
+    assert tuning.batches_up_to(24) == (1, 2, 4, 8, 16, 24)
+    assert tuning.batches_up_to(1) == (1,) and tuning.batches_up_to(8) == (1, 2, 4, 8)
+    assert tuning.batches_up_to(1000) == tuning.BATCHES

@@ -56,7 +56,7 @@ from wflwv.report import (
     video_summary,
 )
 from wflwv.stills import predict_crops
-from wflwv.tuning import BATCHES, RunChoices, choose, torch_threads
+from wflwv.tuning import RunChoices, batches_up_to, choose, torch_threads
 from wflwv.tuning import apply as apply_choices
 from wflwv.uncertainty import RESAMPLES, SEED, bootstrap_interval, paired_difference
 
@@ -359,7 +359,7 @@ def predict_run(bench_model: BenchModel, items: dict[str, VideoItem], inputs: di
     predictions = {} if force else {i: cached for i in items if (cached := read_cached(paths[i])) is not None}
     todo = [i for i in items if i not in predictions]
     if todo:
-        choices = run_choices(bench_model.model, settings)
+        choices = run_choices(bench_model.model, settings, len(items))
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
         with torch_threads(choices.threads):
             solved = predict_videos(apply_choices(bench_model.model, choices), streams, slots=choices.batch, warm_start=run.warm_start, max_iters=run.max_iters, tol=run.tol,
@@ -373,9 +373,11 @@ def predict_run(bench_model: BenchModel, items: dict[str, VideoItem], inputs: di
     return {i: predictions[i] for i in items}
 
 
-def run_choices(model: torch.nn.Module, settings: BenchSettings) -> RunChoices:
-    """The layout, batch (slots), threads and compilation that run this model fastest on the device, measured once per process; the slots given are kept."""
-    return choose(model, settings.device, batches=BATCHES if settings.slots is None else (settings.slots,), cap=max(settings.rwr_iters, default=2), try_compile=settings.try_compile)
+def run_choices(model: torch.nn.Module, settings: BenchSettings, videos: int) -> RunChoices:
+    """The layout, batch (slots, at most the number of videos), threads and compilation that run this model fastest on the
+    device, measured once per process; the slots given are kept."""
+    batches = batches_up_to(videos) if settings.slots is None else (settings.slots,)
+    return choose(model, settings.device, batches=batches, cap=max(settings.rwr_iters, default=2), try_compile=settings.try_compile)
 
 
 def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, entrants: list[Entrant], items: dict[str, VideoItem], out: Path, filters: dict[str, TemporalFilter], split: str) -> None:

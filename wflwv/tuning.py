@@ -34,6 +34,12 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64)  # the batch sizes tried, in this order, when
 COMPILE_GAIN = 1.05  # torch.compile must be this much faster to be kept: it costs a minute or more of compiling
 
 
+def batches_up_to(streams: int) -> tuple[int, ...]:
+    """The batches worth trying for `streams` parallel streams: BATCHES below it, then `streams` itself (the slot scheduler
+    never solves more frames at once than there are streams)."""
+    return tuple(b for b in BATCHES if b < streams) + (streams,) if streams < BATCHES[-1] else BATCHES
+
+
 @dataclass(frozen=True)
 class RunChoices:
     channels_last: bool
