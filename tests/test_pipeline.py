@@ -231,3 +231,11 @@ def test_bootstrap_rounds_keep_their_own_boxes_and_labels_so_a_rerun_redoes_noth
     assert all(len(rows) == len(final.ids()) for rows in before)
     run_pipeline(path, only=("boxes",))
     assert [redone_items(stage, rows) for stage, rows in zip(stages, before)] == [set(), set(), set()]
+
+
+def test_a_bench_step_without_models_or_prediction_sets_is_one_error_naming_the_file(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('build = "b"\n[bench]\nvideos = "v"\nout = "o"\n')
+    with pytest.raises(WflwvError, match=r"\[bench\] needs `models` or `predictions`") as error:
+        run_pipeline(path, only=("bench",))
+    assert error.value.path == str(path)
