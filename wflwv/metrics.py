@@ -63,7 +63,8 @@ def _require_positive(values: np.ndarray, scored: np.ndarray, what: str) -> None
 
 def _extent(gt: np.ndarray) -> np.ndarray:
     """Bounding box (..., 4) of the landmarks as x1 y1 x2 y2."""
-    return np.concatenate([gt.min(axis=-2), gt.max(axis=-2)], axis=-1)
+    coordinates = np.ascontiguousarray(np.swapaxes(gt, -1, -2))  # numpy reduces a contiguous last axis ~10x faster
+    return np.concatenate([coordinates.min(axis=-1), coordinates.max(axis=-1)], axis=-1)
 
 
 def face_area(landmarks: np.ndarray) -> np.ndarray:
@@ -176,14 +177,17 @@ def motion_correlation(pred: np.ndarray, gt: np.ndarray, max_lag: int = MAX_LAG)
     motion, u_n = (p_n - p_(n-1)) / s_n the method's, s_n = sqrt(face area). Sums of several videos add up."""
     pred, gt, scored = _scored_pair(pred, gt, "..., frames")
     scale = flicker_scale(gt, scored, "paper")[..., 1:, None, None]
-    truth, method = np.diff(gt, axis=-3) / scale, np.diff(pred, axis=-3) / scale
-    frames = truth.shape[-3]
+    truth, method = (np.diff(points, axis=-3) / scale for points in (gt, pred))
+    flat = (*truth.shape[:-2], -1)  # (..., frames - 1, 2 x 98)
+    v, u = (np.nan_to_num(motion.reshape(flat)) for motion in (truth, method))  # 0 where unscored, so that a product
+    v_scored, u_scored = ((~np.isnan(motion.reshape(flat))).astype(float) for motion in (truth, method))  # counts where both are
+    terms = ((v, u), (v * v, u_scored), (v_scored, u * u))
+    frames = v.shape[-2]
     sums = []
     for d in range(-max_lag, max_lag + 1):
         pairs = max(frames - abs(d), 0)  # truth's frame n with the method's n + d
-        v, u = truth[..., max(0, -d) :, :, :][..., :pairs, :, :], method[..., max(0, d) :, :, :][..., :pairs, :, :]
-        both = ~np.isnan(v * u)
-        sums.append([np.sum(np.where(both, product, 0.0), axis=(-3, -2, -1)) for product in (v * u, v * v, u * u)])
+        at_n, at_nd = (slice(start, start + pairs) for start in (max(0, -d), max(0, d)))
+        sums.append([np.einsum("...fk,...fk->...", a[..., at_n, :], b[..., at_nd, :]) for a, b in terms])
     return np.moveaxis(np.array(sums), (0, 1), (-1, -2))
 
 
