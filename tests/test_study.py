@@ -85,6 +85,20 @@ def test_rwr_against_the_best_filter_gives_the_benchs_paired_differences_per_see
     assert row["nmf_hard_vs_filter_low"] <= row["nmf_hard_vs_filter"] <= row["nmf_hard_vs_filter_high"] and 0 <= row["nmf_hard_vs_filter_p"] <= 1
 
 
+def test_rwr_over_seeds_gives_the_mean_of_each_seeds_change_and_difference_with_a_t_interval(study):
+    _, out, _, boards = study
+    table = boards["rwr_over_seeds"].table.set_index("method")
+    per_seed = boards["rwr_study"].table.merge(boards["rwr_vs_filter"].table, on=["seed", "model", "method"])
+    assert set(table.index) == {"RwR (1 it)", "RwR (adaptive, 0.1)"} and (table["seeds"] == 2).all()
+    for column in ("nmf_hard_change", "nme_easy_vs_filter"):
+        pair = per_seed[per_seed["method"] == "RwR (1 it)"][column].to_numpy()
+        half = 12.7062047 * pair.std(ddof=1) / np.sqrt(2)  # Student's t, 1 degree of freedom, 95%
+        row = table.loc["RwR (1 it)"]
+        assert (row[column], row[f"{column}_low"], row[f"{column}_high"]) == pytest.approx((pair.mean(), pair.mean() - half, pair.mean() + half), rel=1e-6, abs=1e-6)
+    text = (out / "rwr_over_seeds.md").read_text()
+    assert f"{table.loc['RwR (1 it)', 'nmf_hard_change']:+.1f} [" in text and "t interval of the mean over the training seeds" in text and "bootstrap" not in text
+
+
 def test_the_equilibrium_table_gives_each_seeds_ldeq_diagnosed_on_the_videos(study):
     world, out, settings, boards = study
     table = boards["equilibrium_study"].table

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wflwv.uncertainty import bootstrap_interval, paired_difference, resampled_means
+from wflwv.uncertainty import bootstrap_interval, paired_difference, resampled_means, t_interval
 
 
 def test_the_interval_of_a_mean_has_the_width_its_known_variance_gives():
@@ -46,3 +46,14 @@ def test_a_paired_difference_of_noise_is_uncertain_in_sign():
     assert difference.low < 0 < difference.high and 0.02 < difference.p_below_zero < 0.98
     with pytest.raises(ValueError):
         paired_difference(a, b[:10])
+
+
+def test_the_t_interval_over_seeds_covers_the_mean_as_often_as_its_level_says():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(3.0, 2.0, (4000, 5))  # 4000 studies of 5 seeds
+    interval = t_interval(draws)
+    covered = (interval.low <= 3.0) & (3.0 <= interval.high)
+    assert covered.mean() == pytest.approx(0.95, abs=0.01)
+    np.testing.assert_allclose(interval.estimate, draws.mean(axis=1))
+    single = t_interval(np.array([1.0, np.nan, np.nan]))
+    assert single.estimate == 1.0 and np.isnan(single.low) and np.isnan(single.high)

@@ -63,11 +63,12 @@ class Leaderboard:
     norm: str
     nmf_definition: str | None = None
     note: str = ""
+    interval_note: str | None = None  # what [low, high] is, where not the bootstrap over the units
 
     @property
     def caption(self) -> str:
         units = "images" if self.nmf_definition is None else "videos"
-        parts = [f"NME normalised by the {NORM_TEXT[self.norm]}, x100.", INTERVAL_NOTE.format(units=units)]
+        parts = [f"NME normalised by the {NORM_TEXT[self.norm]}, x100.", self.interval_note or INTERVAL_NOTE.format(units=units)]
         if self.nmf_definition:
             parts.append(f"{NMF_TEXT[self.nmf_definition]}.")
         return " ".join(parts + [self.note]).strip()

@@ -11,6 +11,7 @@ wflwv.train, benches each seed's models with wflwv.bench, and writes under OUT:
   relative change of NMF and NME on every split;
 - rwr_vs_filter.*: every seed's RwR rows against the same model's best filter setting (the bench's
   paired bootstrap difference over videos, with its interval and P(difference < 0));
+- rwr_over_seeds.*: both of these as the mean over the seeds with its t interval, per model and RwR row;
 - equilibrium_study.*: every seed's LDEQ measured by wflwv.equilibrium.diagnose on the videos: the
   spread between cold and warm fixed points and the contraction, per split;
 - manifest.parquet: one row per seed with its checkpoints and its training and bench seconds.
@@ -33,6 +34,7 @@ from wflwv.models import load_checkpoint
 from wflwv.models.ldeq import LDEQ
 from wflwv.report import Leaderboard, best_method, read_leaderboard, video_splits
 from wflwv.train import train
+from wflwv.uncertainty import LEVEL, t_interval
 
 MANIFEST_NAME = "manifest.parquet"
 EQUILIBRIUM_NAME = "equilibrium.parquet"  # in a training run's folder: diagnose's table for an LDEQ
@@ -64,13 +66,17 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
         io.save_parquet(manifest_path, done)
     folders = [out / "seeds" / str(seed) / "bench" for seed in settings.seeds]
+    videos_table = seed_tables(folders, "video_leaderboard")
     tables = {
-        "video_study": over_seeds(seed_tables(folders, "video_leaderboard"), ["model", "method", "curve"]),
+        "video_study": over_seeds(videos_table, ["model", "method", "curve"]),
         "still_study": over_seeds(seed_tables(folders, "still_leaderboard"), ["model"]),
-        "rwr_study": rwr_effect(seed_tables(folders, "video_leaderboard")),
-        "rwr_vs_filter": rwr_against_filters(seed_tables(folders, "video_leaderboard")),
-        "equilibrium_study": equilibrium_table(out, settings),
+        "rwr_study": rwr_effect(videos_table),
+        "rwr_vs_filter": rwr_against_filters(videos_table),
+        "rwr_over_seeds": "Each RwR row's change against its model's cold start (%, as in rwr_study) and its difference from the model's best filter "
+                      "(as in rwr_vs_filter), as the mean over the training seeds.",
+    "equilibrium_study": equilibrium_table(out, settings),
     }
+    tables["rwr_over_seeds"] = rwr_over_seeds(tables["rwr_study"], tables["rwr_vs_filter"])
     per_seed = {"video_study": "video_leaderboard", "still_study": "still_leaderboard"}
     boards = {name: study_board(name, table, settings.bench, read_leaderboard(folders[0] / f"{per_seed[name]}.parquet").columns if name in per_seed else None)
               for name, table in tables.items()}
@@ -135,6 +141,20 @@ def rwr_against_filters(videos: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
 
 
+def rwr_over_seeds(effect: pd.DataFrame, against_filter: pd.DataFrame) -> pd.DataFrame:
+    """Per model and RwR row: the mean over seeds of each change against the cold start (rwr_effect) and each paired
+    difference against the best filter (rwr_against_filters), with `_low` and `_high`, its t interval over the seeds."""
+    differences = [c for c in against_filter.columns if c.endswith("_vs_filter")]
+    per_seed = effect.merge(against_filter[["seed", "model", "method", *differences]], on=["seed", "model", "method"], how="left")
+    figures = [c for c in per_seed.columns if c.endswith("_change")] + differences
+    rows = []
+    for (model, method), table in per_seed.groupby(["model", "method"], sort=False):
+        interval = t_interval(table[figures].to_numpy(dtype=float).T)
+        rows.append({"model": model, "method": method, "seeds": len(table)}
+                    | {f"{figure}{part}": values[k] for k, figure in enumerate(figures) for part, values in (("", interval.estimate), ("_low", interval.low), ("_high", interval.high))})
+    return pd.DataFrame(rows, columns=["model", "method", "seeds", *(f"{f}{p}" for f in figures for p in ("", "_low", "_high"))])
+
+
 def equilibrium_table(out: Path, settings: StudySettings) -> pd.DataFrame:
     """Every seed's and LDEQ config's diagnose table, stacked with seed and model columns."""
     tables = [pd.read_parquet(path).assign(seed=seed, model=Path(config).stem)
@@ -154,7 +174,7 @@ def study_board(name: str, table: pd.DataFrame, bench: BenchSettings, shown: dic
     `shown`, a per-seed leaderboard's columns, when given; the parquet keeps all), changes in %."""
     columns = {}
     for column in table.columns:
-        if column.endswith("_sd"):
+        if column.endswith(("_sd", "_low", "_high")):  # shown beside their figure
             continue
         if column.endswith("_mean"):
             base = column.removesuffix("_mean")
@@ -162,7 +182,7 @@ def study_board(name: str, table: pd.DataFrame, bench: BenchSettings, shown: dic
                 columns[base] = (shown[base][0] if shown else base.replace("_", " "), "")
         elif column.endswith("_change"):
             columns[column] = (column.removesuffix("_change").replace("_", " ") + " change %", "+.1f")
-        elif column.endswith("_vs_filter"):  # shown with its _low, _high and _p as "d [low, high] P<0 p"
+        elif column.endswith("_vs_filter"):  # shown with its _low, _high (and _p) as "d [low, high] P<0 p"
             metric, split = column.removesuffix("_vs_filter").split("_")
             columns[column] = (f"{metric.upper()} {split} - best filter", ".3f")
         elif "_vs_filter_" in column:
@@ -174,8 +194,8 @@ def study_board(name: str, table: pd.DataFrame, bench: BenchSettings, shown: dic
         else:
             columns[column] = (column, "")
     shown = table.assign(**{base: mean_sd(table[f"{base}_mean"], table[f"{base}_sd"]) for base in [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]})
-    note = STUDY_NOTES[name]
-    return Leaderboard(name, shown, columns, bench.norm, None if name in ("still_study", "equilibrium_study") else bench.nmf_definition, note)
+    interval = SEED_INTERVAL_NOTE if name == "rwr_over_seeds" else None
+    return Leaderboard(name, shown, columns, bench.norm, None if name in ("still_study", "equilibrium_study") else bench.nmf_definition, STUDY_NOTES[name], interval)
 
 
 def mean_sd(means: pd.Series, sds: pd.Series) -> pd.Series:
@@ -183,12 +203,15 @@ def mean_sd(means: pd.Series, sds: pd.Series) -> pd.Series:
     return pd.Series([f"{m:.3f}" if pd.isna(s) else f"{m:.3f} ± {s:.3f}" for m, s in zip(means, sds)], index=means.index)
 
 
+SEED_INTERVAL_NOTE = f"[low, high]: {100 * LEVEL:.0f}% t interval of the mean over the training seeds (seeds column)."
 STUDY_NOTES = {
     "video_study": "Mean ± standard deviation over the training seeds (seeds column).",
     "still_study": "Mean ± standard deviation over the training seeds (seeds column).",
     "rwr_study": "RwR against the same model's cold start, per training seed: relative change in %, negative is lower.",
     "rwr_vs_filter": "Each RwR row against its model's best filter setting in that seed (lowest NME + NMF on the first split): the paired bootstrap "
                      "difference over videos (negative: RwR lower), its 95% interval and P<0, the share of resamples in which RwR is lower.",
+    "rwr_over_seeds": "Each RwR row's change against its model's cold start (%, as in rwr_study) and its difference from the model's best filter "
+                      "(as in rwr_vs_filter), as the mean over the training seeds.",
     "equilibrium_study": "wflwv diagnose per training seed: spread, NME x100 between a frame's fixed points from z0 = 0 and from the previous frame's "
                          "(0: one fixed point); shift, between consecutive frames' fixed points; contraction, the share of that gap one iteration leaves.",
 }

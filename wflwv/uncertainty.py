@@ -10,6 +10,7 @@ scored on the same units is resampled alike. Values are (..., units): one call h
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 RESAMPLES = 1000
 LEVEL = 0.95
@@ -62,3 +63,15 @@ def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, 
     with np.errstate(invalid="ignore", divide="ignore"):
         below = np.sum(means < 0, axis=-1) / np.sum(np.isfinite(means), axis=-1)
     return Difference(_nanmean(differences), *_bounds(means, level), below)
+
+
+def t_interval(values: np.ndarray, level: float = LEVEL) -> Interval:
+    """Student's t interval of the mean of `values` (..., draws) over a few independent draws (training seeds, not
+    resampled units: five seeds are too few to bootstrap); NaN bounds from a single draw."""
+    values = np.asarray(values, dtype=float)
+    draws = np.sum(~np.isnan(values), axis=-1)
+    mean = _nanmean(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(np.nansum((values - mean[..., None]) ** 2, axis=-1) / (draws - 1))
+        half = stats.t.ppf(0.5 + level / 2, draws - 1) * sd / np.sqrt(draws)
+    return Interval(mean, mean - half, mean + half)
