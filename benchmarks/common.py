@@ -71,13 +71,16 @@ def sample_lengths(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).choice(wflwv_lengths(), size=n)
 
 
-def model_for(config: str, checkpoint: Path | None, device: str, seed: int = 0) -> tuple[torch.nn.Module, str]:
-    """A trained model from `checkpoint`, or the config's model with random weights; and a line saying which."""
+def model_for(config: str, checkpoint: Path | None, device: str, seed: int = 0, args: dict | None = None) -> tuple[torch.nn.Module, str]:
+    """A trained model from `checkpoint`, or the config's model with random weights (its args updated by `args`); and a line saying which."""
     if checkpoint is not None:
         model, _ = load_checkpoint(checkpoint, map_location=device)
         return model.eval(), f"trained weights from {repo_relative(checkpoint)}"
     torch.manual_seed(seed)
-    return create_model(load_config(config)).to(device).eval(), f"{config} with random weights (seed {seed})"
+    spec = load_config(config)
+    spec["args"] |= args or {}
+    changed = "".join(f", {name} = {value}" for name, value in (args or {}).items())
+    return create_model(spec).to(device).eval(), f"{config} with random weights (seed {seed}{changed})"
 
 
 def repo_relative(path: Path) -> str:
