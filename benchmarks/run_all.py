@@ -55,6 +55,7 @@ def main() -> None:
     run_line = f"`{command}` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
     if args.only:
         header, kept = read_results(args.out)
+        header = without_earlier_run(header, command)
         header += [f"- then {run_line}, on this machine:", *(f"  {line}" for line in machine(args.device).splitlines())] + ([f"  - {args.note}"] if args.note else [])
         sections = {title: sections.get(title, kept.get(title)) for title in [*kept, *sections]}
     else:
@@ -62,6 +63,16 @@ def main() -> None:
                   machine(args.device)] + ([f"- {args.note}"] if args.note else [])
     io.save_text(args.out, "\n".join(header) + "\n\n" + "\n".join(f"## {title}\n\n{text}" for title, text in sections.items()))
     print(f"wrote {args.out}")
+
+
+def without_earlier_run(header: list[str], command: str) -> list[str]:
+    """The header without the lines of an earlier run of the same command, whose sections this run replaces."""
+    kept, skipping = [], False
+    for line in header:
+        skipping = line.startswith(f"- then `{command}`") or (skipping and line.startswith("  "))
+        if not skipping:
+            kept.append(line)
+    return kept
 
 
 def read_results(path: Path) -> tuple[list[str], dict[str, str]]:
