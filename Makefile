@@ -59,7 +59,7 @@ test: setup system-deps
 smoke: setup
 	$(BIN)/python -m pytest -q -m smoke tests/test_install.py
 
-# The performance suite on CPU (under 10 minutes): prints every table and writes benchmarks/RESULTS.md.
+# The performance suite: prints every table and writes benchmarks/RESULTS.md (about 20 minutes on the idle 2-core CPU; BENCH_ARGS=--quick for less).
 bench-perf: setup
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
 

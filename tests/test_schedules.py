@@ -89,3 +89,13 @@ def test_results_name_a_checkpoint_relative_to_the_repository(tmp_path):
     save_checkpoint(tmp_path / "model.pth.tar", create_model(load_config("ldeq_demo")))
     described = model_for("ldeq_demo", tmp_path / "model.pth.tar", "cpu")[1]
     assert described == "trained weights from model.pth.tar (outside the repository)"
+
+
+def test_a_rerun_of_one_suite_replaces_its_earlier_line_in_the_results_header():
+    from benchmarks.run_all import without_earlier_run
+
+    header = ["# results", "- CPU: first machine",
+              "- then `python -m benchmarks.run_all --only geometry` on day 1, on this machine:", "  - CPU: second machine",
+              "- then `python -m benchmarks.run_all --only rwr` on day 1, on this machine:", "  - CPU: second machine"]
+    kept = without_earlier_run(header, "python -m benchmarks.run_all --only geometry")
+    assert kept == header[:2] + header[4:]

@@ -51,6 +51,17 @@ def test_the_fastest_measured_candidate_is_chosen_and_kept(monkeypatch):
     assert tuning.choose(paper_geometry_ldeq(), batches=(1, 2, 4, 8, 16, 32), threads=(1,), max_call_s=4.0) is choices
 
 
+def test_a_more_complex_candidate_is_kept_only_when_clearly_faster():
+    def candidate(batch, channels_last=False, threads=1):
+        return tuning.Candidate(channels_last, batch, threads)
+
+    noise = {candidate(1): 10.0, candidate(2): 10.2, candidate(1, True): 10.1, candidate(1, threads=2): 10.25}  # within 3%
+    assert tuning.clearly_fastest(noise) == candidate(1)
+    gain = noise | {candidate(4): 10.5, candidate(8, True): 14.0, candidate(16, True): 14.1}  # 4 is 5% faster, 8 far faster, 16 not clearly
+    assert tuning.clearly_fastest(gain) == candidate(8, True)
+    assert tuning.clearly_fastest(gain | {candidate(32): 9.0}) == candidate(8, True)  # a slower larger batch is never kept
+
+
 def test_threads_are_restored_after_a_measurement():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
