@@ -72,9 +72,7 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
         "still_study": over_seeds(seed_tables(folders, "still_leaderboard"), ["model"]),
         "rwr_study": rwr_effect(videos_table),
         "rwr_vs_filter": rwr_against_filters(videos_table),
-        "rwr_over_seeds": "Each RwR row's change against its model's cold start (%, as in rwr_study) and its difference from the model's best filter "
-                      "(as in rwr_vs_filter), as the mean over the training seeds.",
-    "equilibrium_study": equilibrium_table(out, settings),
+        "equilibrium_study": equilibrium_table(out, settings),
     }
     tables["rwr_over_seeds"] = rwr_over_seeds(tables["rwr_study"], tables["rwr_vs_filter"])
     per_seed = {"video_study": "video_leaderboard", "still_study": "still_leaderboard"}
