@@ -15,7 +15,9 @@ than the simpler settings it replaces: the full `ldeq_paper` gains 1-2% from bat
 the timing's noise, and its full video path then ran 7% slower than one frame at a time.
 
 None of the choices changes a landmark beyond float rounding: the layout and the thread count
-only reorder sums, and the solver stops each sample of a batch on its own. Choices are cached per
+only reorder sums, and the solver stops each sample of a batch on its own (where a frame's
+residual sits exactly at the solver's tolerance, rounding can flip its stopping test: one iteration
+more or less, as between any two machines). Choices are cached per
 process by the model's architecture (its class and args: the weights' values do not change its
 speed), device, and the candidates.
 """
