@@ -13,7 +13,7 @@ equal-length batching finds equal lengths, under:
 - cold start (z0 = 0, the config's solve) and RwR (cap 2).
 
 The batch and the "fastest settings" row are wflwv.tuning's choice for the model on this machine
-(layout, batch, threads), with prefetch on: what `wflwv bench` runs. Every row gives frames/s, its
+(layout, batch, threads, and the reader thread, on only for a model under 5 ms a frame), what `wflwv bench` runs. Every row gives frames/s, its
 ratio to one frame at a time with contiguous weights and no prefetch (the authors' way of running),
 and its multiply-adds per second as a share of the machine's rate (benchmarks/limit.py). A second
 table times the parts of the path apart (decoders, crop paths, normalisation, mapping back) per
@@ -104,8 +104,8 @@ def settings_for(choices: RunChoices, threads: int, rwr: bool, full_size: bool) 
             rows[f"equal-length, {choices.batch} videos, {layout}"] = Setting("equal-length", channels_last, True, choices.batch, threads)
         rows[f"slot scheduler, {choices.batch} slots, {layout}"] = Setting("slot scheduler", channels_last, True, choices.batch, threads)
     if not full_size:
-        rows["fastest settings, no prefetch"] = Setting("slot scheduler", choices.channels_last, False, choices.batch, choices.threads)
-    rows["fastest settings (wflwv bench's)"] = Setting("slot scheduler", choices.channels_last, True, choices.batch, choices.threads)
+        rows[f"fastest settings, reader thread {'off' if choices.prefetch else 'on'}"] = Setting("slot scheduler", choices.channels_last, not choices.prefetch, choices.batch, choices.threads)
+    rows["fastest settings (wflwv bench's)"] = Setting("slot scheduler", choices.channels_last, choices.prefetch, choices.batch, choices.threads)
     return rows
 
 

@@ -76,3 +76,9 @@ def test_no_batch_above_the_number_of_streams_is_tried():
     assert tuning.batches_up_to(24) == (1, 2, 4, 8, 16, 24)
     assert tuning.batches_up_to(1) == (1,) and tuning.batches_up_to(8) == (1, 2, 4, 8)
     assert tuning.batches_up_to(1000) == tuning.BATCHES
+
+
+def test_the_reader_thread_runs_only_for_a_model_fast_enough_to_wait_for_its_frames():
+    demo_like, paper_like = (tuning.RunChoices(True, 32, 2, False, fps) for fps in (700.0, 40.0))  # 1.4 ms and 25 ms a frame
+    assert demo_like.prefetch and not paper_like.prefetch
+    assert "no reader thread" in paper_like.describe() and "no reader thread" not in demo_like.describe()

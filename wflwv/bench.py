@@ -363,7 +363,7 @@ def predict_run(bench_model: BenchModel, items: dict[str, VideoItem], inputs: di
         streams = (VideoStream(i, iter_frames(items[i].frames_path), items[i].boxes) for i in todo)
         with torch_threads(choices.threads):
             solved = predict_videos(apply_choices(bench_model.model, choices), streams, slots=choices.batch, warm_start=run.warm_start, max_iters=run.max_iters, tol=run.tol,
-                                    protocol=settings.protocol, device=settings.device, channels_last=choices.channels_last)  # fmt: skip
+                                    protocol=settings.protocol, device=settings.device, channels_last=choices.channels_last, prefetch=choices.prefetch)  # fmt: skip
             last = time.perf_counter()
             for prediction in track(solved, total=len(todo), description=f"{bench_model.label} {run.name}: videos"):
                 now = time.perf_counter()

@@ -111,7 +111,8 @@ def frame_rows(video: Path, info: VideoInfo, model: LDEQ, settings: PredictSetti
     streams = face_streams(iter_frames(video), boxes, starts)
     choices = choose(model, settings.device, batches=(1,), cap=settings.rwr_iters)  # one video: RwR solves its frames one after another
     with torch_threads(choices.threads):
-        solved = predict_frames(model, streams, slots=1, max_iters=settings.rwr_iters, protocol=settings.protocol, device=settings.device, channels_last=choices.channels_last)
+        solved = predict_frames(model, streams, slots=1, max_iters=settings.rwr_iters, protocol=settings.protocol, device=settings.device, channels_last=choices.channels_last,
+                                prefetch=choices.prefetch)
         next_frame = 0
         for number, prediction in solved:
             if prediction is None:

@@ -37,6 +37,10 @@ from wflwv.models.ldeq import LDEQ
 BATCHES = (1, 2, 4, 8, 16, 32, 64)  # the batch sizes tried, in this order, when the caller allows any
 COMPILE_GAIN = 1.05  # torch.compile must be this much faster to be kept: it costs a minute or more of compiling
 CLEAR_GAIN = 1.03  # a larger batch, channels-last or more threads must be this much faster than simpler settings
+# The reader thread overlaps decoding and cropping (about 1 ms a frame at 256x256 crops) with the model. It gained up to
+# 18% on the demo LDEQ (about 1.5 ms a frame at its settings) and cost 4-13% at the paper's geometry (20 ms a frame and
+# more), where it competes with the model for the cores and has little to hide (benchmarks/geometry.py, three idle runs).
+PREFETCH_BELOW_S = 0.005
 
 
 def batches_up_to(streams: int) -> tuple[int, ...]:
@@ -53,9 +57,15 @@ class RunChoices:
     compiled: bool  # the DEQ's cell through torch.compile
     frames_per_second: float  # of the model alone under these settings, as measured
 
+    @property
+    def prefetch(self) -> bool:
+        """Whether the next batch is read and cropped in a thread: only where the model's own time per frame is under PREFETCH_BELOW_S."""
+        return 1 / self.frames_per_second < PREFETCH_BELOW_S
+
     def describe(self) -> str:
         layout = "channels-last" if self.channels_last else "contiguous"
-        return f"{layout} weights, batch {self.batch}, {self.threads} thread(s){', compiled cell' if self.compiled else ''}: {self.frames_per_second:.1f} frames/s measured"
+        reader = "reader thread" if self.prefetch else "no reader thread"
+        return f"{layout} weights, batch {self.batch}, {self.threads} thread(s){', compiled cell' if self.compiled else ''}, {reader}: {self.frames_per_second:.1f} frames/s measured"
 
 
 @dataclass(frozen=True)
