@@ -37,9 +37,10 @@ from wflwv.models.ldeq import LDEQ
 BATCHES = (1, 2, 4, 8, 16, 32, 64)  # the batch sizes tried, in this order, when the caller allows any
 COMPILE_GAIN = 1.05  # torch.compile must be this much faster to be kept: it costs a minute or more of compiling
 CLEAR_GAIN = 1.03  # a larger batch, channels-last or more threads must be this much faster than simpler settings
-# The reader thread overlaps decoding and cropping (about 1 ms a frame at 256x256 crops) with the model. It gained up to
-# 18% on the demo LDEQ (about 1.5 ms a frame at its settings) and cost 4-13% at the paper's geometry (20 ms a frame and
-# more), where it competes with the model for the cores and has little to hide (benchmarks/geometry.py, three idle runs).
+# The reader thread overlaps decoding and cropping (about 1 ms a frame at 256x256 crops) with the model. It gained 9-18%
+# on the demo LDEQ under RwR (about 1.5 ms a frame at its settings) and cost 4-13% in 5 of 6 rows at the paper's geometry
+# (20 ms a frame and more), where it competes with the model for the cores and has little to hide (benchmarks/geometry.py,
+# three idle runs).
 PREFETCH_BELOW_S = 0.005
 
 
