@@ -11,7 +11,7 @@ from wflwv.data.wflw import Face, WflwStills, write_annotations, write_image
 from wflwv.errors import WflwvError
 from wflwv.configs import MODELS
 from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
-from wflwv.models.ldeq import jacobian_frobenius
+from wflwv.models.ldeq import jacobian_frobenius, spectral_radius
 from wflwv.stills import Augmentation, StillCrops
 from wflwv.train import LOSSES, TrainSettings, train
 from test_families import write_config
@@ -169,6 +169,43 @@ def test_the_jacobian_term_lowers_the_jacobian_at_the_fixed_point():
         model.eval()(images, jacobian_vectors=1)
 
 
+def test_the_power_iteration_finds_the_spectral_radius_of_a_non_symmetric_map():
+    torch.manual_seed(0)
+    basis = torch.randn(2, 6, 6)  # not orthogonal: J = B diag B^-1 is not symmetric, its norm above its radius
+    eigenvalues = torch.tensor([[0.9, 0.5, 0.3, -0.2, 0.1, 0.05], [-0.7, 0.4, 0.3, 0.2, 0.1, 0.0]])
+    matrix = basis @ torch.diag_embed(eigenvalues) @ torch.linalg.inv(basis)
+    z = torch.randn(2, 6, requires_grad=True)
+    fz = torch.einsum("bij,bj->bi", matrix, z)
+    assert (torch.linalg.matrix_norm(matrix, ord=2) > 1.05 * torch.tensor([0.9, 0.7])).all()
+    np.testing.assert_allclose(spectral_radius(fz, z, steps=60).detach(), [0.9, 0.7], rtol=0.01)
+
+
+def test_the_spectral_term_lowers_the_spectral_radius_at_the_fixed_point():
+    model = create_model(load_config("ldeq_demo")).train()
+    images = torch.randn(4, 3, 64, 64)
+    optimizer = torch.optim.SGD(model.deq_layer.parameters(), lr=0.05)
+    estimates = []
+    for _ in range(6):
+        torch.manual_seed(1)
+        radius = model(images, spectral_steps=5).spectral_radius.mean()
+        optimizer.zero_grad()
+        radius.backward()
+        optimizer.step()
+        estimates.append(radius.item())
+    assert estimates[-1] < 0.5 * estimates[0]
+    with pytest.raises(ValueError, match="implicit training only"):
+        model.eval()(images, spectral_steps=5)
+
+
+def test_the_spectral_term_runs_in_the_last_spectral_epochs_and_logs_its_estimate(tmp_path):
+    still_set(tmp_path / "stills", {"train": 8, "test": 4})
+    config = load_config("ldeq_demo")
+    terms = {"batch_size": 4, "warm_start_weight": 0.0, "spectral_weight": 1.0, "spectral_target": 0.0, "spectral_epochs": 1}
+    train(tmp_path / "stills", write_config(tmp_path / "ldeq.toml", "ldeq", config["args"], config["train"] | terms), tmp_path / "run", epochs=2)
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    assert np.isnan(history.spectral_radius[0]) and history.spectral_radius[1] > 0
+
+
 def test_training_with_the_equilibrium_terms_logs_the_jacobian(tmp_path):
     still_set(tmp_path / "stills", {"train": 8, "test": 4})
     config = load_config("ldeq_demo")
@@ -182,7 +219,7 @@ def test_equilibrium_terms_need_an_implicit_ldeq(tmp_path):
     still_set(tmp_path / "stills", {"train": 4, "test": 2})
     config = load_config("hrnet_demo")
     path = write_config(tmp_path / "hrnet.toml", "hrnet", config["args"], config["train"] | {"jacobian_weight": 1.0})
-    with pytest.raises(WflwvError, match="jacobian_weight and warm_start_weight need an LDEQ"):
+    with pytest.raises(WflwvError, match="jacobian_weight, warm_start_weight and spectral_weight need an LDEQ"):
         train(tmp_path / "stills", path, tmp_path / "run", epochs=1)
 
 

@@ -49,6 +49,8 @@ TRAIN_RANGES = {
     "epochs": schema.POSITIVE, "batch_size": schema.POSITIVE, "warmup_steps": schema.NON_NEGATIVE, "loader_workers": schema.NON_NEGATIVE,
     "lr": schema.NON_NEGATIVE_FLOAT, "weight_decay": schema.NON_NEGATIVE_FLOAT,
     "jacobian_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_epochs": schema.NON_NEGATIVE,
+    "spectral_weight": schema.NON_NEGATIVE_FLOAT, "spectral_target": schema.NON_NEGATIVE_FLOAT, "spectral_steps": schema.POSITIVE,
+    "spectral_epochs": schema.NON_NEGATIVE,
 }
 HISTORY_NAME = "history.parquet"
 
@@ -68,11 +70,17 @@ class TrainSettings:
     # the Hutchinson estimate of ||df/dz||_F^2 / dim(z) at z* from jacobian_vectors random vectors;
     # warm_start_weight times the loss of a second solve started from another face's fixed point
     # (its batch neighbour's), so that a foreign start must reach the same, right, landmarks;
-    # warm_start_epochs: that term in the last this many epochs only (0: every epoch).
+    # warm_start_epochs: that term in the last this many epochs only (0: every epoch);
+    # spectral_weight times the excess over spectral_target of the spectral radius of df/dz at z*,
+    # estimated by spectral_steps steps of power iteration, in the last spectral_epochs epochs.
     jacobian_weight: float = 0.0
     jacobian_vectors: int = 1
     warm_start_weight: float = 0.0
     warm_start_epochs: int = 0
+    spectral_weight: float = 0.0
+    spectral_target: float = 0.5
+    spectral_steps: int = 5
+    spectral_epochs: int = 0
     augmentation: Augmentation = Augmentation()
 
     @classmethod
@@ -155,13 +163,14 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
                 sampler.set_epoch(epoch)
             task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), solver="")
             model.train()
-            losses, iterations, jacobians = [], [], []
+            losses, iterations, estimates = [], [], {"jacobian": [], "spectral_radius": []}
             for images, targets in loader:
                 images, targets = images.to(device), targets.to(device)
-                output = replica(images, jacobian_vectors=settings.jacobian_vectors) if settings.jacobian_weight else replica(images)
+                output = replica(images, **estimate_options(settings, epoch))
                 loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, images, targets, output, settings, epoch)
-                if settings.jacobian_weight:
-                    jacobians.append(output.jacobian.mean().item())
+                for name, values in estimates.items():
+                    if getattr(output, name, None) is not None:
+                        values.append(getattr(output, name).mean().item())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -175,7 +184,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
             if world.is_main:
                 test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
                 solver_row = {"solver_iterations": float(np.mean(iterations))} if iterations else {}
-                solver_row |= {"jacobian": float(np.mean(jacobians))} if jacobians else {}
+                solver_row |= {name: float(np.mean(values)) for name, values in estimates.items() if values}
                 history.append({"epoch": epoch + 1, "loss": epoch_loss} | solver_row | {"test_nme": float(test_nme)})
                 solver_text = f", solver iterations {solver_row['solver_iterations']:.2f}" if solver_row else ""
                 progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}{solver_text}, test NME {100 * test_nme:.2f}")
@@ -199,18 +208,32 @@ def training_loss(output, targets: torch.Tensor, loss: Callable = mse_loss) -> t
 
 
 def check_equilibrium_terms(model: torch.nn.Module, settings: TrainSettings, source: str) -> None:
-    if (settings.jacobian_weight or settings.warm_start_weight) and getattr(getattr(model, "args", None), "model_mode", None) != "implicit":
-        raise WflwvError(source, "jacobian_weight and warm_start_weight need an LDEQ with model_mode = \"implicit\"")
+    weighted = settings.jacobian_weight or settings.warm_start_weight or settings.spectral_weight
+    if weighted and getattr(getattr(model, "args", None), "model_mode", None) != "implicit":
+        raise WflwvError(source, "jacobian_weight, warm_start_weight and spectral_weight need an LDEQ with model_mode = \"implicit\"")
     if settings.jacobian_vectors < 1:
         raise WflwvError(source, f"jacobian_vectors must be at least 1, got {settings.jacobian_vectors}")
 
 
+def in_last_epochs(epoch: int, count: int, settings: TrainSettings) -> bool:
+    """Whether epoch `epoch` (from 0) is one of the last `count` (0: all of them)."""
+    return epoch >= settings.epochs - (count or settings.epochs)
+
+
+def estimate_options(settings: TrainSettings, epoch: int) -> dict:
+    """The Jacobian estimates the model computes in epoch `epoch` for the equilibrium terms on in it."""
+    spectral = settings.spectral_weight and in_last_epochs(epoch, settings.spectral_epochs, settings)
+    return ({"jacobian_vectors": settings.jacobian_vectors} if settings.jacobian_weight else {}) | ({"spectral_steps": settings.spectral_steps} if spectral else {})
+
+
 def equilibrium_terms(replica: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int) -> torch.Tensor:
-    """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings); zero when both weights are."""
+    """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings); zero when no weight is set."""
     total = torch.zeros((), device=images.device)
     if settings.jacobian_weight:
         total = total + settings.jacobian_weight * output.jacobian.mean()
-    if settings.warm_start_weight and epoch >= settings.epochs - (settings.warm_start_epochs or settings.epochs):
+    if getattr(output, "spectral_radius", None) is not None:
+        total = total + settings.spectral_weight * (output.spectral_radius - settings.spectral_target).clamp_min(0).mean()
+    if settings.warm_start_weight and in_last_epochs(epoch, settings.warm_start_epochs, settings):
         warm = replica(images, z0=output.z_star.roll(1, dims=0))
         total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss])
     return total

@@ -49,6 +49,7 @@ class LDEQOutput:
     residual: torch.Tensor  # (B,) final residual per sample, in the config's stop mode
     heatmaps: torch.Tensor  # (B, n_keypoints, D, D) the landmarks' heatmaps as probabilities, differentiable in training
     jacobian: torch.Tensor | None = None  # (B,) in training when asked: the estimate of jacobian_frobenius at z*, differentiable
+    spectral_radius: torch.Tensor | None = None  # (B,) in training when asked: the estimate of spectral_radius at z*, differentiable
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -198,9 +199,25 @@ def jacobian_frobenius(fz: torch.Tensor, z: torch.Tensor, vectors: int) -> torch
     return total / (vectors * fz[0].numel())
 
 
+def spectral_radius(fz: torch.Tensor, z: torch.Tensor, steps: int) -> torch.Tensor:
+    """Per sample, a differentiable power-iteration estimate of the spectral radius of df/dz at z, from fz = f(z) tracked.
+
+    J and J^T have the same eigenvalues, so the power iteration runs on J^T with one vector-Jacobian
+    product a step: `steps` steps without a graph from a random vector, then one with it, whose
+    growth ||J^T u|| / ||u|| is the estimate. Below 1 at z*, the fixed point attracts every start
+    near it; a bound on it is the spectral-radius regulariser that issue 13 asks to try.
+    """
+    unit = lambda v: v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (v.dim() - 1)))
+    u = unit(torch.randn_like(fz))
+    for _ in range(steps):
+        u = unit(torch.autograd.grad(fz, z, u, retain_graph=True)[0])
+    return torch.autograd.grad(fz, z, u, create_graph=True, retain_graph=True)[0].flatten(1).norm(dim=1)
+
+
 @dataclass(frozen=True)
 class DEQSolution(FixedPointResult):
     jacobian: torch.Tensor | None = None  # (B,) jacobian_frobenius at z*, when asked for in implicit training
+    spectral_radius: torch.Tensor | None = None  # (B,) spectral_radius at z*, when asked for in implicit training
 
 
 class DEQLayer(nn.Module):
@@ -212,7 +229,8 @@ class DEQLayer(nn.Module):
     of the cell from z0, backpropagated through all of them. max_iters, when given, replaces the
     cap or the depth, and tol the config's tolerance (in its stop mode). jacobian_vectors > 0
     (implicit training only) adds the Hutchinson estimate of ||df/dz||_F^2 / dim(z) at z* from
-    that many random vectors (jacobian_frobenius).
+    that many random vectors (jacobian_frobenius), spectral_steps > 0 the power-iteration estimate
+    of its spectral radius after that many steps (spectral_radius).
     """
 
     def __init__(self, cell: Cell, args: argparse.Namespace):
@@ -223,9 +241,10 @@ class DEQLayer(nn.Module):
         self.model_mode, self.stop_mode = args.model_mode, args.stop_mode
         self.max_iters, self.explicit_depth = args.max_iters, args.explicit_depth
 
-    def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None) -> DEQSolution:
-        if jacobian_vectors and not (self.training and self.model_mode == "implicit"):
-            raise ValueError("the Jacobian estimate is computed in implicit training only")
+    def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None,
+                spectral_steps: int = 0) -> DEQSolution:
+        if (jacobian_vectors or spectral_steps) and not (self.training and self.model_mode == "implicit"):
+            raise ValueError("the Jacobian estimates are computed in implicit training only")
         if self.training and self.model_mode == "explicit":
             return self._unrolled(injection, z0, self.explicit_depth if max_iters is None else max_iters)
         max_iters = self.max_iters if max_iters is None else max_iters
@@ -239,8 +258,9 @@ class DEQLayer(nn.Module):
         z_star = solution.z.detach().requires_grad_()
         fz = self.cell(z_star, injection)
         jacobian = jacobian_frobenius(fz, z_star, jacobian_vectors) if jacobian_vectors else None
+        radius = spectral_radius(fz, z_star, spectral_steps) if spectral_steps else None
         z = _ImplicitGradient.apply(fz, z_star, self.solve, max_iters)
-        return DEQSolution(z, solution.iterations, solution.residual, jacobian)
+        return DEQSolution(z, solution.iterations, solution.residual, jacobian, radius)
 
     def _unrolled(self, injection: torch.Tensor, z0: torch.Tensor, depth: int) -> DEQSolution:
         z_previous, z = z0, self.cell(z0, injection)
@@ -264,13 +284,14 @@ class LDEQ(nn.Module):
                 nn.init.xavier_normal_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None) -> LDEQOutput:
+    def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None,
+                spectral_steps: int = 0) -> LDEQOutput:
         """images (B, 3, im_size, im_size), ImageNet-normalised; z0 None means zeros.
 
         max_iters overrides the config's cap (explicit training: its depth) for this call; at
         evaluation it may be a (B,) tensor of per-sample caps. protocol (one of PROTOCOLS) picks the
         evaluation's conventions; training ignores it. tol overrides the config's solver tolerance for
-        this call (wflwv's protocol); jacobian_vectors: see DEQLayer.
+        this call (wflwv's protocol); jacobian_vectors and spectral_steps: see DEQLayer.
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}, expected one of {PROTOCOLS}")
@@ -278,7 +299,7 @@ class LDEQ(nn.Module):
         if z0 is None:
             size = self.args.heatmap_size
             z0 = injection.new_zeros(len(images), self.args.z_width, size, size)
-        solution = self.deq_layer(injection, z0, max_iters, protocol, jacobian_vectors, tol)
+        solution = self.deq_layer(injection, z0, max_iters, protocol, jacobian_vectors, tol, spectral_steps)
         eps = RELEASED_HEATMAP_EPS if protocol == "released" and not self.training else 0.0
         keypoint_maps = solution.z[:, : self.args.n_keypoints]
-        return LDEQOutput(soft_argmax(keypoint_maps, eps), solution.z.detach(), solution.iterations, solution.residual, probabilities(keypoint_maps, eps), solution.jacobian)
+        return LDEQOutput(soft_argmax(keypoint_maps, eps), solution.z.detach(), solution.iterations, solution.residual, probabilities(keypoint_maps, eps), solution.jacobian, solution.spectral_radius)
