@@ -21,7 +21,12 @@ def test_a_cell_that_ignores_z_forgets_the_previous_frame_in_one_iteration():
     measured = measure_pairs(*pairs(model))
     np.testing.assert_allclose(measured["contraction"], 0, atol=1e-5)
     np.testing.assert_allclose(measured["spread"], 0, atol=1e-5)
-    assert (measured["shift"] > 0).all()
+    assert (measured["shift"] > 0).all() and measured["converged"].all()
+
+
+def test_a_solve_that_never_meets_its_tolerance_is_counted_unconverged():
+    measured = measure_pairs(*pairs(tiny_ldeq(rel_diff_target=0.0)))
+    assert not measured["converged"].any()
 
 
 def test_a_contractive_cell_keeps_a_share_of_the_gap_and_has_one_fixed_point():
@@ -42,3 +47,4 @@ def test_diagnose_reports_every_split(tmp_path):
     table = diagnose(tmp_path, tiny_ldeq(), pairs_per_video=3)
     assert list(table["split"]) == ["hard", "easy"] and list(table["pairs"]) == [3, 3]
     assert table[["contraction", "mean_shift", "mean_spread", "max_spread"]].notna().all().all()
+    assert (table["unconverged"] == 0).all()  # the contractive tiny cell meets its tolerance on every frame

@@ -9,6 +9,9 @@ forgotten where it started. Two measurements on pairs of consecutive frames (n-1
   a converged warm start gives exactly the cold-start landmarks.
 - shift: how far the fixed point moves from frame n-1 to frame n, as an NME (x100): the scale the
   spread is to be read against.
+- unconverged: pairs where the cold or the warm solve of frame n did not meet the tolerance within
+  CONVERGED_ITERS: there the spread compares iterates, not fixed points (a frame without an
+  attracting fixed point rather than one with two).
 - contraction: ||f(z*_(n-1), x_n) - z*_n|| / ||z*_(n-1) - z*_n||, the share of the gap between the
   two frames' fixed points that one iteration from the previous one leaves. With one fixed point, a
   warm start capped at k iterations keeps roughly contraction^k of the previous frame.
@@ -43,7 +46,9 @@ def measure_pairs(model: LDEQ, previous: torch.Tensor, current: torch.Tensor, tr
     left = (one_step - cold.z_star).flatten(1).norm(dim=1)
     scale = 100 * model.args.im_size / normaliser(truth)
     distance = lambda a, b: (a.landmarks - b.landmarks).norm(dim=-1).mean(dim=-1).numpy() * scale
-    return pd.DataFrame({"spread": distance(warm, cold), "shift": distance(before, cold), "contraction": (left / gap.clamp_min(1e-12)).numpy()})
+    converged = (cold.iterations < CONVERGED_ITERS) & (warm.iterations < CONVERGED_ITERS)
+    return pd.DataFrame({"spread": distance(warm, cold), "shift": distance(before, cold), "contraction": (left / gap.clamp_min(1e-12)).numpy(),
+                         "converged": converged.numpy()})
 
 
 def frame_pairs(videos: VideoSet, video_id: str, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -59,7 +64,7 @@ def frame_pairs(videos: VideoSet, video_id: str, count: int, size: int) -> tuple
 
 
 def diagnose(videos_root, model: LDEQ, pairs_per_video: int = 8) -> pd.DataFrame:
-    """Per split (hard, easy, or all): the median contraction, the mean shift, the mean and largest spread."""
+    """Per split (hard, easy, or all): the median contraction, the mean shift, the mean and largest spread, the unconverged pairs."""
     videos = VideoSet(videos_root)
     splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": videos.ids()}
     rows = []
@@ -68,5 +73,6 @@ def diagnose(videos_root, model: LDEQ, pairs_per_video: int = 8) -> pd.DataFrame
         rows.append({
             "split": split, "pairs": len(measured), "contraction": measured["contraction"].median(),
             "mean_shift": measured["shift"].mean(), "mean_spread": measured["spread"].mean(), "max_spread": measured["spread"].max(),
+            "unconverged": int((~measured["converged"]).sum()),
         })
     return pd.DataFrame(rows)

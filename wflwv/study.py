@@ -28,7 +28,7 @@ import pandas as pd
 
 from wflwv import io
 from wflwv.bench import BenchSettings, run_bench
-from wflwv.equilibrium import diagnose
+from wflwv.equilibrium import CONVERGED_ITERS, diagnose
 from wflwv.errors import WflwvError
 from wflwv.models import load_checkpoint
 from wflwv.models.ldeq import LDEQ
@@ -158,8 +158,8 @@ def equilibrium_table(out: Path, settings: StudySettings) -> pd.DataFrame:
     tables = [pd.read_parquet(path).assign(seed=seed, model=Path(config).stem)
               for seed in settings.seeds for config in settings.configs
               if (path := out / "seeds" / str(seed) / Path(config).stem / EQUILIBRIUM_NAME).is_file()]
-    columns = ["seed", "model", "split", "pairs", "contraction", "mean_shift", "mean_spread", "max_spread"]
-    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+    columns = ["seed", "model", "split", "pairs", "contraction", "mean_shift", "mean_spread", "max_spread", "unconverged"]
+    return pd.concat(tables, ignore_index=True).reindex(columns=columns) if tables else pd.DataFrame(columns=columns)
 
 
 def percent_change(value: float, base: float) -> float:
@@ -211,5 +211,6 @@ STUDY_NOTES = {
     "rwr_over_seeds": "Each RwR row's change against its model's cold start (%, as in rwr_study) and its difference from the model's best filter "
                       "(as in rwr_vs_filter), as the mean over the training seeds.",
     "equilibrium_study": "wflwv diagnose per training seed: spread, NME x100 between a frame's fixed points from z0 = 0 and from the previous frame's "
-                         "(0: one fixed point); shift, between consecutive frames' fixed points; contraction, the share of that gap one iteration leaves.",
+                         "(0: one fixed point); shift, between consecutive frames' fixed points; contraction, the share of that gap one iteration leaves; "
+                         f"unconverged, pairs where a solve of frame n did not converge in {CONVERGED_ITERS} iterations.",
 }
