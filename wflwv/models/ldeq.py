@@ -205,7 +205,7 @@ def spectral_radius(fz: torch.Tensor, z: torch.Tensor, steps: int) -> torch.Tens
     J and J^T have the same eigenvalues, so the power iteration runs on J^T with one vector-Jacobian
     product a step: `steps` steps without a graph from a random vector, then one with it, whose
     growth ||J^T u|| / ||u|| is the estimate. Below 1 at z*, the fixed point attracts every start
-    near it; a bound on it is the spectral-radius regulariser that issue 13 asks to try.
+    near it; `[train] spectral_weight` puts a hinge on it (docs/equilibrium.md).
     """
     unit = lambda v: v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (v.dim() - 1)))
     u = unit(torch.randn_like(fz))
