@@ -50,7 +50,7 @@ TRAIN_RANGES = {
     "lr": schema.NON_NEGATIVE_FLOAT, "weight_decay": schema.NON_NEGATIVE_FLOAT,
     "jacobian_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_epochs": schema.NON_NEGATIVE,
     "spectral_weight": schema.NON_NEGATIVE_FLOAT, "spectral_target": schema.NON_NEGATIVE_FLOAT, "spectral_steps": schema.POSITIVE,
-    "spectral_epochs": schema.NON_NEGATIVE,
+    "spectral_epochs": schema.NON_NEGATIVE, "jacobian_vectors": schema.POSITIVE,
 }
 HISTORY_NAME = "history.parquet"
 
@@ -211,8 +211,6 @@ def check_equilibrium_terms(model: torch.nn.Module, settings: TrainSettings, sou
     weighted = settings.jacobian_weight or settings.warm_start_weight or settings.spectral_weight
     if weighted and getattr(getattr(model, "args", None), "model_mode", None) != "implicit":
         raise WflwvError(source, "jacobian_weight, warm_start_weight and spectral_weight need an LDEQ with model_mode = \"implicit\"")
-    if settings.jacobian_vectors < 1:
-        raise WflwvError(source, f"jacobian_vectors must be at least 1, got {settings.jacobian_vectors}")
 
 
 def in_last_epochs(epoch: int, count: int, settings: TrainSettings) -> bool:
