@@ -114,7 +114,10 @@ def synthetic_stills(tmp_path_factory):
 
 def write_config(path, family: str, args: dict, train: dict | None = None) -> str:
     lines = [f'family = "{family}"', "[args]"] + [f"{key} = {json.dumps(value)}" for key, value in args.items()]
-    lines += ["[train]"] + [f"{key} = {json.dumps(value)}" for key, value in (train or {}).items()]
+    tables = {key: value for key, value in (train or {}).items() if isinstance(value, dict)}
+    lines += ["[train]"] + [f"{key} = {json.dumps(value)}" for key, value in (train or {}).items() if key not in tables]
+    for name, table in tables.items():
+        lines += [f"[train.{name}]"] + [f"{key} = {json.dumps(value)}" for key, value in table.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 

@@ -12,7 +12,7 @@ from wflwv.errors import WflwvError
 from wflwv.configs import MODELS
 from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
 from wflwv.models.ldeq import jacobian_frobenius, spectral_radius
-from wflwv.stills import Augmentation, StillCrops
+from wflwv.stills import Augmentation, StillCrops, degrade
 from wflwv.train import LOSSES, TrainSettings, train
 from test_families import write_config
 
@@ -112,6 +112,16 @@ def test_augmented_crops_keep_landmarks_on_the_face(tmp_path):
     assert not torch.equal(augmented[1][1], b[1])
 
 
+def test_low_light_darkens_by_the_gain_range_and_adds_noise():
+    grey = np.full((64, 64, 3), 200, np.uint8)
+    only_dark = Augmentation(blur_prob=0, occlusion_prob=0, low_light_prob=1, low_light_min_gain=0.3, low_light_max_noise=10)
+    for seed in range(5):
+        dark = degrade(grey, only_dark, np.random.default_rng(seed)).astype(float)
+        assert 0.3 * 200 - 1 < dark.mean() < 0.5 * 200 + 1
+        assert 0.3 * 10 * 0.8 < dark.std() < 10 * 1.2
+    assert np.array_equal(degrade(grey, Augmentation(blur_prob=0, occlusion_prob=0), np.random.default_rng(0)), grey)
+
+
 def test_each_training_loss_sends_gradients_to_every_cell_weight():
     model = create_model(load_config("ldeq_demo")).train()
     images, targets = torch.randn(4, 3, 64, 64), torch.rand(4, 98, 2)
@@ -121,7 +131,11 @@ def test_each_training_loss_sends_gradients_to_every_cell_weight():
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.deq_layer.parameters())
 
 
-@pytest.mark.parametrize("table, problem", [({"loss": "l7"}, "unknown training loss 'l7'"), ({"epochz": 3}, "invalid [train] table")])
+@pytest.mark.parametrize("table, problem", [
+    ({"loss": "l7"}, "unknown training loss 'l7'"), ({"epochz": 3}, "invalid [train] table"),
+    ({"warm_start_augmentation": {"low_light_prob": 1.5}}, "invalid [train] table: augmentation low_light_prob must be a probability in [0, 1], got 1.5"),
+    ({"augmentation": {"low_light_min_gain": 0.8}}, "invalid [train] table: augmentation low_light_min_gain must be in (0, 0.5], got 0.8"),
+])
 def test_a_bad_train_table_is_an_error_naming_the_config(table, problem):
     with pytest.raises(WflwvError, match=re.escape(f"my_config: {problem}")):
         TrainSettings.from_config({"train": table}, source="my_config")
@@ -218,3 +232,30 @@ def test_the_warm_start_term_runs_in_the_last_warm_start_epochs_only(tmp_path):
         histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
     assert histories["late"].loss[0] == histories["plain"].loss[0]  # epoch 1: no term, the same run
     assert histories["late"].loss[1] > histories["plain"].loss[1]  # epoch 2: the term's loss is added
+
+
+def test_the_warm_start_solve_sees_the_harder_view_of_the_batch(tmp_path):
+    """Only the warm-start term's solve changes with warm_start_augmentation: same first epoch, another loss in the second."""
+    still_set(tmp_path / "stills", {"train": 8, "test": 4})
+    config = load_config("ldeq_demo")
+    late = {"batch_size": 4, "warm_start_weight": 1.0, "warm_start_epochs": 1}
+    dark = {"warm_start_augmentation": {"blur_prob": 0.0, "occlusion_prob": 0.0, "low_light_prob": 1.0}}
+    histories = {}
+    for name, terms in (("late", late), ("dark", late | dark)):
+        train(tmp_path / "stills", write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], config["train"] | terms), tmp_path / name, epochs=2)
+        histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
+    assert histories["dark"].loss[0] == histories["late"].loss[0]
+    assert histories["dark"].loss[1] != histories["late"].loss[1]
+
+
+def test_the_harder_view_is_the_same_crop_degraded_once_more(tmp_path):
+    stills = still_set(tmp_path, {"train": 4})
+    faces = stills.faces("train")
+    augment = Augmentation(blur_prob=0, occlusion_prob=0)
+    plain = StillCrops(stills, faces, 64, augment, seed=2)
+    darker = StillCrops(stills, faces, 64, augment, seed=2, harder=Augmentation(blur_prob=0, occlusion_prob=0, low_light_prob=1))
+    for index in range(len(faces)):
+        image, points = plain[index]
+        same, dark, same_points = darker[index]
+        assert torch.equal(same, image) and torch.equal(same_points, points)
+        assert dark.mean() < image.mean() - 0.5  # normalised units: a gain of at most 0.5 on a bright disc

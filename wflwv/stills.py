@@ -24,6 +24,18 @@ class Augmentation:
     blur_max_sigma: float = 2.5
     occlusion_prob: float = 0.3
     occlusion_max_side: float = 0.4  # of the crop side
+    # a dark room with the camera's gain turned up, as the hard videos' "dark" challenge: the image
+    # times a gain in [low_light_min_gain, 0.5], plus Gaussian noise up to low_light_max_noise levels
+    low_light_prob: float = 0.0
+    low_light_min_gain: float = 0.22
+    low_light_max_noise: float = 14.0
+
+    def __post_init__(self):
+        for name in ("flip_prob", "blur_prob", "occlusion_prob", "low_light_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"augmentation {name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.low_light_min_gain <= 0.5:
+            raise ValueError(f"augmentation low_light_min_gain must be in (0, 0.5], got {self.low_light_min_gain}")
 
 
 def jittered_affine(box: np.ndarray, size: int, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
@@ -37,7 +49,7 @@ def jittered_affine(box: np.ndarray, size: int, aug: Augmentation, rng: np.rando
 
 
 def degrade(image: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """Random Gaussian blur and a random occluding rectangle (flat colour or noise)."""
+    """Random Gaussian blur, a random occluding rectangle (flat colour or noise), then random low light."""
     size = image.shape[0]
     if rng.random() < aug.blur_prob:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, aug.blur_max_sigma))
@@ -47,6 +59,9 @@ def degrade(image: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> n
         patch = rng.integers(0, 256, size=(h, w, 3)) if rng.random() < 0.5 else rng.integers(0, 256, size=3)
         image = image.copy()
         image[y : y + h, x : x + w] = patch
+    if rng.random() < aug.low_light_prob:
+        gain, noise = rng.uniform(aug.low_light_min_gain, 0.5), rng.uniform(0.3, 1.0) * aug.low_light_max_noise
+        image = np.clip(image * gain + noise * rng.standard_normal(image.shape), 0, 255).astype(np.uint8)
     return image
 
 
@@ -54,31 +69,35 @@ class StillCrops(torch.utils.data.Dataset):
     """(image tensor (3, S, S), landmarks (98, 2) in [0, 1] crop units) for each face of a split.
 
     With `augment`, sample i of epoch e is drawn from its own generator seeded by (seed, e, i), so a
-    run is reproducible whatever the number of loader workers.
+    run is reproducible whatever the number of loader workers. With `harder` too, each sample is
+    (image, harder image, landmarks): the harder image is the augmented one degraded once more by
+    `harder`'s blur, occlusion and low light (its geometric ranges are not used).
     """
 
-    def __init__(self, stills: WflwStills, faces: list[Face], size: int, augment: Augmentation | None = None, seed: int = 0):
-        self.stills, self.faces, self.size, self.augment, self.seed = stills, faces, size, augment, seed
+    def __init__(self, stills: WflwStills, faces: list[Face], size: int, augment: Augmentation | None = None, seed: int = 0,
+                 harder: Augmentation | None = None):
+        self.stills, self.faces, self.size, self.augment, self.seed, self.harder = stills, faces, size, augment, seed, harder
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.faces)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         face = self.faces[index]
         image = self.stills.load_image(face)
+        rng = np.random.default_rng((self.seed, self.epoch, index))
         if self.augment is None:
             affine = box_to_affine(face.box, self.size)
             face_crop, points = crop(image, affine, self.size), transform_points(face.landmarks, affine)
         else:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
             affine = jittered_affine(face.box, self.size, self.augment, rng)
             face_crop, points = crop(image, affine, self.size), transform_points(face.landmarks, affine)
             if rng.random() < self.augment.flip_prob:
                 face_crop, points = face_crop[:, ::-1], flip_horizontally(points, self.size)
             face_crop = degrade(face_crop, self.augment, rng)
-        tensor = crops_to_tensor(face_crop[None])[0]
-        return tensor, torch.from_numpy((points / self.size).astype(np.float32))
+        crops = [face_crop] if self.harder is None else [face_crop, degrade(face_crop, self.harder, rng)]
+        landmarks = torch.from_numpy((points / self.size).astype(np.float32))
+        return *crops_to_tensor(np.stack(crops)), landmarks
 
 
 def predict_stills(model: torch.nn.Module, stills: WflwStills, faces: list[Face], batch_size: int = 64, device: str = "cpu") -> np.ndarray:

@@ -72,7 +72,9 @@ class TrainSettings:
     # (its batch neighbour's), so that a foreign start must reach the same, right, landmarks;
     # warm_start_epochs: that term in the last this many epochs only (0: every epoch);
     # spectral_weight times the excess over spectral_target of the spectral radius of df/dz at z*,
-    # estimated by spectral_steps steps of power iteration, in the last spectral_epochs epochs.
+    # estimated by spectral_steps steps of power iteration, in the last spectral_epochs epochs;
+    # warm_start_augmentation: the warm-start solve sees the batch degraded once more by it (blur,
+    # occlusion, low light), images as hard as the hard videos' frames.
     jacobian_weight: float = 0.0
     jacobian_vectors: int = 1
     warm_start_weight: float = 0.0
@@ -82,14 +84,15 @@ class TrainSettings:
     spectral_steps: int = 5
     spectral_epochs: int = 0
     augmentation: Augmentation = Augmentation()
+    warm_start_augmentation: Augmentation | None = None
 
     @classmethod
     def from_config(cls, config: dict, epochs: int | None = None, source: str | Path | None = None) -> "TrainSettings":
         table = dict(config.get("train", {}))
-        augmentation = table.pop("augmentation", {})
+        augmentation, harder = table.pop("augmentation", {}), table.pop("warm_start_augmentation", None)
         try:
-            settings = cls(**table, augmentation=Augmentation(**augmentation))
-        except TypeError as error:
+            settings = cls(**table, augmentation=Augmentation(**augmentation), warm_start_augmentation=None if harder is None else Augmentation(**harder))
+        except (TypeError, ValueError) as error:
             raise WflwvError(source, f"invalid [train] table: {error}") from None
         if settings.loss not in LOSSES:
             raise WflwvError(source, f"unknown training loss {settings.loss!r} (known: {', '.join(LOSSES)})")
@@ -139,7 +142,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
 
     model = create_model(config).to(device)
     check_equilibrium_terms(model, settings, config_name)
-    dataset = StillCrops(stills, train_faces, model.args.im_size, settings.augmentation, seed)
+    dataset = StillCrops(stills, train_faces, model.args.im_size, settings.augmentation, seed, settings.warm_start_augmentation)
     sampler = distributed.shard_sampler(dataset, world, seed)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -164,10 +167,11 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
             task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), solver="")
             model.train()
             losses, iterations, estimates = [], [], {"jacobian": [], "spectral_radius": []}
-            for images, targets in loader:
+            for images, *harder, targets in loader:
                 images, targets = images.to(device), targets.to(device)
                 output = replica(images, **estimate_options(settings, epoch))
-                loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, images, targets, output, settings, epoch)
+                warm_images = harder[0].to(device) if harder else images
+                loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, images, targets, output, settings, epoch, warm_images)
                 for name, values in estimates.items():
                     if getattr(output, name, None) is not None:
                         values.append(getattr(output, name).mean().item())
@@ -224,15 +228,17 @@ def estimate_options(settings: TrainSettings, epoch: int) -> dict:
     return ({"jacobian_vectors": settings.jacobian_vectors} if settings.jacobian_weight else {}) | ({"spectral_steps": settings.spectral_steps} if spectral else {})
 
 
-def equilibrium_terms(replica: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int) -> torch.Tensor:
-    """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings); zero when no weight is set."""
+def equilibrium_terms(replica: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int,
+                      warm_images: torch.Tensor) -> torch.Tensor:
+    """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings); zero when no weight is set.
+    The warm-start solve is of `warm_images`: the batch's harder view, or the batch itself."""
     total = torch.zeros((), device=images.device)
     if settings.jacobian_weight:
         total = total + settings.jacobian_weight * output.jacobian.mean()
     if getattr(output, "spectral_radius", None) is not None:
         total = total + settings.spectral_weight * (output.spectral_radius - settings.spectral_target).clamp_min(0).mean()
     if settings.warm_start_weight and in_last_epochs(epoch, settings.warm_start_epochs, settings):
-        warm = replica(images, z0=output.z_star.roll(1, dims=0))
+        warm = replica(warm_images, z0=output.z_star.roll(1, dims=0))
         total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss])
     return total
 
