@@ -134,6 +134,7 @@ def test_each_training_loss_sends_gradients_to_every_cell_weight():
 @pytest.mark.parametrize("table, problem", [
     ({"loss": "l7"}, "unknown training loss 'l7'"), ({"epochz": 3}, "invalid [train] table"),
     ({"warm_start_augmentation": {"low_light_prob": 1.5}}, "invalid [train] table: augmentation low_light_prob must be a probability in [0, 1], got 1.5"),
+    ({"warm_start_augmentation": {"low_light_prob": 1.0}}, "[train] warm_start_augmentation needs warm_start_weight > 0"),
     ({"augmentation": {"low_light_min_gain": 0.8}}, "invalid [train] table: augmentation low_light_min_gain must be in (0, 0.5], got 0.8"),
 ])
 def test_a_bad_train_table_is_an_error_naming_the_config(table, problem):

@@ -94,6 +94,8 @@ class TrainSettings:
             settings = cls(**table, augmentation=Augmentation(**augmentation), warm_start_augmentation=None if harder is None else Augmentation(**harder))
         except (TypeError, ValueError) as error:
             raise WflwvError(source, f"invalid [train] table: {error}") from None
+        if settings.warm_start_augmentation is not None and not settings.warm_start_weight:
+            raise WflwvError(source, "[train] warm_start_augmentation needs warm_start_weight > 0: it is the warm-start term's input")
         if settings.loss not in LOSSES:
             raise WflwvError(source, f"unknown training loss {settings.loss!r} (known: {', '.join(LOSSES)})")
         settings = settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
@@ -171,7 +173,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
                 images, targets = images.to(device), targets.to(device)
                 output = replica(images, **estimate_options(settings, epoch))
                 warm_images = harder[0].to(device) if harder else images
-                loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, images, targets, output, settings, epoch, warm_images)
+                loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, warm_images, targets, output, settings, epoch)
                 for name, values in estimates.items():
                     if getattr(output, name, None) is not None:
                         values.append(getattr(output, name).mean().item())
@@ -228,11 +230,10 @@ def estimate_options(settings: TrainSettings, epoch: int) -> dict:
     return ({"jacobian_vectors": settings.jacobian_vectors} if settings.jacobian_weight else {}) | ({"spectral_steps": settings.spectral_steps} if spectral else {})
 
 
-def equilibrium_terms(replica: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int,
-                      warm_images: torch.Tensor) -> torch.Tensor:
+def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int) -> torch.Tensor:
     """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings); zero when no weight is set.
     The warm-start solve is of `warm_images`: the batch's harder view, or the batch itself."""
-    total = torch.zeros((), device=images.device)
+    total = torch.zeros((), device=targets.device)
     if settings.jacobian_weight:
         total = total + settings.jacobian_weight * output.jacobian.mean()
     if getattr(output, "spectral_radius", None) is not None:
