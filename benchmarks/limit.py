@@ -19,6 +19,7 @@ import contextlib
 import copy
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ def run(device: str = "cpu", quick: bool = False, checkpoint: Path | None = None
     named = variants(device, with_compile)
     tables = [variant_table(f"Inference variants, ldeq_demo, RwR cap {cap}, {slots} slots, {sum(len(c[1]) for c in clips)} decoded frames", model, clips, named, device, slots, cap, rounds, counts["ldeq_demo"][1], counts["ldeq_demo"][0])]
     tables[0].notes += [f"model: {weights}; device {device}; best of {rounds} interleaved rounds after a warm-up; the last column says whether a variant passes the bar for the library, in this run (see benchmarks/README.md for what was kept)"]
+    print(tables[0].markdown(), file=sys.stderr, flush=True)  # as soon as measured: the compiled variants can run long
 
     paper_clips = [(i, f[: 3 if device == "cpu" else 60], b[: 3 if device == "cpu" else 60], t[: 3 if device == "cpu" else 60]) for i, f, b, t in clips]
     rwr_run(paper, paper_clips, Variant(), device, slots=len(paper_clips), cap=cap, first_cap=cap)  # first calls set up oneDNN's kernels

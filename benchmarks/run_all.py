@@ -4,6 +4,7 @@
 """
 
 import datetime
+import importlib
 import os
 import platform
 import time
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import geometry, label_throughput, limit, rwr, schedules, train_memory
 from benchmarks.common import REPO, demo_checkpoint, options, parse
 from wflwv import io
 
-SUITES = ("schedules", "rwr", "train_memory", "label_throughput", "limit", "geometry")
+SUITES = {"schedules": "Video inference schedules", "rwr": "RwR against cold start", "train_memory": "Training memory",
+          "label_throughput": "Labelling throughput", "limit": "The limit",
+          "geometry": "Geometry sweep: the full video path at the demo's and the paper's geometry"}  # module: its section's title
 
 
 def machine(device: str) -> str:
@@ -31,27 +33,20 @@ def main() -> None:
     parser = options(__doc__.splitlines()[0], checkpoint=True)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md", help="where to write the results")
     parser.add_argument("--note", default="", help="a line about the conditions of the run (e.g. that the machine was shared)")
-    parser.add_argument("--only", action="append", choices=SUITES, help="run only this benchmark (repeatable): its section of OUT is replaced, the others kept")
+    parser.add_argument("--only", action="append", choices=list(SUITES), help="run only this benchmark (repeatable): its section of OUT is replaced, the others kept")
     args = parse(parser)
     checkpoint = demo_checkpoint(args.checkpoint)
-    suites = {
-        "schedules": ("Video inference schedules", lambda: schedules.run(args.device, args.quick, checkpoint)),
-        "rwr": ("RwR against cold start", lambda: rwr.run(args.device, args.quick, checkpoint)),
-        "train_memory": ("Training memory", lambda: train_memory.run(args.device, args.quick)),
-        "label_throughput": ("Labelling throughput", lambda: label_throughput.run(args.device, args.quick)),
-        "limit": ("The limit", lambda: limit.run(args.device, args.quick, checkpoint)),
-        "geometry": ("Geometry sweep: the full video path at the demo's and the paper's geometry", lambda: geometry.run(args.device, args.quick, checkpoint)),
-    }
     started, sections = time.perf_counter(), {}
-    for name, (title, suite) in suites.items():
+    for name, title in SUITES.items():
         if args.only and name not in args.only:
             continue
         start = time.perf_counter()
-        tables = suite()
+        suite = importlib.import_module(f"benchmarks.{name}")  # imported when run: --only rwr needs no ffmpeg, which the labelling suite imports
+        tables = suite.run(args.device, args.quick) if name in ("train_memory", "label_throughput") else suite.run(args.device, args.quick, checkpoint)
         text = "\n".join(table.markdown() for table in tables)
         print(f"## {title}\n\n{text}", flush=True)
         sections[title] = f"_{time.perf_counter() - start:.0f} s{', run on its own (--only)' if args.only else ''}_\n\n{text}"
-    command = f"python -m benchmarks.run_all{' --quick' if args.quick else ''}{''.join(f' --only {name}' for name in args.only or [])}"
+    command = f"python -m benchmarks.run_all{'' if args.device == 'cpu' else f' --device {args.device}'}{' --quick' if args.quick else ''}{''.join(f' --only {name}' for name in args.only or [])}"
     run_line = f"`{command}` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC in {time.perf_counter() - started:.0f} s"
     if args.only:
         header, kept = read_results(args.out)
