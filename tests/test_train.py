@@ -136,6 +136,8 @@ def test_each_training_loss_sends_gradients_to_every_cell_weight():
     ({"warm_start_augmentation": {"low_light_prob": 1.5}}, "invalid [train] table: augmentation low_light_prob must be a probability in [0, 1], got 1.5"),
     ({"warm_start_augmentation": {"low_light_prob": 1.0}}, "[train] warm_start_augmentation needs warm_start_weight > 0"),
     ({"augmentation": {"low_light_min_gain": 0.8}}, "invalid [train] table: augmentation low_light_min_gain must be in (0, 0.5], got 0.8"),
+    ({"spectral_solve": "last"}, "[train] spectral_solve: 'last' is none of first, warm_start"),
+    ({"spectral_solve": "warm_start", "spectral_weight": 1.0}, '[train] spectral_solve = "warm_start" needs warm_start_weight > 0'),
 ])
 def test_a_bad_train_table_is_an_error_naming_the_config(table, problem):
     with pytest.raises(WflwvError, match=re.escape(f"my_config: {problem}")):
@@ -203,6 +205,21 @@ def test_the_spectral_term_runs_in_the_last_spectral_epochs_and_logs_its_estimat
     train(tmp_path / "stills", write_config(tmp_path / "ldeq.toml", "ldeq", config["args"], config["train"] | terms), tmp_path / "run", epochs=2)
     history = pd.read_parquet(tmp_path / "run" / "history.parquet")
     assert np.isnan(history.spectral_radius[0]) and history.spectral_radius[1] > 0
+
+
+def test_the_spectral_term_bounds_the_solve_spectral_solve_names(tmp_path):
+    """On the warm-start solve, the spectral term runs only where the warm-start term does (the last epoch here), and adds to its loss."""
+    still_set(tmp_path / "stills", {"train": 8, "test": 4})
+    config = load_config("ldeq_demo")
+    late = {"batch_size": 4, "warm_start_weight": 1.0, "warm_start_epochs": 1, "spectral_target": 0.0}
+    histories = {}
+    for name, terms in (("first", {"spectral_weight": 1.0}), ("warm", {"spectral_weight": 1.0, "spectral_solve": "warm_start"}), ("none", {})):
+        train(tmp_path / "stills", write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], config["train"] | late | terms), tmp_path / name, epochs=2)
+        histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
+    assert (histories["first"].spectral_radius > 0).all()
+    assert np.isnan(histories["warm"].spectral_radius[0]) and histories["warm"].spectral_radius[1] > 0
+    assert histories["warm"].loss[0] == histories["none"].loss[0]
+    assert histories["warm"].loss[1] > histories["none"].loss[1]
 
 
 def test_training_with_the_equilibrium_terms_logs_the_jacobian(tmp_path):

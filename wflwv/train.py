@@ -53,6 +53,7 @@ TRAIN_RANGES = {
     "spectral_epochs": schema.NON_NEGATIVE, "jacobian_vectors": schema.POSITIVE,
 }
 HISTORY_NAME = "history.parquet"
+SPECTRAL_SOLVES = ("first", "warm_start")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +74,8 @@ class TrainSettings:
     # warm_start_epochs: that term in the last this many epochs only (0: every epoch);
     # spectral_weight times the excess over spectral_target of the spectral radius of df/dz at z*,
     # estimated by spectral_steps steps of power iteration, in the last spectral_epochs epochs;
+    # spectral_solve: the solve whose fixed point the spectral term bounds, "first" (the batch's) or
+    # "warm_start" (the warm-start term's, in the epochs where both terms are on);
     # warm_start_augmentation: the warm-start solve sees the batch degraded once more by it (blur,
     # occlusion, low light), images as hard as the hard videos' frames.
     jacobian_weight: float = 0.0
@@ -83,6 +86,7 @@ class TrainSettings:
     spectral_target: float = 0.5
     spectral_steps: int = 5
     spectral_epochs: int = 0
+    spectral_solve: str = "first"  # a key of SPECTRAL_SOLVES
     augmentation: Augmentation = Augmentation()
     warm_start_augmentation: Augmentation | None = None
 
@@ -96,6 +100,10 @@ class TrainSettings:
             raise WflwvError(source, f"invalid [train] table: {error}") from None
         if settings.warm_start_augmentation is not None and not settings.warm_start_weight:
             raise WflwvError(source, "[train] warm_start_augmentation needs warm_start_weight > 0: it is the warm-start term's input")
+        if settings.spectral_solve not in SPECTRAL_SOLVES:
+            raise WflwvError(source, f"[train] spectral_solve: {settings.spectral_solve!r} is none of {', '.join(SPECTRAL_SOLVES)}")
+        if settings.spectral_solve == "warm_start" and not settings.warm_start_weight:
+            raise WflwvError(source, "[train] spectral_solve = \"warm_start\" needs warm_start_weight > 0: it bounds that term's solve")
         if settings.loss not in LOSSES:
             raise WflwvError(source, f"unknown training loss {settings.loss!r} (known: {', '.join(LOSSES)})")
         settings = settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
@@ -171,12 +179,12 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
             losses, iterations, estimates = [], [], {"jacobian": [], "spectral_radius": []}
             for images, *harder, targets in loader:
                 images, targets = images.to(device), targets.to(device)
-                output = replica(images, **estimate_options(settings, epoch))
+                output = replica(images, **estimate_options(settings, epoch, "first"))
                 warm_images = harder[0].to(device) if harder else images
-                loss = training_loss(output, targets, LOSSES[settings.loss]) + equilibrium_terms(replica, warm_images, targets, output, settings, epoch)
+                terms, solves = equilibrium_terms(replica, warm_images, targets, output, settings, epoch)
+                loss = training_loss(output, targets, LOSSES[settings.loss]) + terms
                 for name, values in estimates.items():
-                    if getattr(output, name, None) is not None:
-                        values.append(getattr(output, name).mean().item())
+                    values += [getattr(solve, name).mean().item() for solve in solves if getattr(solve, name, None) is not None]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -224,24 +232,32 @@ def in_last_epochs(epoch: int, count: int, settings: TrainSettings) -> bool:
     return epoch >= settings.epochs - (count or settings.epochs)
 
 
-def estimate_options(settings: TrainSettings, epoch: int) -> dict:
-    """The Jacobian estimates the model computes in epoch `epoch` for the equilibrium terms on in it."""
-    spectral = settings.spectral_weight and in_last_epochs(epoch, settings.spectral_epochs, settings)
-    return ({"jacobian_vectors": settings.jacobian_vectors} if settings.jacobian_weight else {}) | ({"spectral_steps": settings.spectral_steps} if spectral else {})
+def estimate_options(settings: TrainSettings, epoch: int, solve: str) -> dict:
+    """The Jacobian estimates that `solve` ("first" or "warm_start") computes in epoch `epoch` for the equilibrium terms on in it."""
+    spectral = settings.spectral_weight and settings.spectral_solve == solve and in_last_epochs(epoch, settings.spectral_epochs, settings)
+    jacobian = settings.jacobian_weight and solve == "first"
+    return ({"jacobian_vectors": settings.jacobian_vectors} if jacobian else {}) | ({"spectral_steps": settings.spectral_steps} if spectral else {})
 
 
-def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int) -> torch.Tensor:
-    """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings); zero when no weight is set.
+def spectral_term(solve, settings: TrainSettings) -> torch.Tensor | float:
+    """The spectral hinge of a solve that estimated its radius; 0 for one that did not."""
+    radius = getattr(solve, "spectral_radius", None)
+    return 0.0 if radius is None else settings.spectral_weight * (radius - settings.spectral_target).clamp_min(0).mean()
+
+
+def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int) -> tuple[torch.Tensor, list]:
+    """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings), zero when no weight is set,
+    and the solves made (`output`, then the warm-start one where that term is on), whose estimates the history logs.
     The warm-start solve is of `warm_images`: the batch's harder view, or the batch itself."""
-    total = torch.zeros((), device=targets.device)
+    total, solves = torch.zeros((), device=targets.device), [output]
     if settings.jacobian_weight:
         total = total + settings.jacobian_weight * output.jacobian.mean()
-    if getattr(output, "spectral_radius", None) is not None:
-        total = total + settings.spectral_weight * (output.spectral_radius - settings.spectral_target).clamp_min(0).mean()
+    total = total + spectral_term(output, settings)
     if settings.warm_start_weight and in_last_epochs(epoch, settings.warm_start_epochs, settings):
-        warm = replica(warm_images, z0=output.z_star.roll(1, dims=0))
-        total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss])
-    return total
+        warm = replica(warm_images, z0=output.z_star.roll(1, dims=0), **estimate_options(settings, epoch, "warm_start"))
+        total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss]) + spectral_term(warm, settings)
+        solves.append(warm)
+    return total, solves
 
 
 def run_record(config: dict, settings: TrainSettings, stills: WflwStills, faces: list, seed: int) -> dict:
