@@ -122,6 +122,11 @@ def test_low_light_darkens_by_the_gain_range_and_adds_noise():
     assert np.array_equal(degrade(grey, Augmentation(blur_prob=0, occlusion_prob=0), np.random.default_rng(0)), grey)
 
 
+def plain_train(config: dict) -> dict:
+    """A config's [train] table without its equilibrium terms, to which a test adds the ones it tests."""
+    return {key: value for key, value in config["train"].items() if not key.startswith(("jacobian", "warm_start", "spectral"))}
+
+
 def test_each_training_loss_sends_gradients_to_every_cell_weight():
     model = create_model(load_config("ldeq_demo")).train()
     images, targets = torch.randn(4, 3, 64, 64), torch.rand(4, 98, 2)
@@ -202,7 +207,7 @@ def test_the_spectral_term_runs_in_the_last_spectral_epochs_and_logs_its_estimat
     still_set(tmp_path / "stills", {"train": 8, "test": 4})
     config = load_config("ldeq_demo")
     terms = {"batch_size": 4, "warm_start_weight": 0.0, "spectral_weight": 1.0, "spectral_target": 0.0, "spectral_epochs": 1}
-    train(tmp_path / "stills", write_config(tmp_path / "ldeq.toml", "ldeq", config["args"], config["train"] | terms), tmp_path / "run", epochs=2)
+    train(tmp_path / "stills", write_config(tmp_path / "ldeq.toml", "ldeq", config["args"], plain_train(config) | terms), tmp_path / "run", epochs=2)
     history = pd.read_parquet(tmp_path / "run" / "history.parquet")
     assert np.isnan(history.spectral_radius[0]) and history.spectral_radius[1] > 0
 
@@ -214,7 +219,7 @@ def test_the_spectral_term_bounds_the_solve_spectral_solve_names(tmp_path):
     late = {"batch_size": 4, "warm_start_weight": 1.0, "warm_start_epochs": 1, "spectral_target": 0.0}
     histories = {}
     for name, terms in (("first", {"spectral_weight": 1.0}), ("warm", {"spectral_weight": 1.0, "spectral_solve": "warm_start"}), ("none", {})):
-        train(tmp_path / "stills", write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], config["train"] | late | terms), tmp_path / name, epochs=2)
+        train(tmp_path / "stills", write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], plain_train(config) | late | terms), tmp_path / name, epochs=2)
         histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
     assert (histories["first"].spectral_radius > 0).all()
     assert np.isnan(histories["warm"].spectral_radius[0]) and histories["warm"].spectral_radius[1] > 0
@@ -225,7 +230,7 @@ def test_the_spectral_term_bounds_the_solve_spectral_solve_names(tmp_path):
 def test_training_with_the_equilibrium_terms_logs_the_jacobian(tmp_path):
     still_set(tmp_path / "stills", {"train": 8, "test": 4})
     config = load_config("ldeq_demo")
-    path = write_config(tmp_path / "ldeq.toml", "ldeq", config["args"], config["train"] | {"batch_size": 4, "jacobian_weight": 1.0, "warm_start_weight": 0.5})
+    path = write_config(tmp_path / "ldeq.toml", "ldeq", config["args"], plain_train(config) | {"batch_size": 4, "jacobian_weight": 1.0, "warm_start_weight": 0.5})
     train(tmp_path / "stills", path, tmp_path / "run", epochs=1)
     history = pd.read_parquet(tmp_path / "run" / "history.parquet")
     assert (history.jacobian > 0).all() and history.loss.notna().all()
@@ -242,7 +247,7 @@ def test_equilibrium_terms_need_an_implicit_ldeq(tmp_path):
 def test_the_warm_start_term_runs_in_the_last_warm_start_epochs_only(tmp_path):
     still_set(tmp_path / "stills", {"train": 8, "test": 4})
     config = load_config("ldeq_demo")
-    plain, late = (write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], config["train"] | {"batch_size": 4} | terms)
+    plain, late = (write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], plain_train(config) | {"batch_size": 4} | terms)
                    for name, terms in (("plain", {"warm_start_weight": 0.0}), ("late", {"warm_start_weight": 1.0, "warm_start_epochs": 1})))
     histories = {}
     for name, path in (("plain", plain), ("late", late)):
@@ -260,7 +265,7 @@ def test_the_warm_start_solve_sees_the_harder_view_of_the_batch(tmp_path):
     dark = {"warm_start_augmentation": {"blur_prob": 0.0, "occlusion_prob": 0.0, "low_light_prob": 1.0}}
     histories = {}
     for name, terms in (("late", late), ("dark", late | dark)):
-        train(tmp_path / "stills", write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], config["train"] | terms), tmp_path / name, epochs=2)
+        train(tmp_path / "stills", write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], plain_train(config) | terms), tmp_path / name, epochs=2)
         histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
     assert histories["dark"].loss[0] == histories["late"].loss[0]
     assert histories["dark"].loss[1] != histories["late"].loss[1]
