@@ -1,8 +1,11 @@
+import argparse
+
 import numpy as np
 import torch
 
 from wflwv.data.videoset import VideoSet
 from wflwv.equilibrium import diagnose, frame_pairs, measure_pairs
+from wflwv.models.ldeq import build_solver
 from test_bench import face_video
 from test_inference import tiny_ldeq
 
@@ -26,7 +29,17 @@ def test_a_cell_that_ignores_z_forgets_the_previous_frame_in_one_iteration():
 
 def test_a_solve_that_never_meets_its_tolerance_is_counted_unconverged():
     measured = measure_pairs(*pairs(tiny_ldeq(rel_diff_target=0.0)))
-    assert not measured["converged"].any()
+    assert not measured["converged"].any() and measured["re_solved"].all()  # plain iteration was tried, and failed too
+
+
+def test_where_the_models_solver_does_not_converge_plain_iteration_finds_the_fixed_points():
+    model = tiny_ldeq(rel_diff_target=1e-6)
+    model.deq_layer.solve = build_solver(argparse.Namespace(**{**vars(model.args), "rel_diff_target": 0.0}))  # Anderson that never stops
+    measured = measure_pairs(*pairs(model))
+    plain = measure_pairs(*pairs(tiny_ldeq(rel_diff_target=1e-6, solver="fpi")))  # the same weights, solved by plain iteration alone
+    assert measured["converged"].all() and measured["re_solved"].all() and not plain["re_solved"].any()
+    for column in ("spread", "shift", "contraction"):
+        np.testing.assert_allclose(measured[column], plain[column], rtol=1e-5, atol=1e-6)
 
 
 def test_a_contractive_cell_keeps_a_share_of_the_gap_and_has_one_fixed_point():
@@ -47,4 +60,4 @@ def test_diagnose_reports_every_split(tmp_path):
     table = diagnose(tmp_path, tiny_ldeq(), pairs_per_video=3)
     assert list(table["split"]) == ["hard", "easy"] and list(table["pairs"]) == [3, 3]
     assert table[["contraction", "mean_shift", "mean_spread", "max_spread"]].notna().all().all()
-    assert (table["unconverged"] == 0).all()  # the contractive tiny cell meets its tolerance on every frame
+    assert (table["unconverged"] == 0).all() and (table["re_solved"] == 0).all()  # the contractive tiny cell meets its tolerance on every frame

@@ -111,6 +111,20 @@ def test_the_equilibrium_table_gives_each_seeds_ldeq_diagnosed_on_the_videos(stu
     assert "max spread" in (out / "equilibrium_study.md").read_text()
 
 
+def test_an_equilibrium_table_of_another_diagnose_is_measured_again(study):
+    world, out, settings, _ = study
+    path = out / "seeds" / "1" / "ldeq_tiny" / "equilibrium.parquet"
+    fresh, stamp = pd.read_parquet(path), path.stat().st_mtime_ns
+    run_study(world, out, settings)
+    assert path.stat().st_mtime_ns == stamp  # the same checkpoint, pairs and solver caps: kept
+    fresh.drop(columns=["key", "re_solved"]).to_parquet(path)  # as an older diagnose wrote it
+    boards = run_study(world, out, settings)
+    assert pd.read_parquet(path).equals(fresh) and boards["equilibrium_study"].table["re_solved"].notna().all()
+    run_study(world, out, StudySettings(seeds=(1,), configs=settings.configs, bench=BENCH, diagnose_pairs=3))
+    assert set(pd.read_parquet(path)["pairs"]) == {3 * pairs for pairs in fresh["pairs"] // 2}  # other pairs per video: measured again
+    run_study(world, out, settings)  # and back, for the tests that follow
+
+
 def test_a_rerun_skips_finished_seeds_and_force_redoes_them(study):
     world, out, settings, _ = study
     checkpoint = out / "seeds" / "0" / "ldeq_tiny" / "checkpoint.pth.tar"

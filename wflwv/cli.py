@@ -208,7 +208,7 @@ def report(run: Path) -> None:
 @click.option("--pairs", default=8, show_default=True, type=POSITIVE, help="Pairs of consecutive frames measured per video.")
 def diagnose(videos: Path, checkpoint: Path, pairs: int) -> None:
     """Why RwR does or does not stabilise an LDEQ: its fixed points' spread and contraction between frames."""
-    from wflwv.equilibrium import CONVERGED_ITERS, diagnose as measure
+    from wflwv.equilibrium import CONVERGED_ITERS, PLAIN_ITERS, diagnose as measure
     from wflwv.models import load_checkpoint
 
     model, _ = load_checkpoint(checkpoint)
@@ -216,7 +216,8 @@ def diagnose(videos: Path, checkpoint: Path, pairs: int) -> None:
     click.echo("\nshift: NME x100 between the fixed points of frames n-1 and n.")
     click.echo("spread: NME x100 between frame n's fixed points from z0 = 0 and from z*_(n-1) (0: one fixed point).")
     click.echo("contraction: share of the gap to frame n's fixed point left after one iteration from z*_(n-1).")
-    click.echo(f"unconverged: pairs where frame n's cold or warm solve did not meet the tolerance in {CONVERGED_ITERS} iterations (no attracting fixed point).")
+    click.echo(f"re_solved: pairs where the model's solver did not meet the tolerance in {CONVERGED_ITERS} iterations and plain iteration did in {PLAIN_ITERS}.")
+    click.echo("unconverged: pairs where frame n's cold or warm solve met the tolerance by neither (no attracting fixed point).")
 
 
 def byte_rate(ctx, param, value: str | None) -> float | None:

@@ -9,13 +9,21 @@ forgotten where it started. Two measurements on pairs of consecutive frames (n-1
   a converged warm start gives exactly the cold-start landmarks.
 - shift: how far the fixed point moves from frame n-1 to frame n, as an NME (x100): the scale the
   spread is to be read against.
-- unconverged: pairs where the cold or the warm solve of frame n did not meet the tolerance within
-  CONVERGED_ITERS: there the spread compares iterates, not fixed points (a frame without an
-  attracting fixed point rather than one with two).
+- re-solved: pairs where the model's solver (Anderson acceleration in the shipped LDEQs) did not
+  meet the tolerance within CONVERGED_ITERS on a solve of frame n or n-1 and plain iteration, which
+  replaced it there, did within PLAIN_ITERS. Anderson's extrapolation can wander on frames where
+  plain iteration converges; a fixed point that attracts plain iteration is the one a warm start
+  capped at an iteration or two moves towards.
+- unconverged: pairs where a solve of frame n met the tolerance by neither: there the spread
+  compares iterates, not fixed points (a frame without an attracting fixed point rather than one
+  with two).
 - contraction: ||f(z*_(n-1), x_n) - z*_n|| / ||z*_(n-1) - z*_n||, the share of the gap between the
   two frames' fixed points that one iteration from the previous one leaves. With one fixed point, a
   warm start capped at k iterations keeps roughly contraction^k of the previous frame.
 """
+
+import argparse
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,9 +34,35 @@ from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
 from wflwv.metrics import normaliser
-from wflwv.models.ldeq import LDEQ
+from wflwv.models.heatmaps import soft_argmax
+from wflwv.models.ldeq import LDEQ, DEQLayer
 
 CONVERGED_ITERS = 100  # a cap that the tolerance stops first on a trained model
+PLAIN_ITERS = 1000  # plain iteration's cap, for the solves that the model's solver leaves unconverged
+
+
+@dataclass(frozen=True)
+class FixedPoints:
+    landmarks: torch.Tensor  # (B, n_keypoints, 2) in crop units
+    z_star: torch.Tensor  # (B, z_width, D, D)
+    converged: torch.Tensor  # (B,) bool: met the tolerance, by the model's solver or by plain iteration
+    re_solved: torch.Tensor  # (B,) bool: the model's solver did not, and plain iteration replaced it
+
+
+@torch.no_grad()
+def solve_to_convergence(model: LDEQ, images: torch.Tensor, z0: torch.Tensor | None = None) -> FixedPoints:
+    """Each image's fixed point from z0 (None: zeros) by the model's solver in CONVERGED_ITERS iterations or,
+    where that does not meet the tolerance, by plain iteration from the same start in PLAIN_ITERS."""
+    solved = model(images, z0=z0, max_iters=CONVERGED_ITERS)
+    stuck = solved.iterations >= CONVERGED_ITERS
+    landmarks, z_star, converged = solved.landmarks.clone(), solved.z_star.clone(), ~stuck
+    if stuck.any():
+        plain = DEQLayer(model.deq_layer.cell, argparse.Namespace(**{**vars(model.args), "solver": "fpi"})).eval()
+        start = torch.zeros_like(z_star[stuck]) if z0 is None else z0[stuck]
+        again = plain(model.tail(images[stuck]), start, PLAIN_ITERS)
+        z_star[stuck], converged[stuck] = again.z, again.iterations < PLAIN_ITERS
+        landmarks[stuck] = soft_argmax(again.z[:, : model.args.n_keypoints])
+    return FixedPoints(landmarks, z_star, converged, stuck)
 
 
 @torch.no_grad()
@@ -37,18 +71,17 @@ def measure_pairs(model: LDEQ, previous: torch.Tensor, current: torch.Tensor, tr
     if not isinstance(model, LDEQ):
         raise WflwvError(None, f"equilibrium diagnostics need an LDEQ, got {type(model).__name__}")
     model.eval()
-    before = model(previous, max_iters=CONVERGED_ITERS)
+    before = solve_to_convergence(model, previous)
     z_previous = before.z_star
-    cold = model(current, max_iters=CONVERGED_ITERS)
-    warm = model(current, z0=z_previous, max_iters=CONVERGED_ITERS)
+    cold = solve_to_convergence(model, current)
+    warm = solve_to_convergence(model, current, z_previous)
     one_step = model.deq_layer.cell(z_previous, model.tail(current))
     gap = (z_previous - cold.z_star).flatten(1).norm(dim=1)
     left = (one_step - cold.z_star).flatten(1).norm(dim=1)
     scale = 100 * model.args.im_size / normaliser(truth)
     distance = lambda a, b: (a.landmarks - b.landmarks).norm(dim=-1).mean(dim=-1).numpy() * scale
-    converged = (cold.iterations < CONVERGED_ITERS) & (warm.iterations < CONVERGED_ITERS)
     return pd.DataFrame({"spread": distance(warm, cold), "shift": distance(before, cold), "contraction": (left / gap.clamp_min(1e-12)).numpy(),
-                         "converged": converged.numpy()})
+                         "converged": (cold.converged & warm.converged).numpy(), "re_solved": (before.re_solved | cold.re_solved | warm.re_solved).numpy()})
 
 
 def frame_pairs(videos: VideoSet, video_id: str, count: int, size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -64,7 +97,7 @@ def frame_pairs(videos: VideoSet, video_id: str, count: int, size: int) -> tuple
 
 
 def diagnose(videos_root, model: LDEQ, pairs_per_video: int = 8) -> pd.DataFrame:
-    """Per split (hard, easy, or all): the median contraction, the mean shift, the mean and largest spread, the unconverged pairs."""
+    """Per split (hard, easy, or all): the median contraction, the mean shift, the mean and largest spread, the re-solved and unconverged pairs."""
     videos = VideoSet(videos_root)
     splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": videos.ids()}
     rows = []
@@ -73,6 +106,6 @@ def diagnose(videos_root, model: LDEQ, pairs_per_video: int = 8) -> pd.DataFrame
         rows.append({
             "split": split, "pairs": len(measured), "contraction": measured["contraction"].median(),
             "mean_shift": measured["shift"].mean(), "mean_spread": measured["spread"].mean(), "max_spread": measured["spread"].max(),
-            "unconverged": int((~measured["converged"]).sum()),
+            "re_solved": int(measured["re_solved"].sum()), "unconverged": int((~measured["converged"]).sum()),
         })
     return pd.DataFrame(rows)

@@ -13,7 +13,8 @@ wflwv.train, benches each seed's models with wflwv.bench, and writes under OUT:
   paired bootstrap difference over videos, with its interval and P(difference < 0));
 - rwr_over_seeds.*: both of these as the mean over the seeds with its t interval, per model and RwR row;
 - equilibrium_study.*: every seed's LDEQ measured by wflwv.equilibrium.diagnose on the videos: the
-  spread between cold and warm fixed points and the contraction, per split;
+  spread between cold and warm fixed points and the contraction, per split (measured again on a
+  rerun where the table on disk is of another checkpoint, pairs count or diagnose);
 - manifest.parquet: one row per seed with its checkpoints and its training and bench seconds.
 
 A seed whose bench is in the manifest is skipped on a rerun; an interrupted one resumes where its
@@ -28,9 +29,9 @@ import pandas as pd
 
 from wflwv import io
 from wflwv.bench import BenchSettings, run_bench
-from wflwv.equilibrium import CONVERGED_ITERS, diagnose
+from wflwv.equilibrium import CONVERGED_ITERS, PLAIN_ITERS, diagnose
 from wflwv.errors import WflwvError
-from wflwv.models import load_checkpoint
+from wflwv.models import CHECKPOINT_NAME, load_checkpoint
 from wflwv.models.ldeq import LDEQ
 from wflwv.report import Leaderboard, best_method, read_leaderboard, video_splits
 from wflwv.train import train
@@ -65,6 +66,7 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
         row = study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force)
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
         io.save_parquet(manifest_path, done)
+    diagnose_ldeqs(videos, out, settings)
     folders = [out / "seeds" / str(seed) / "bench" for seed in settings.seeds]
     videos_table = seed_tables(folders, "video_leaderboard")
     tables = {
@@ -87,13 +89,24 @@ def study_seed(stills: Path, videos: Path, folder: Path, seed: int, settings: St
     """Train every config with `seed` and bench them together; the seed's manifest row."""
     start = time.perf_counter()
     checkpoints = [train(stills, config, folder / Path(config).stem, settings.epochs, seed, force) for config in settings.configs]
-    for checkpoint in checkpoints:
-        model, _ = load_checkpoint(checkpoint)
-        if isinstance(model, LDEQ):
-            io.save_parquet(checkpoint.parent / EQUILIBRIUM_NAME, diagnose(videos, model, settings.diagnose_pairs))
     trained = time.perf_counter()
     run_bench(checkpoints, folder / "bench", videos=videos, stills=stills, settings=settings.bench, force=force)
     return {"seed": seed, "checkpoints": [str(c) for c in checkpoints], "train_seconds": trained - start, "bench_seconds": time.perf_counter() - trained}
+
+
+def diagnose_ldeqs(videos: Path, out: Path, settings: StudySettings) -> None:
+    """Every seed's LDEQs measured by wflwv.equilibrium.diagnose, except where the table on disk is of the same
+    checkpoint, pairs and solver caps (its key column)."""
+    for seed in settings.seeds:
+        for config in settings.configs:
+            run = out / "seeds" / str(seed) / Path(config).stem
+            checkpoint, path = run / CHECKPOINT_NAME, run / EQUILIBRIUM_NAME
+            key = io.digest({"checkpoint": checkpoint, "pairs": settings.diagnose_pairs, "iterations": [CONVERGED_ITERS, PLAIN_ITERS]})
+            if not checkpoint.is_file() or (path.is_file() and key in set(pd.read_parquet(path).get("key", []))):
+                continue
+            model, _ = load_checkpoint(checkpoint)
+            if isinstance(model, LDEQ):
+                io.save_parquet(path, diagnose(videos, model, settings.diagnose_pairs).assign(key=key))
 
 
 def seed_tables(folders: list[Path], name: str) -> pd.DataFrame:
@@ -158,7 +171,7 @@ def equilibrium_table(out: Path, settings: StudySettings) -> pd.DataFrame:
     tables = [pd.read_parquet(path).assign(seed=seed, model=Path(config).stem)
               for seed in settings.seeds for config in settings.configs
               if (path := out / "seeds" / str(seed) / Path(config).stem / EQUILIBRIUM_NAME).is_file()]
-    columns = ["seed", "model", "split", "pairs", "contraction", "mean_shift", "mean_spread", "max_spread", "unconverged"]
+    columns = ["seed", "model", "split", "pairs", "contraction", "mean_shift", "mean_spread", "max_spread", "re_solved", "unconverged"]
     return pd.concat(tables, ignore_index=True).reindex(columns=columns) if tables else pd.DataFrame(columns=columns)
 
 
@@ -212,5 +225,6 @@ STUDY_NOTES = {
                       "(as in rwr_vs_filter), as the mean over the training seeds.",
     "equilibrium_study": "wflwv diagnose per training seed: spread, NME x100 between a frame's fixed points from z0 = 0 and from the previous frame's "
                          "(0: one fixed point); shift, between consecutive frames' fixed points; contraction, the share of that gap one iteration leaves; "
-                         f"unconverged, pairs where a solve of frame n did not converge in {CONVERGED_ITERS} iterations.",
+                         f"re_solved, pairs where the model's solver did not converge in {CONVERGED_ITERS} iterations and plain iteration did in "
+                         f"{PLAIN_ITERS}; unconverged, pairs where a solve of frame n converged by neither.",
 }
