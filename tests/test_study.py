@@ -111,6 +111,14 @@ def test_the_equilibrium_table_gives_each_seeds_ldeq_diagnosed_on_the_videos(stu
     assert "max spread" in (out / "equilibrium_study.md").read_text()
 
 
+def test_only_the_tables_with_intervals_say_what_their_intervals_are(study):
+    _, out, _, boards = study
+    for name in ("video_study", "still_study", "rwr_study", "equilibrium_study"):  # mean ± sd or one figure per seed
+        assert "[low, high]" not in boards[name].caption and "[" not in "".join(map("".join, boards[name].cells()))
+    assert "bootstrap interval, resampling the videos" in boards["rwr_vs_filter"].caption
+    assert "t interval of the mean over the training seeds" in (out / "rwr_over_seeds.md").read_text()
+
+
 def test_an_equilibrium_table_of_another_diagnose_is_measured_again(study):
     world, out, settings, _ = study
     path = out / "seeds" / "1" / "ldeq_tiny" / "equilibrium.parquet"

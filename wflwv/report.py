@@ -68,10 +68,18 @@ class Leaderboard:
     @property
     def caption(self) -> str:
         units = "images" if self.nmf_definition is None else "videos"
-        parts = [f"NME normalised by the {NORM_TEXT[self.norm]}, x100.", self.interval_note or INTERVAL_NOTE.format(units=units)]
+        parts = [f"NME normalised by the {NORM_TEXT[self.norm]}, x100."]
+        if self.shows_intervals:
+            parts.append(self.interval_note or INTERVAL_NOTE.format(units=units))
         if self.nmf_definition:
             parts.append(f"{NMF_TEXT[self.nmf_definition]}.")
         return " ".join(parts + [self.note]).strip()
+
+    @property
+    def shows_intervals(self) -> bool:
+        """Whether a shown cell carries [low, high] (see `cell`): a number with its `<column>_low`."""
+        return any(f"{c}_low" in row.index and pd.notna(row[f"{c}_low"]) and not isinstance(row[c], str) and pd.notna(row[c])
+                   for _, row in self.table.iterrows() for c in self.columns)
 
     def cells(self) -> list[list[str]]:
         return [[cell(row, c, spec) for c, (_, spec) in self.columns.items()] for _, row in self.table.iterrows()]
