@@ -77,9 +77,8 @@ class Leaderboard:
 
     @property
     def shows_intervals(self) -> bool:
-        """Whether a shown cell carries [low, high] (see `cell`): a number with its `<column>_low`."""
-        return any(f"{c}_low" in row.index and pd.notna(row[f"{c}_low"]) and not isinstance(row[c], str) and pd.notna(row[c])
-                   for _, row in self.table.iterrows() for c in self.columns)
+        """Whether a shown cell carries [low, high] (see `cell`)."""
+        return any(has_interval(row, c) for _, row in self.table.iterrows() for c in self.columns)
 
     def cells(self) -> list[list[str]]:
         return [[cell(row, c, spec) for c, (_, spec) in self.columns.items()] for _, row in self.table.iterrows()]
@@ -105,6 +104,12 @@ class Leaderboard:
         io.save_parquet(out / f"{self.name}.parquet", labelled)
 
 
+def has_interval(row: pd.Series, column: str) -> bool:
+    """Whether `cell` shows the value with its interval: a number whose `<column>_low` the row has."""
+    value = row[column]
+    return not isinstance(value, str) and value is not None and pd.notna(value) and f"{column}_low" in row.index and pd.notna(row[f"{column}_low"])
+
+
 def cell(row: pd.Series, column: str, spec: str) -> str:
     """A value as text; blank where unknown; with its interval (`<column>_low`, `_high`) and P(< 0) (`_p`) where the row has them."""
     value = row[column]
@@ -113,7 +118,7 @@ def cell(row: pd.Series, column: str, spec: str) -> str:
     if value is None or pd.isna(value):
         return ""
     text = format(value, spec)
-    if f"{column}_low" in row.index and pd.notna(row[f"{column}_low"]):
+    if has_interval(row, column):
         text += f" [{row[f'{column}_low']:{spec}}, {row[f'{column}_high']:{spec}}]"
     if f"{column}_p" in row.index and pd.notna(row[f"{column}_p"]):
         text += f" P<0 {row[f'{column}_p']:.2f}"
