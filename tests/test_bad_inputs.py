@@ -295,6 +295,8 @@ CASES = [
     Case("train", "spectral_steps = 0 in the model config", train(config="spectral_steps = 0"), r"\[train\] spectral_steps: 0 is not >= 1"),
     Case("train", "jacobian_vectors = 0 in the model config", train(config="jacobian_vectors = 0"), r"\[train\] jacobian_vectors: 0 is not >= 1"),
     Case("train", "spectral_solve = \"last\" in the model config", train(config='spectral_solve = "last"'), r"\[train\] spectral_solve: 'last' is none of first, warm_start"),
+    Case("train", "consistency_weight without warm_start_weight in the model config", train(config="consistency_weight = 1.0"),
+         r"\[train\] consistency_weight needs warm_start_weight > 0"),
     Case("train", "low_light_prob = 1.5 in the config's augmentation", train(config="[train.augmentation]\nlow_light_prob = 1.5"),
          r"invalid \[train\] table: augmentation low_light_prob must be a probability in \[0, 1\], got 1.5"),
     Case("train", "batch_size a string in the model config", train(config='batch_size = "32"'), r"\[train\] batch_size: '32' is not an integer"),

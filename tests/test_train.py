@@ -1,3 +1,4 @@
+import dataclasses
 import re
 
 import numpy as np
@@ -11,9 +12,9 @@ from wflwv.data.wflw import Face, WflwStills, write_annotations, write_image
 from wflwv.errors import WflwvError
 from wflwv.configs import MODELS
 from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
-from wflwv.models.ldeq import jacobian_frobenius, spectral_radius
+from wflwv.models.ldeq import LDEQOutput, jacobian_frobenius, spectral_radius
 from wflwv.stills import Augmentation, StillCrops, degrade
-from wflwv.train import LOSSES, TrainSettings, train
+from wflwv.train import LOSSES, TrainSettings, landmark_disagreement, train
 from test_families import write_config
 
 
@@ -124,7 +125,7 @@ def test_low_light_darkens_by_the_gain_range_and_adds_noise():
 
 def plain_train(config: dict) -> dict:
     """A config's [train] table without its equilibrium terms, to which a test adds the ones it tests."""
-    return {key: value for key, value in config["train"].items() if not key.startswith(("jacobian", "warm_start", "spectral"))}
+    return {key: value for key, value in config["train"].items() if not key.startswith(("jacobian", "warm_start", "spectral", "consistency"))}
 
 
 def test_each_training_loss_sends_gradients_to_every_cell_weight():
@@ -143,6 +144,7 @@ def test_each_training_loss_sends_gradients_to_every_cell_weight():
     ({"augmentation": {"low_light_min_gain": 0.8}}, "invalid [train] table: augmentation low_light_min_gain must be in (0, 0.5], got 0.8"),
     ({"spectral_solve": "last"}, "[train] spectral_solve: 'last' is none of first, warm_start"),
     ({"spectral_solve": "warm_start", "spectral_weight": 1.0}, '[train] spectral_solve = "warm_start" needs warm_start_weight > 0'),
+    ({"consistency_weight": 1.0}, "[train] consistency_weight needs warm_start_weight > 0"),
 ])
 def test_a_bad_train_table_is_an_error_naming_the_config(table, problem):
     with pytest.raises(WflwvError, match=re.escape(f"my_config: {problem}")):
@@ -269,6 +271,27 @@ def test_the_warm_start_solve_sees_the_harder_view_of_the_batch(tmp_path):
         histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
     assert histories["dark"].loss[0] == histories["late"].loss[0]
     assert histories["dark"].loss[1] != histories["late"].loss[1]
+
+
+def test_landmark_disagreement_is_the_mean_squared_distance_in_heatmap_pixels():
+    heatmaps = torch.zeros(2, 98, 16, 16)
+    one = LDEQOutput(torch.rand(2, 98, 2), heatmaps, torch.zeros(2), torch.zeros(2), heatmaps)
+    shifted = dataclasses.replace(one, landmarks=one.landmarks + torch.tensor([3.0, 4.0]) / 16)  # 5 heatmap pixels away
+    assert torch.isclose(landmark_disagreement(one, shifted), torch.tensor(25.0))
+    assert landmark_disagreement(one, one) == 0
+
+
+def test_the_consistency_term_adds_the_cold_and_warm_solves_disagreement_where_the_warm_start_term_runs(tmp_path):
+    still_set(tmp_path / "stills", {"train": 8, "test": 4})
+    config = load_config("ldeq_demo")
+    late = {"batch_size": 4, "warm_start_weight": 1.0, "warm_start_epochs": 1}
+    histories = {}
+    for name, terms in (("none", {}), ("consistent", {"consistency_weight": 1.0})):
+        train(tmp_path / "stills", write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], plain_train(config) | late | terms), tmp_path / name, epochs=2)
+        histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
+    consistent, none = histories["consistent"], histories["none"]
+    assert "disagreement" not in none and np.isnan(consistent.disagreement[0]) and consistent.disagreement[1] > 0
+    assert consistent.loss[0] == none.loss[0] and consistent.loss[1] > none.loss[1]
 
 
 def test_the_harder_view_is_the_same_crop_degraded_once_more(tmp_path):

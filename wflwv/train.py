@@ -50,7 +50,7 @@ TRAIN_RANGES = {
     "lr": schema.NON_NEGATIVE_FLOAT, "weight_decay": schema.NON_NEGATIVE_FLOAT,
     "jacobian_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_epochs": schema.NON_NEGATIVE,
     "spectral_weight": schema.NON_NEGATIVE_FLOAT, "spectral_target": schema.NON_NEGATIVE_FLOAT, "spectral_steps": schema.POSITIVE,
-    "spectral_epochs": schema.NON_NEGATIVE, "jacobian_vectors": schema.POSITIVE,
+    "spectral_epochs": schema.NON_NEGATIVE, "jacobian_vectors": schema.POSITIVE, "consistency_weight": schema.NON_NEGATIVE_FLOAT,
 }
 HISTORY_NAME = "history.parquet"
 SPECTRAL_SOLVES = ("first", "warm_start")
@@ -77,7 +77,9 @@ class TrainSettings:
     # spectral_solve: the solve whose fixed point the spectral term bounds, "first" (the batch's) or
     # "warm_start" (the warm-start term's, in the epochs where both terms are on);
     # warm_start_augmentation: the warm-start solve sees the batch degraded once more by it (blur,
-    # occlusion, low light), images as hard as the hard videos' frames.
+    # occlusion, low light), images as hard as the hard videos' frames; consistency_weight times the
+    # squared distance between the warm-start solve's landmarks and a cold solve's of the same images,
+    # so that both starts reach one fixed point even where neither finds the face.
     jacobian_weight: float = 0.0
     jacobian_vectors: int = 1
     warm_start_weight: float = 0.0
@@ -87,6 +89,7 @@ class TrainSettings:
     spectral_steps: int = 5
     spectral_epochs: int = 0
     spectral_solve: str = "first"  # a key of SPECTRAL_SOLVES
+    consistency_weight: float = 0.0
     augmentation: Augmentation = Augmentation()
     warm_start_augmentation: Augmentation | None = None
 
@@ -104,6 +107,8 @@ class TrainSettings:
             raise WflwvError(source, f"[train] spectral_solve: {settings.spectral_solve!r} is none of {', '.join(SPECTRAL_SOLVES)}")
         if settings.spectral_solve == "warm_start" and not settings.warm_start_weight:
             raise WflwvError(source, "[train] spectral_solve = \"warm_start\" needs warm_start_weight > 0: it bounds that term's solve")
+        if settings.consistency_weight and not settings.warm_start_weight:
+            raise WflwvError(source, "[train] consistency_weight needs warm_start_weight > 0: it compares that term's solve with a cold one")
         if settings.loss not in LOSSES:
             raise WflwvError(source, f"unknown training loss {settings.loss!r} (known: {', '.join(LOSSES)})")
         settings = settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
@@ -176,15 +181,15 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
                 sampler.set_epoch(epoch)
             task = progress.add_task(f"epoch {epoch + 1}/{settings.epochs}", total=len(loader), loss=float("nan"), solver="")
             model.train()
-            losses, iterations, estimates = [], [], {"jacobian": [], "spectral_radius": []}
+            losses, iterations, measures = [], [], {}
             for images, *harder, targets in loader:
                 images, targets = images.to(device), targets.to(device)
                 output = replica(images, **estimate_options(settings, epoch, "first"))
                 warm_images = harder[0].to(device) if harder else images
-                terms, solves = equilibrium_terms(replica, warm_images, targets, output, settings, epoch)
+                terms, measured = equilibrium_terms(replica, warm_images, targets, output, settings, epoch)
                 loss = training_loss(output, targets, LOSSES[settings.loss]) + terms
-                for name, values in estimates.items():
-                    values += [getattr(solve, name).mean().item() for solve in solves if getattr(solve, name, None) is not None]
+                for name, value in measured.items():
+                    measures.setdefault(name, []).append(value)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -198,7 +203,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
             if world.is_main:
                 test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
                 solver_row = {"solver_iterations": float(np.mean(iterations))} if iterations else {}
-                solver_row |= {name: float(np.mean(values)) for name, values in estimates.items() if values}
+                solver_row |= {name: float(np.mean(values)) for name, values in measures.items()}
                 history.append({"epoch": epoch + 1, "loss": epoch_loss} | solver_row | {"test_nme": float(test_nme)})
                 solver_text = f", solver iterations {solver_row['solver_iterations']:.2f}" if solver_row else ""
                 progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}{solver_text}, test NME {100 * test_nme:.2f}")
@@ -245,11 +250,11 @@ def spectral_term(solve, settings: TrainSettings) -> torch.Tensor | float:
     return 0.0 if radius is None else settings.spectral_weight * (radius - settings.spectral_target).clamp_min(0).mean()
 
 
-def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int) -> tuple[torch.Tensor, list]:
+def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targets: torch.Tensor, output, settings: TrainSettings, epoch: int) -> tuple[torch.Tensor, dict]:
     """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings), zero when no weight is set,
-    and the solves made (`output`, then the warm-start one where that term is on), whose estimates the history logs.
+    and what they measured, for the history: the Jacobian estimates of the solves that made them and the disagreement.
     The warm-start solve is of `warm_images`: the batch's harder view, or the batch itself."""
-    total, solves = torch.zeros((), device=targets.device), [output]
+    total, solves, measured = torch.zeros((), device=targets.device), [output], {}
     if settings.jacobian_weight:
         total = total + settings.jacobian_weight * output.jacobian.mean()
     total = total + spectral_term(output, settings)
@@ -257,7 +262,19 @@ def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targe
         warm = replica(warm_images, z0=output.z_star.roll(1, dims=0), **estimate_options(settings, epoch, "warm_start"))
         total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss]) + spectral_term(warm, settings)
         solves.append(warm)
-    return total, solves
+        if settings.consistency_weight:
+            disagreement = landmark_disagreement(warm, replica(warm_images))
+            total = total + settings.consistency_weight * disagreement
+            measured["disagreement"] = disagreement.item()
+    for name in ("jacobian", "spectral_radius"):
+        measured |= {name: getattr(solve, name).mean().item() for solve in solves if getattr(solve, name, None) is not None}
+    return total, measured
+
+
+def landmark_disagreement(one, other) -> torch.Tensor:
+    """The mean squared distance, in heatmap pixels, between the landmarks of two solves of the same images."""
+    side = one.heatmaps.shape[-1]
+    return (side * (one.landmarks - other.landmarks)).pow(2).sum(dim=-1).mean()
 
 
 def run_record(config: dict, settings: TrainSettings, stills: WflwStills, faces: list, seed: int) -> dict:
