@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import re
 
 import numpy as np
@@ -95,6 +96,21 @@ def test_a_resume_must_be_the_same_run_or_is_refused_naming_the_difference(tmp_p
     save_checkpoint(checkpoint, model, extra={key: saved[key] for key in ("optimizer", "schedule", "history")})  # as before runs were recorded
     with pytest.raises(WflwvError, match="checkpoint does not record its run"):
         train(tmp_path / "stills", "ldeq_demo", run, epochs=2, seed=1)
+
+
+def test_a_checkpoint_from_before_a_train_setting_existed_resumes_as_with_its_default(tmp_path):
+    still_set(tmp_path / "stills")
+    checkpoint = train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=1)
+    model, saved = load_checkpoint(checkpoint)
+    run = json.loads(saved["run"])
+    del run["config"]["train"]["consistency_weight"]  # as wflwv wrote it before that setting
+    save_checkpoint(checkpoint, model, extra={key: saved[key] for key in ("optimizer", "schedule", "random", "history")} | {"run": json.dumps(run)})
+    config = tmp_path / "inconsistent.toml"
+    config.write_text((MODELS / "ldeq_demo.toml").read_text().replace("consistency_weight = 1.0", "consistency_weight = 0.0"))
+    train(tmp_path / "stills", config, tmp_path / "run", epochs=2)
+    assert [row["epoch"] for row in load_checkpoint(checkpoint)[1]["history"]] == [1, 2]
+    with pytest.raises(WflwvError, match=re.escape("another run: config.train.consistency_weight 0.0 in the checkpoint, 1.0 now")):
+        train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=3)
 
 
 def test_augmented_crops_keep_landmarks_on_the_face(tmp_path):

@@ -315,7 +315,7 @@ def resume(path: Path, run: dict, model: torch.nn.Module, optimizer: torch.optim
     restored, checkpoint = load_checkpoint(path)
     if "run" not in checkpoint or "random" not in checkpoint:
         raise WflwvError(path, "checkpoint does not record its run (config, data, seed, random states), so it cannot be resumed exactly; use --force to start again")
-    difference = first_difference(json.loads(checkpoint["run"]), run)
+    difference = first_difference(with_later_settings(json.loads(checkpoint["run"])), run)
     if difference:
         raise WflwvError(path, f"checkpoint is of another run: {difference}; use --force to start again")
     model.load_state_dict(restored.state_dict())
@@ -323,6 +323,16 @@ def resume(path: Path, run: dict, model: torch.nn.Module, optimizer: torch.optim
     schedule.load_state_dict(checkpoint["schedule"])
     restore_random_states(checkpoint["random"], loader_generator)
     return list(checkpoint["history"])
+
+
+def with_later_settings(saved: dict) -> dict:
+    """A checkpoint's run record with the [train] settings added to wflwv since it was written at their defaults:
+    the training it ran, as those settings did not exist then."""
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainSettings())))
+    config = saved.get("config", {})
+    if isinstance(config.get("train"), dict):
+        config["train"] = {key: value for key, value in defaults.items() if key != "epochs"} | config["train"]
+    return saved
 
 
 def first_difference(saved, asked, where: str = "") -> str | None:
