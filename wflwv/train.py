@@ -254,21 +254,24 @@ def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targe
     """The weighted equilibrium terms of one batch in epoch `epoch` (from 0; see TrainSettings), zero when no weight is set,
     and what they measured, for the history: the Jacobian estimates of the solves that made them and the disagreement.
     The warm-start solve is of `warm_images`: the batch's harder view, or the batch itself."""
-    total, solves, measured = torch.zeros((), device=targets.device), [output], {}
+    total, measured = torch.zeros((), device=targets.device), estimates(output)
     if settings.jacobian_weight:
         total = total + settings.jacobian_weight * output.jacobian.mean()
     total = total + spectral_term(output, settings)
     if settings.warm_start_weight and in_last_epochs(epoch, settings.warm_start_epochs, settings):
         warm = replica(warm_images, z0=output.z_star.roll(1, dims=0), **estimate_options(settings, epoch, "warm_start"))
         total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss]) + spectral_term(warm, settings)
-        solves.append(warm)
+        measured |= estimates(warm)
         if settings.consistency_weight:
             disagreement = landmark_disagreement(warm, replica(warm_images))
             total = total + settings.consistency_weight * disagreement
             measured["disagreement"] = disagreement.item()
-    for name in ("jacobian", "spectral_radius"):
-        measured |= {name: getattr(solve, name).mean().item() for solve in solves if getattr(solve, name, None) is not None}
     return total, measured
+
+
+def estimates(solve) -> dict:
+    """The batch means of the Jacobian estimates a solve made (see estimate_options)."""
+    return {name: value.mean().item() for name in ("jacobian", "spectral_radius") if (value := getattr(solve, name, None)) is not None}
 
 
 def landmark_disagreement(one, other) -> torch.Tensor:
