@@ -128,18 +128,13 @@ class Entrant:
     folders: dict[str, str]  # run name -> its prediction set
 
 
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def load_models(checkpoints: list[Path], device: str) -> list[BenchModel]:
     """The checkpoints' models, labelled by file name (by folder for a file named checkpoint.*); clashes get the digest."""
     models = []
     for path in checkpoints:
         model, _ = load_checkpoint(path, map_location=device)
         stem = path.name.split(".")[0]
-        models.append(BenchModel(path.parent.name if stem == "checkpoint" else stem, path, file_digest(path)[:12], model))
+        models.append(BenchModel(path.parent.name if stem == "checkpoint" else stem, path, io.file_digest(path)[:12], model))
     labels = [m.label for m in models]
     return [BenchModel(f"{m.label}@{m.digest[:6]}", m.checkpoint, m.digest, m.model) if labels.count(m.label) > 1 else m for m in models]
 
@@ -228,7 +223,7 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
 
 def input_digests(videos: VideoSet, video_id: str) -> dict[str, str]:
     """Digests of the files a video's predictions and scores depend on."""
-    return {"video": file_digest(videos.video_path(video_id)), "boxes": file_digest(videos.boxes_path(video_id)), "landmarks": file_digest(videos.landmarks_path(video_id))}
+    return {"video": io.file_digest(videos.video_path(video_id)), "boxes": io.file_digest(videos.boxes_path(video_id)), "landmarks": io.file_digest(videos.landmarks_path(video_id))}
 
 
 def video_set_digest(inputs: dict[str, dict[str, str]], splits: dict[str, list[str]]) -> str:
