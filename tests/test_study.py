@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,6 +145,23 @@ def test_a_rerun_skips_finished_seeds_and_force_redoes_them(study):
     run_study(world, out, StudySettings(seeds=(0,), configs=settings.configs, bench=BENCH), force=True)
     assert checkpoint.stat().st_mtime_ns > stamp
     assert list(pd.read_parquet(out / "manifest.parquet")["seed"]) == [1, 0]
+
+
+def test_a_seed_is_studied_again_when_a_file_of_the_world_changes(study, tmp_path):
+    world, out = tmp_path / "world", tmp_path / "out"
+    shutil.copytree(study[0], world)
+    shutil.copytree(study[1], out)
+    checkpoint = out / "seeds" / "0" / "ldeq_tiny" / "checkpoint.pth.tar"
+    stamp, manifest = checkpoint.stat().st_mtime_ns, pd.read_parquet(out / "manifest.parquet")
+    nme = ["nme_hard", "nme_easy"]
+    boards = {seed: seed_board(out, seed, "video_leaderboard")[nme] for seed in (0, 1)}
+    truth = sorted((world / "videos" / "landmarks").glob("*.npy"))[0]
+    np.save(truth, np.load(truth) + 2.0)  # the ground truth of one video moves by 2 pixels
+    run_study(world, out, study[2])
+    again = pd.read_parquet(out / "manifest.parquet")
+    assert list(again["seed"]) == [0, 1] and not set(again["key"]) & set(manifest["key"])
+    assert checkpoint.stat().st_mtime_ns == stamp  # the same training run: nothing to redo
+    assert not any(seed_board(out, seed, "video_leaderboard")[nme].equals(boards[seed]) for seed in (0, 1))  # benched again
 
 
 def test_a_study_needs_a_world(tmp_path):

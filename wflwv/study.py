@@ -15,12 +15,18 @@ wflwv.train, benches each seed's models with wflwv.bench, and writes under OUT:
 - equilibrium_study.*: every seed's LDEQ measured by wflwv.equilibrium.diagnose on the videos: the
   spread between cold and warm fixed points and the contraction, per split (measured again on a
   rerun where the table on disk is of another checkpoint, pairs count or diagnose);
-- manifest.parquet: one row per seed with its checkpoints and its training and bench seconds.
+- manifest.parquet: one row per seed with its checkpoints, the seconds its training and bench took
+  in the run that wrote the row, and its key.
 
-A seed whose bench is in the manifest is skipped on a rerun; an interrupted one resumes where its
-training and bench left off (both are resumable); --force redoes everything.
+A seed's key is a digest of everything its row depends on: the seed, each config as training reads
+it (the [train] settings it leaves at their defaults included), the epochs, every file of the world's
+stills/ and videos/, and the bench settings. A seed whose key is in the manifest is skipped on a
+rerun; any other goes through training and bench again, which resume where they left off and redo
+only what changed (a changed config is refused by training as another run: --force). --force
+redoes everything.
 """
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +37,10 @@ from wflwv import io
 from wflwv.bench import BenchSettings, run_bench
 from wflwv.equilibrium import CONVERGED_ITERS, PLAIN_ITERS, diagnose
 from wflwv.errors import WflwvError
-from wflwv.models import CHECKPOINT_NAME, load_checkpoint
+from wflwv.models import CHECKPOINT_NAME, load_checkpoint, load_config
 from wflwv.models.ldeq import LDEQ
 from wflwv.report import Leaderboard, best_method, read_leaderboard, video_splits
-from wflwv.train import train
+from wflwv.train import TrainSettings, train
 from wflwv.uncertainty import LEVEL, t_interval
 
 MANIFEST_NAME = "manifest.parquet"
@@ -57,14 +63,13 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
         if not needed.is_dir():
             raise WflwvError(needed, "a study needs a world with stills/ and videos/ (wflwv synth)")
     manifest_path = out / MANIFEST_NAME
-    done = pd.read_parquet(manifest_path) if manifest_path.exists() else pd.DataFrame({"seed": []})
-    if force:
-        done = done[~done["seed"].isin(settings.seeds)]
+    done = pd.read_parquet(manifest_path) if manifest_path.exists() else pd.DataFrame({"seed": [], "key": []})
     for seed in settings.seeds:
-        if seed in set(done["seed"]):
+        key = seed_key(world, seed, settings)
+        if not force and key in set(done.get("key", [])):
             continue
-        row = study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force)
-        done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+        row = study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force) | {"key": key}
+        done = pd.concat([done[done["seed"] != seed], pd.DataFrame([row])], ignore_index=True)
         io.save_parquet(manifest_path, done)
     diagnose_ldeqs(videos, out, settings)
     folders = [out / "seeds" / str(seed) / "bench" for seed in settings.seeds]
@@ -83,6 +88,17 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
     for board in boards.values():
         board.write(out)
     return boards
+
+
+def seed_key(world: Path, seed: int, settings: StudySettings) -> str:
+    """A digest of everything a seed's manifest row depends on (see the module's docstring)."""
+    configs = [load_config(name) for name in settings.configs]
+    files = sorted(path for folder in ("stills", "videos") for path in (world / folder).rglob("*") if path.is_file())
+    return io.digest({
+        "seed": seed, "epochs": settings.epochs, "bench": dataclasses.asdict(settings.bench),
+        "configs": [config | {"train": dataclasses.asdict(TrainSettings.from_config(config, source=name))} for name, config in zip(settings.configs, configs)],
+        "world": [[str(path.relative_to(world)), path] for path in files],
+    })
 
 
 def study_seed(stills: Path, videos: Path, folder: Path, seed: int, settings: StudySettings, force: bool) -> dict:
