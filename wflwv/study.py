@@ -63,14 +63,13 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
         if not needed.is_dir():
             raise WflwvError(needed, "a study needs a world with stills/ and videos/ (wflwv synth)")
     manifest_path = out / MANIFEST_NAME
-    done = pd.read_parquet(manifest_path) if manifest_path.exists() else pd.DataFrame({"seed": [], "key": []})
+    rows = pd.read_parquet(manifest_path).to_dict("records") if manifest_path.exists() else []
     for seed in settings.seeds:
         key = seed_key(world, seed, settings)
-        if not force and key in set(done.get("key", [])):
+        if not force and any(row.get("key") == key for row in rows):
             continue
-        row = study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force) | {"key": key}
-        done = pd.concat([done[done["seed"] != seed], pd.DataFrame([row])], ignore_index=True)
-        io.save_parquet(manifest_path, done)
+        rows = [row for row in rows if row["seed"] != seed] + [study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force) | {"key": key}]
+        io.save_parquet(manifest_path, pd.DataFrame(rows))
     diagnose_ldeqs(videos, out, settings)
     folders = [out / "seeds" / str(seed) / "bench" for seed in settings.seeds]
     videos_table = seed_tables(folders, "video_leaderboard")
