@@ -64,8 +64,9 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
             raise WflwvError(needed, "a study needs a world with stills/ and videos/ (wflwv synth)")
     manifest_path = out / MANIFEST_NAME
     rows = pd.read_parquet(manifest_path).to_dict("records") if manifest_path.exists() else []
+    inputs = study_inputs(world, settings)
     for seed in settings.seeds:
-        key = seed_key(world, seed, settings)
+        key = io.digest({"seed": seed} | inputs)
         if not force and any(row.get("key") == key for row in rows):
             continue
         rows = [row for row in rows if row["seed"] != seed] + [study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force) | {"key": key}]
@@ -89,15 +90,15 @@ def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(),
     return boards
 
 
-def seed_key(world: Path, seed: int, settings: StudySettings) -> str:
-    """A digest of everything a seed's manifest row depends on (see the module's docstring)."""
-    configs = [load_config(name) for name in settings.configs]
+def study_inputs(world: Path, settings: StudySettings) -> dict:
+    """All but the seed of what a seed's manifest row depends on (see the module's docstring), the world as a digest."""
+    configs = {name: load_config(name) for name in settings.configs}
     files = sorted(path for folder in ("stills", "videos") for path in (world / folder).rglob("*") if path.is_file())
-    return io.digest({
-        "seed": seed, "epochs": settings.epochs, "bench": dataclasses.asdict(settings.bench),
-        "configs": [config | {"train": dataclasses.asdict(TrainSettings.from_config(config, source=name))} for name, config in zip(settings.configs, configs)],
-        "world": [[str(path.relative_to(world)), path] for path in files],
-    })
+    return {
+        "epochs": settings.epochs, "bench": dataclasses.asdict(settings.bench),
+        "configs": [config | {"train": dataclasses.asdict(TrainSettings.from_config(config, source=name))} for name, config in configs.items()],
+        "world": io.digest([[str(path.relative_to(world)), path] for path in files]),
+    }
 
 
 def study_seed(stills: Path, videos: Path, folder: Path, seed: int, settings: StudySettings, force: bool) -> dict:
