@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -162,6 +163,15 @@ def test_a_seed_is_studied_again_when_a_file_of_the_world_changes(study, tmp_pat
     assert list(again["seed"]) == [0, 1] and not set(again["key"]) & set(manifest["key"])
     assert checkpoint.stat().st_mtime_ns == stamp  # the same training run: nothing to redo
     assert not any(seed_board(out, seed, "video_leaderboard")[nme].equals(boards[seed]) for seed in (0, 1))  # benched again
+
+
+def test_a_changed_config_sends_its_seeds_to_training_which_refuses_another_run(study, tmp_path):
+    world, out, settings, _ = study
+    shutil.copytree(out, tmp_path / "out")
+    ldeq, *others = settings.configs
+    changed = write_config(tmp_path / Path(ldeq).name, "ldeq", load_config(ldeq)["args"], TINY_TRAIN | {"lr": 0.5})
+    with pytest.raises(WflwvError, match=r"checkpoint is of another run: config.train.lr .* use --force"):
+        run_study(world, tmp_path / "out", StudySettings(seeds=(0,), configs=(changed, *others), bench=BENCH, diagnose_pairs=2))
 
 
 def test_a_study_needs_a_world(tmp_path):
