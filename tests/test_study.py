@@ -162,6 +162,8 @@ def test_a_seed_is_studied_again_when_a_file_of_the_world_changes(study, tmp_pat
     again = pd.read_parquet(out / "manifest.parquet")
     assert list(again["seed"]) == [0, 1] and not set(again["key"]) & set(manifest["key"])
     assert checkpoint.stat().st_mtime_ns == stamp  # the same training run: nothing to redo
+    before, after = (dict(zip(table["seed"], table["train_seconds"])) for table in (manifest, again))
+    assert after == before  # what that training took, not the rerun's look at it
     assert not any(seed_board(out, seed, "video_leaderboard")[nme].equals(boards[seed]) for seed in (0, 1))  # benched again
 
 

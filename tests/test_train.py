@@ -15,7 +15,7 @@ from wflwv.configs import MODELS
 from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
 from wflwv.models.ldeq import LDEQOutput, jacobian_frobenius, spectral_radius
 from wflwv.stills import Augmentation, StillCrops, degrade
-from wflwv.train import LOSSES, TrainSettings, landmark_disagreement, train
+from wflwv.train import HISTORY_NAME, LOSSES, TrainSettings, landmark_disagreement, train, training_seconds
 from test_families import write_config
 
 
@@ -51,10 +51,18 @@ def test_training_writes_a_checkpoint_and_resumes_where_it_stopped(tmp_path):
     history = pd.read_parquet(tmp_path / "run" / "history.parquet")
     assert list(history.epoch) == [1, 2] and history.loss.notna().all() and (history.solver_iterations > 0).all()
     assert saved["history"][0] == history.iloc[0].to_dict() | {"epoch": 1}
+    assert (history.seconds > 0).all() and training_seconds(tmp_path / "run") == history.seconds.sum()
     assert any(not torch.equal(first_weights[k], v) for k, v in model.state_dict().items())
 
     train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=1, force=True)
     assert [row["epoch"] for row in load_checkpoint(checkpoint)[1]["history"]] == [1]
+
+
+def test_training_seconds_are_unknown_where_an_epoch_was_not_timed(tmp_path):
+    io.save_parquet(tmp_path / HISTORY_NAME, pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0]}))  # a run trained before epochs were timed
+    assert np.isnan(training_seconds(tmp_path))
+    io.save_parquet(tmp_path / HISTORY_NAME, pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.0], "seconds": [np.nan, 3.0]}))  # such a run resumed by a timed epoch
+    assert np.isnan(training_seconds(tmp_path))
 
 
 def test_a_run_killed_by_sigkill_and_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):

@@ -15,7 +15,8 @@ wflwv.train, benches each seed's models with wflwv.bench, and writes under OUT:
 - equilibrium_study.*: every seed's LDEQ measured by wflwv.equilibrium.diagnose on the videos: the
   spread between cold and warm fixed points and the contraction, per split (measured again on a
   rerun where the table on disk is of another checkpoint, pairs count or diagnose);
-- manifest.parquet: one row per seed with its checkpoints, the seconds its training and bench took
+- manifest.parquet: one row per seed with its checkpoints, the seconds its training took (its runs'
+  epochs, as their histories record them, whichever study trained them), the seconds its bench took
   in the run that wrote the row, and its key.
 
 A seed's key is a digest of everything its row depends on: the seed, each config as training reads
@@ -40,7 +41,7 @@ from wflwv.errors import WflwvError
 from wflwv.models import CHECKPOINT_NAME, load_checkpoint, load_config
 from wflwv.models.ldeq import LDEQ
 from wflwv.report import Leaderboard, best_method, read_leaderboard, video_splits
-from wflwv.train import TrainSettings, train
+from wflwv.train import TrainSettings, train, training_seconds
 from wflwv.uncertainty import LEVEL, t_interval
 
 MANIFEST_NAME = "manifest.parquet"
@@ -103,11 +104,11 @@ def study_inputs(world: Path, settings: StudySettings) -> dict:
 
 def study_seed(stills: Path, videos: Path, folder: Path, seed: int, settings: StudySettings, force: bool) -> dict:
     """Train every config with `seed` and bench them together; the seed's manifest row."""
-    start = time.perf_counter()
     checkpoints = [train(stills, config, folder / Path(config).stem, settings.epochs, seed, force) for config in settings.configs]
-    trained = time.perf_counter()
+    start = time.perf_counter()
     run_bench(checkpoints, folder / "bench", videos=videos, stills=stills, settings=settings.bench, force=force)
-    return {"seed": seed, "checkpoints": [str(c) for c in checkpoints], "train_seconds": trained - start, "bench_seconds": time.perf_counter() - trained}
+    return {"seed": seed, "checkpoints": [str(c) for c in checkpoints], "train_seconds": sum(training_seconds(c.parent) for c in checkpoints),
+            "bench_seconds": time.perf_counter() - start}
 
 
 def diagnose_ldeqs(videos: Path, out: Path, settings: StudySettings) -> None:

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import random
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -176,6 +177,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
 
     with progress_bar(visible=world.is_main) as progress:
         for epoch in range(len(history), settings.epochs):
+            started = time.perf_counter()
             dataset.epoch = epoch
             if sampler is not None:
                 sampler.set_epoch(epoch)
@@ -204,7 +206,7 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
                 test_nme = np.nanmean(nme(predict_stills(model, stills, test_faces, device=device), np.stack([f.landmarks for f in test_faces])))
                 solver_row = {"solver_iterations": float(np.mean(iterations))} if iterations else {}
                 solver_row |= {name: float(np.mean(values)) for name, values in measures.items()}
-                history.append({"epoch": epoch + 1, "loss": epoch_loss} | solver_row | {"test_nme": float(test_nme)})
+                history.append({"epoch": epoch + 1, "loss": epoch_loss} | solver_row | {"test_nme": float(test_nme), "seconds": time.perf_counter() - started})
                 solver_text = f", solver iterations {solver_row['solver_iterations']:.2f}" if solver_row else ""
                 progress.console.print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.5f}{solver_text}, test NME {100 * test_nme:.2f}")
                 state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "random": random_states(loader.generator)}
@@ -212,6 +214,13 @@ def train_in(world: distributed.World, data: Path, config_name: str, out: Path, 
                 io.save_parquet(out / HISTORY_NAME, pd.DataFrame(history))
             distributed.barrier(world)
     return checkpoint_path
+
+
+def training_seconds(run: Path) -> float:
+    """The wall seconds a run's epochs took, as its history records them (in whichever processes trained them);
+    NaN where an epoch was trained before epochs were timed."""
+    history = pd.read_parquet(run / HISTORY_NAME)
+    return float(history["seconds"].sum(min_count=len(history))) if "seconds" in history else math.nan
 
 
 def optimizer_and_schedule(model: torch.nn.Module, settings: TrainSettings, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
