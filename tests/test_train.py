@@ -13,9 +13,10 @@ from wflwv.data.wflw import Face, WflwStills, write_annotations, write_image
 from wflwv.errors import WflwvError
 from wflwv.configs import MODELS
 from wflwv.models import create_model, load_checkpoint, load_config, save_checkpoint
+from wflwv.models.heatmaps import soft_argmax
 from wflwv.models.ldeq import LDEQOutput, jacobian_frobenius, spectral_radius
 from wflwv.stills import Augmentation, StillCrops, degrade
-from wflwv.train import HISTORY_NAME, LOSSES, TrainSettings, landmark_disagreement, train, training_seconds
+from wflwv.train import HISTORY_NAME, LOSSES, TrainSettings, landmark_disagreement, memory_kept, train, training_seconds
 from test_families import write_config
 
 
@@ -149,7 +150,7 @@ def test_low_light_darkens_by_the_gain_range_and_adds_noise():
 
 def plain_train(config: dict) -> dict:
     """A config's [train] table without its equilibrium terms, to which a test adds the ones it tests."""
-    return {key: value for key, value in config["train"].items() if not key.startswith(("jacobian", "warm_start", "spectral", "consistency"))}
+    return {key: value for key, value in config["train"].items() if not key.startswith(("jacobian", "warm_start", "spectral", "consistency", "memory"))}
 
 
 def test_each_training_loss_sends_gradients_to_every_cell_weight():
@@ -266,7 +267,7 @@ def test_equilibrium_terms_need_an_implicit_ldeq(tmp_path):
     still_set(tmp_path / "stills", {"train": 4, "test": 2})
     config = load_config("hrnet_demo")
     path = write_config(tmp_path / "hrnet.toml", "hrnet", config["args"], config["train"] | {"jacobian_weight": 1.0})
-    with pytest.raises(WflwvError, match="jacobian_weight, warm_start_weight and spectral_weight need an LDEQ"):
+    with pytest.raises(WflwvError, match="jacobian_weight, warm_start_weight, spectral_weight and memory_weight need an LDEQ"):
         train(tmp_path / "stills", path, tmp_path / "run", epochs=1)
 
 
@@ -295,6 +296,37 @@ def test_the_warm_start_solve_sees_the_harder_view_of_the_batch(tmp_path):
         histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
     assert histories["dark"].loss[0] == histories["late"].loss[0]
     assert histories["dark"].loss[1] != histories["late"].loss[1]
+
+
+def test_memory_kept_is_the_least_squares_share_of_the_start_that_two_tracked_evaluations_keep():
+    torch.manual_seed(0)
+    model = create_model(load_config("ldeq_demo")).train()
+    images = torch.randn(4, 3, 64, 64)
+    start = model(torch.randn(4, 3, 64, 64)).z_star  # other images' fixed points: a start far from these images' own
+    kept = memory_kept(model, images, start)
+    with torch.no_grad():
+        fixed = soft_argmax(model(images, z0=start).z_star[:, :98])
+    z, injection = start, model.tail(images)
+    for _ in range(2):
+        z = model.deq_layer.cell(z, injection)
+    after, offset = soft_argmax(z[:, :98]) - fixed, soft_argmax(start[:, :98]) - fixed
+    expected = (after * offset).sum() / offset.pow(2).sum()
+    torch.testing.assert_close(kept, expected)
+    assert 0 < kept.item() < 1  # a contraction keeps some of the start, not all
+    kept.backward()
+    assert model.deq_layer.cell.tail.conv.weight.grad.abs().sum() > 0  # through the evaluations, not an implicit gradient
+
+
+def test_the_memory_term_runs_in_the_last_memory_epochs_and_logs_what_two_evaluations_keep(tmp_path):
+    still_set(tmp_path / "stills", {"train": 8, "test": 4})
+    config = load_config("ldeq_demo")
+    histories = {}
+    for name, terms in (("memory", {"memory_weight": 1.0, "memory_floor": 1.0, "memory_epochs": 1}), ("none", {})):
+        train(tmp_path / "stills", write_config(tmp_path / f"{name}.toml", "ldeq", config["args"], plain_train(config) | {"batch_size": 4} | terms), tmp_path / name, epochs=2)
+        histories[name] = pd.read_parquet(tmp_path / name / "history.parquet")
+    assert histories["memory"].loss[0] == histories["none"].loss[0]
+    assert np.isnan(histories["memory"].memory_kept[0]) and 0 < histories["memory"].memory_kept[1] < 1
+    assert histories["memory"].loss[1] > histories["none"].loss[1]  # a floor of 1: the term is on in every batch
 
 
 def test_landmark_disagreement_is_the_mean_squared_distance_in_heatmap_pixels():

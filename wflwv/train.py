@@ -31,7 +31,7 @@ from wflwv.data.wflw import WflwStills
 from wflwv.errors import WflwvError
 from wflwv.metrics import nme
 from wflwv.models import CHECKPOINT_NAME, create_model, load_checkpoint, load_config, save_checkpoint
-from wflwv.models.heatmaps import heatmap_nll
+from wflwv.models.heatmaps import heatmap_nll, soft_argmax
 from wflwv.stills import Augmentation, StillCrops, predict_stills
 
 
@@ -52,7 +52,9 @@ TRAIN_RANGES = {
     "jacobian_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_weight": schema.NON_NEGATIVE_FLOAT, "warm_start_epochs": schema.NON_NEGATIVE,
     "spectral_weight": schema.NON_NEGATIVE_FLOAT, "spectral_target": schema.NON_NEGATIVE_FLOAT, "spectral_steps": schema.POSITIVE,
     "spectral_epochs": schema.NON_NEGATIVE, "jacobian_vectors": schema.POSITIVE, "consistency_weight": schema.NON_NEGATIVE_FLOAT,
+    "memory_weight": schema.NON_NEGATIVE_FLOAT, "memory_floor": schema.NON_NEGATIVE_FLOAT, "memory_epochs": schema.NON_NEGATIVE,
 }
+MEMORY_EVALUATIONS = 2  # RwR (2 it)'s evaluations of f
 HISTORY_NAME = "history.parquet"
 SPECTRAL_SOLVES = ("first", "warm_start")
 
@@ -80,7 +82,9 @@ class TrainSettings:
     # warm_start_augmentation: the warm-start solve sees the batch degraded once more by it (blur,
     # occlusion, low light), images as hard as the hard videos' frames; consistency_weight times the
     # squared distance between the warm-start solve's landmarks and a cold solve's of the same images,
-    # so that both starts reach one fixed point even where neither finds the face.
+    # so that both starts reach one fixed point even where neither finds the face; memory_weight times
+    # how far under memory_floor the share of a near start kept by two evaluations of f falls
+    # (memory_kept), in the last memory_epochs epochs, so that RwR keeps some of the previous frame.
     jacobian_weight: float = 0.0
     jacobian_vectors: int = 1
     warm_start_weight: float = 0.0
@@ -91,6 +95,9 @@ class TrainSettings:
     spectral_epochs: int = 0
     spectral_solve: str = "first"  # a key of SPECTRAL_SOLVES
     consistency_weight: float = 0.0
+    memory_weight: float = 0.0
+    memory_floor: float = 0.15
+    memory_epochs: int = 0
     augmentation: Augmentation = Augmentation()
     warm_start_augmentation: Augmentation | None = None
 
@@ -236,9 +243,9 @@ def training_loss(output, targets: torch.Tensor, loss: Callable = mse_loss) -> t
 
 
 def check_equilibrium_terms(model: torch.nn.Module, settings: TrainSettings, source: str) -> None:
-    weighted = settings.jacobian_weight or settings.warm_start_weight or settings.spectral_weight
+    weighted = settings.jacobian_weight or settings.warm_start_weight or settings.spectral_weight or settings.memory_weight
     if weighted and getattr(getattr(model, "args", None), "model_mode", None) != "implicit":
-        raise WflwvError(source, "jacobian_weight, warm_start_weight and spectral_weight need an LDEQ with model_mode = \"implicit\"")
+        raise WflwvError(source, "jacobian_weight, warm_start_weight, spectral_weight and memory_weight need an LDEQ with model_mode = \"implicit\"")
 
 
 def in_last_epochs(epoch: int, count: int, settings: TrainSettings) -> bool:
@@ -275,7 +282,22 @@ def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targe
             disagreement = landmark_disagreement(warm, replica(warm_images))
             total = total + settings.consistency_weight * disagreement
             measured["disagreement"] = disagreement.item()
+    if settings.memory_weight and in_last_epochs(epoch, settings.memory_epochs, settings):
+        kept = memory_kept(replica, warm_images, output.z_star)
+        total = total + settings.memory_weight * (settings.memory_floor - kept).clamp_min(0)
+        measured["memory_kept"] = kept.item()
     return total, measured
+
+
+def memory_kept(replica: torch.nn.Module, images: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """The least-squares share m of the start's landmark offset from the images' fixed point that two evaluations of f
+    from `start` keep (l_2 - l* = m (l_0 - l*), over the batch), differentiable through the two evaluations: the memory
+    the bench measures for RwR (2 it), with the start a near one, e.g. the fixed point of an easier view of the same face."""
+    with torch.no_grad():
+        fixed = replica(images, z0=start).landmarks
+    kept = replica(images, z0=start, max_iters=MEMORY_EVALUATIONS, unrolled=True).landmarks - fixed
+    offset = soft_argmax(start[:, : kept.shape[1]]) - fixed
+    return (kept * offset).sum() / offset.pow(2).sum().clamp_min(1e-12)
 
 
 def estimates(solve) -> dict:

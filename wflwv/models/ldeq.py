@@ -230,7 +230,8 @@ class DEQLayer(nn.Module):
     cap or the depth, and tol the config's tolerance (in its stop mode). jacobian_vectors > 0
     (implicit training only) adds the Hutchinson estimate of ||df/dz||_F^2 / dim(z) at z* from
     that many random vectors (jacobian_frobenius), spectral_steps > 0 the power-iteration estimate
-    of its spectral radius after that many steps (spectral_radius).
+    of its spectral radius after that many steps (spectral_radius). unrolled: max_iters (default the
+    cap) tracked evaluations from z0, as explicit training, in any mode.
     """
 
     def __init__(self, cell: Cell, args: argparse.Namespace):
@@ -242,9 +243,11 @@ class DEQLayer(nn.Module):
         self.max_iters, self.explicit_depth = args.max_iters, args.explicit_depth
 
     def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None,
-                spectral_steps: int = 0) -> DEQSolution:
+                spectral_steps: int = 0, unrolled: bool = False) -> DEQSolution:
         if (jacobian_vectors or spectral_steps) and not (self.training and self.model_mode == "implicit"):
             raise ValueError("the Jacobian estimates are computed in implicit training only")
+        if unrolled:
+            return self._unrolled(injection, z0, self.max_iters if max_iters is None else max_iters)
         if self.training and self.model_mode == "explicit":
             return self._unrolled(injection, z0, self.explicit_depth if max_iters is None else max_iters)
         max_iters = self.max_iters if max_iters is None else max_iters
@@ -285,13 +288,15 @@ class LDEQ(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None,
-                spectral_steps: int = 0) -> LDEQOutput:
+                spectral_steps: int = 0, unrolled: bool = False) -> LDEQOutput:
         """images (B, 3, im_size, im_size), ImageNet-normalised; z0 None means zeros.
 
         max_iters overrides the config's cap (explicit training: its depth) for this call; at
         evaluation it may be a (B,) tensor of per-sample caps. protocol (one of PROTOCOLS) picks the
         evaluation's conventions; training ignores it. tol overrides the config's solver tolerance for
-        this call (wflwv's protocol); jacobian_vectors and spectral_steps: see DEQLayer.
+        this call (wflwv's protocol); jacobian_vectors and spectral_steps: see DEQLayer. unrolled: max_iters
+        plain evaluations of f from z0, with the gradient through each (as explicit training unrolls them),
+        whatever model_mode.
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}, expected one of {PROTOCOLS}")
@@ -299,7 +304,7 @@ class LDEQ(nn.Module):
         if z0 is None:
             size = self.args.heatmap_size
             z0 = injection.new_zeros(len(images), self.args.z_width, size, size)
-        solution = self.deq_layer(injection, z0, max_iters, protocol, jacobian_vectors, tol, spectral_steps)
+        solution = self.deq_layer(injection, z0, max_iters, protocol, jacobian_vectors, tol, spectral_steps, unrolled)
         eps = RELEASED_HEATMAP_EPS if protocol == "released" and not self.training else 0.0
         keypoint_maps = solution.z[:, : self.args.n_keypoints]
         return LDEQOutput(soft_argmax(keypoint_maps, eps), solution.z.detach(), solution.iterations, solution.residual, probabilities(keypoint_maps, eps), solution.jacobian, solution.spectral_radius)
