@@ -263,10 +263,11 @@ def test_training_with_the_equilibrium_terms_logs_the_jacobian(tmp_path):
     assert (history.jacobian > 0).all() and history.loss.notna().all()
 
 
-def test_equilibrium_terms_need_an_implicit_ldeq(tmp_path):
+@pytest.mark.parametrize("term", ["jacobian_weight", "memory_weight"])
+def test_equilibrium_terms_need_an_implicit_ldeq(tmp_path, term):
     still_set(tmp_path / "stills", {"train": 4, "test": 2})
     config = load_config("hrnet_demo")
-    path = write_config(tmp_path / "hrnet.toml", "hrnet", config["args"], config["train"] | {"jacobian_weight": 1.0})
+    path = write_config(tmp_path / "hrnet.toml", "hrnet", config["args"], config["train"] | {term: 1.0})
     with pytest.raises(WflwvError, match="jacobian_weight, warm_start_weight, spectral_weight and memory_weight need an LDEQ"):
         train(tmp_path / "stills", path, tmp_path / "run", epochs=1)
 
