@@ -153,6 +153,16 @@ def plain_train(config: dict) -> dict:
     return {key: value for key, value in config["train"].items() if not key.startswith(("jacobian", "warm_start", "spectral", "consistency", "memory"))}
 
 
+
+def test_ldeq_demo_cut_before_its_term_comment_is_ldeq_demo_without_its_terms(tmp_path):
+    """docs/study.md compares ldeq_demo with itself cut by `sed '/^# In the last 2 epochs/,$d'`: that cut must keep
+    every model and training setting and drop every equilibrium term."""
+    lines = (MODELS / "ldeq_demo.toml").read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if line.startswith("# In the last 2 epochs"))
+    (tmp_path / "plain.toml").write_text("".join(lines[:cut]))
+    shipped, plain = load_config("ldeq_demo"), load_config(tmp_path / "plain.toml")
+    assert plain["args"] == shipped["args"] and plain["train"] == plain_train(shipped) != shipped["train"]
+
 def test_each_training_loss_sends_gradients_to_every_cell_weight():
     model = create_model(load_config("ldeq_demo")).train()
     images, targets = torch.randn(4, 3, 64, 64), torch.rand(4, 98, 2)
