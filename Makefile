@@ -46,7 +46,7 @@ $(VENV)/.installed-reproduce: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,reproduce]'
 	touch $@
 
-# The full reproduction on real data: needs YouTube, WFLW at data/WFLW and GPUs (wflwv/configs/pipelines/wflwv.toml).
+# The full reproduction on real data: needs YouTube, WFLW at data/WFLW and GPUs (pipelines/wflwv.toml).
 # `wflwv doctor` checks all of it first and stops here, saying how to fix each missing piece.
 reproduce: setup-reproduce
 	$(BIN)/wflwv doctor

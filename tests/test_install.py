@@ -21,6 +21,8 @@ def installed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("install")
     source = root / "source"  # built from a copy, so that the build leaves nothing in the checkout
     shutil.copytree(REPO / "wflwv", source / "wflwv", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("models", "pipelines"):
+        shutil.copytree(REPO / folder, source / folder)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -64,7 +66,7 @@ print(read_pipeline(pipeline_path("wflwv"))["scrape"]["queries"], (pipeline_path
 
 
 def test_a_users_own_config_path_still_loads(installed, tmp_path):
-    shipped = (REPO / "wflwv" / "configs" / "models" / "ldeq_demo.toml").read_text()
+    shipped = (REPO / "models" / "ldeq_demo.toml").read_text()
     (tmp_path / "mine.toml").write_text(re.sub(r"^epochs = .*$", "epochs = 1", shipped, flags=re.MULTILINE))
     result = run_installed(installed, tmp_path, str(installed / "python"), "-c", "from wflwv.models import load_config; print(load_config('mine.toml')['train']['epochs'])")
     assert result.returncode == 0, result.stderr

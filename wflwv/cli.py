@@ -66,7 +66,7 @@ def synth(out: Path, preset: str, seed: int, workers: int, force: bool) -> None:
 
 @cli.command()
 @click.option("--data", required=True, type=EXISTING_DIR, help="A WFLW-layout still set (WFLW_annotations/, WFLW_images/).")
-@click.option("--config", default="ldeq_demo", show_default=True, help="Model config: a shipped name (wflwv/configs/models/) or a TOML path.")
+@click.option("--config", default="ldeq_demo", show_default=True, help="Model config: a shipped name (models/) or a TOML path.")
 @click.option("--out", required=True, type=OUT_DIR, help="Run folder: checkpoint.pth.tar and the training log.")
 @click.option("--epochs", type=POSITIVE, help="Override the config's number of epochs.")
 @click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE, help="Seed of the initial weights, the augmentations and the batch order: ensemble members of one config differ by it.")
@@ -421,7 +421,7 @@ def verify(root: Path) -> None:
 
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("--model", required=True, help="An LDEQ checkpoint path (wflwv's or the authors' .pth.tar), or a shipped config name (wflwv/configs/models/; then --checkpoint).")
+@click.option("--model", required=True, help="An LDEQ checkpoint path (wflwv's or the authors' .pth.tar), or a shipped config name (models/; then --checkpoint).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="The weights for a config name given as --model.")
 @click.option("--out", type=OUT_FILE, help="Landmarks file, .parquet or .csv [default: VIDEO's name with .landmarks.parquet].")
 @click.option("--overlay", type=OUT_FILE, help="Also write this mp4: the video with the landmarks drawn.")

@@ -66,7 +66,7 @@ class PredictSummary:
 
 def load_model(model: str, checkpoint: Path | None = None, device: str = "cpu") -> LDEQ:
     """An LDEQ from a checkpoint path (wflwv's or the authors' released format), or from a config name
-    or TOML (shipped in wflwv/configs/models/, or a path) with the weights of `checkpoint`."""
+    or TOML (shipped in models/, or a path) with the weights of `checkpoint`."""
     path = Path(model)
     if path.suffix != ".toml" and path.is_file():
         if checkpoint is not None:

@@ -3,6 +3,9 @@
     models/            model and ensemble configs (`--config ldeq_demo` names models/ldeq_demo.toml)
     pipelines/         pipeline files (`wflwv run demo` names pipelines/demo.toml) and their inputs
     box_calibration.json   the MTCNN-to-model box maps fitted on the synthetic world (docs/boxes.md)
+
+models/ and pipelines/ live at the repository's top level; pyproject.toml maps them into this package
+(wflwv.configs.models, wflwv.configs.pipelines), in the wheel and in an editable install alike.
 """
 
 from importlib import resources
@@ -10,8 +13,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 ROOT = resources.files(__name__)
-MODELS = ROOT / "models"
-PIPELINES = ROOT / "pipelines"
+MODELS = resources.files(f"{__name__}.models")
+PIPELINES = resources.files(f"{__name__}.pipelines")
 BOX_CALIBRATION = ROOT / "box_calibration.json"
 
 

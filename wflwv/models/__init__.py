@@ -1,6 +1,6 @@
 """Landmark models: configs as data, a family registry, checkpoints in the authors' released format.
 
-A model config is a TOML file shipped in the package (wflwv/configs/models/) or a user's own path: `family` names a registered
+A model config is a TOML file shipped in the package (models/) or a user's own path: `family` names a registered
 builder and `[args]` holds its options under the release's names; a `[train]` table, if any, is
 the training loop's. A checkpoint is a torch.save'd dict with `args` (an argparse.Namespace),
 `state_dict`, and extra keys such as the optimizer state; the authors' checkpoints load as they are.
@@ -50,7 +50,7 @@ register_family("regression", Regression)
 
 
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
-    """Read a model config: a name such as "ldeq_demo" (shipped in wflwv/configs/models/) or a path to a TOML file.
+    """Read a model config: a name such as "ldeq_demo" (shipped in models/) or a path to a TOML file.
 
     The config is checked by building its model on the meta device (no memory, no weights).
     """

@@ -1,7 +1,7 @@
-"""Ensembles as data: a TOML file (shipped in wflwv/configs/models/, or a path) listing member model configs and their training seeds.
+"""Ensembles as data: a TOML file (shipped in models/, or a path) listing member model configs and their training seeds.
 
     [[member]]
-    config = "unet_demo"   # a model config name (wflwv/configs/models/unet_demo.toml) or a path to one
+    config = "unet_demo"   # a model config name (models/unet_demo.toml) or a path to one
     seeds = [1, 2]         # one member per seed: `wflwv train --config unet_demo --seed 1`, ...
 
 The seed is the member's `wflwv train --seed`: it draws both its initial weights and its augmentations.
@@ -16,7 +16,7 @@ from wflwv.models import load_config
 
 
 def load_ensemble(name_or_path: str | Path) -> list[tuple[str, int]]:
-    """The members of an ensemble config ("ensemble_demo", shipped in wflwv/configs/models/, or a path): (model config, seed) pairs.
+    """The members of an ensemble config ("ensemble_demo", shipped in models/, or a path): (model config, seed) pairs.
 
     Every member's model config is loaded (and so checked); a pair listed twice is an error.
     """

@@ -16,7 +16,7 @@ rerun after any interruption (SIGKILL included) finishes the job without redoing
     oracle   with a world: the labels against its exact landmarks, by ensemble size
     bench    the leaderboard of the given models on the exported set
 
-A pipeline is a path to a TOML file, or the name of one shipped in wflwv/configs/pipelines/ (`wflwv
+A pipeline is a path to a TOML file, or the name of one shipped in pipelines/ (`wflwv
 run demo`). Paths in a pipeline file are relative to the file's folder; in a shipped pipeline they are
 relative to the folder the command runs in, and an input it names that is not there (such as
 `queries = "queries.txt"`) is the one shipped beside it. The whole file is checked against SCHEMA

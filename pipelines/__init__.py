@@ -1,0 +1,1 @@
+"""Pipeline files (TOML) and their inputs. Installed as the package wflwv.configs.pipelines (see pyproject.toml)."""
