@@ -111,3 +111,19 @@ def test_distance_between_centroids():
     face[45] = [14, 0]  # the right eye's outer corner pulled out: it moves the corner distance, and the centre by 1/6
     assert schemes.distance(face, scheme, "interocular") == pytest.approx(14.0)
     assert schemes.distance(face, scheme, "interpupil") == pytest.approx(10 + 1 / 6)
+
+
+def test_metrics_on_68_points_normalise_by_the_outer_eye_corners_and_use_ibug_regions():
+    from wflwv.metrics import nme, normaliser, region_nmf
+
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0, 200, (2, 5, 68, 2))
+    pred = truth.copy()
+    pred[..., 48:68, 0] += 2.0  # only the mouth is off, by 2 pixels
+    corners = np.linalg.norm(truth[..., 36, :] - truth[..., 45, :], axis=-1)
+    assert np.allclose(normaliser(truth), corners)
+    assert np.allclose(nme(pred, truth), 2.0 * 20 / 68 / corners)
+    pred[:, 1::2, 48:68, 0] -= 4.0  # the mouth jumps every frame; nothing else moves
+    flicker = region_nmf(pred, truth)
+    assert list(flicker) == ["contour", "brows", "nose", "eyes", "mouth"]
+    assert (flicker["mouth"] > 0).all() and all((flicker[region] == 0).all() for region in ("contour", "brows", "nose", "eyes"))

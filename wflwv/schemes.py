@@ -113,6 +113,11 @@ def scheme_names() -> list[str]:
     return sorted(_all_schemes())
 
 
+def point_counts() -> list[int]:
+    """The point count of each scheme, ascending."""
+    return sorted(scheme.n_points for scheme in _all_schemes().values())
+
+
 def get_scheme(name: str) -> Scheme:
     schemes = _all_schemes()
     if name not in schemes:
