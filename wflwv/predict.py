@@ -29,6 +29,7 @@ from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_frames
 from wflwv.landmarks import N_LANDMARKS
 from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_weights, read_checkpoint
+from wflwv.predictions import point_columns
 from wflwv.tuning import choose, torch_threads
 
 FORMATS = (".parquet", ".csv")
@@ -146,15 +147,15 @@ def counted(rows: Iterable[Row], counts: collections.Counter) -> Iterator[Row]:
         yield row
 
 
-def columns() -> list[str]:
-    return ["frame", "time", "face_found", "track", *(f"{axis}{i}" for i in range(N_LANDMARKS) for axis in "xy"), "iterations"]
+def columns(n_points: int = N_LANDMARKS) -> list[str]:
+    return ["frame", "time", "face_found", "track", *point_columns(n_points), "iterations"]
 
 
 class RowWriter:
     """Landmark rows written `rows_per_group` at a time to a parquet (row groups) or CSV file."""
 
-    def __init__(self, path: Path, fps: float, rows_per_group: int, csv: bool):
-        self.path, self.fps, self.rows_per_group, self.as_csv = path, fps, rows_per_group, csv
+    def __init__(self, path: Path, fps: float, rows_per_group: int, csv: bool, n_points: int = N_LANDMARKS):
+        self.path, self.fps, self.rows_per_group, self.as_csv, self.n_points = path, fps, rows_per_group, csv, n_points
         self.pending: list[Row] = []
         self.parquet: pq.ParquetWriter | None = None
         self.csv = None
@@ -162,7 +163,7 @@ class RowWriter:
     def __enter__(self) -> "RowWriter":
         if self.as_csv:
             self.csv = open(self.path, "w", newline="")
-            self.csv.write(",".join(columns()) + "\n")
+            self.csv.write(",".join(columns(self.n_points)) + "\n")
         return self
 
     def written(self, rows: Iterable[Row]) -> Iterator[Row]:
@@ -186,9 +187,9 @@ class RowWriter:
 
     def table(self, rows: list[Row]) -> pa.Table:
         frames = np.array([row.frame for row in rows], dtype=np.int64)
-        points = np.stack([np.full((N_LANDMARKS, 2), np.nan) if row.landmarks is None else row.landmarks for row in rows]).reshape(len(rows), -1)
+        points = np.stack([np.full((self.n_points, 2), np.nan) if row.landmarks is None else row.landmarks for row in rows]).reshape(len(rows), -1)
         data = {"frame": frames, "time": frames / self.fps, "face_found": np.array([row.landmarks is not None for row in rows]), "track": np.array([row.track for row in rows], dtype=np.int64)}
-        data |= {name: points[:, i] for i, name in enumerate(columns()[4:-1])}
+        data |= {name: points[:, i] for i, name in enumerate(columns(self.n_points)[4:-1])}
         data["iterations"] = np.array([row.iterations for row in rows], dtype=np.int64)
         return pa.table(data)
 
