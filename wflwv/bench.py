@@ -35,7 +35,8 @@ from rich.progress import track
 from wflwv import __version__, io
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor
 from wflwv.data.video import iter_frames
-from wflwv.data.videoset import VideoItem, VideoSet
+from wflwv.data.videoset import VideoItem
+from wflwv.data.vw300 import open_video_set
 from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, read_image, read_precropped
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
@@ -189,13 +190,12 @@ def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
 
 
 def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
-    videos = VideoSet(root)
-    all_ids = videos.ids()
-    if not all_ids:
-        raise WflwvError(root, "no videos found (expected videos/<ID>.mp4)")
-    splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": all_ids}
+    videos = open_video_set(root)
+    if not videos.ids():
+        raise WflwvError(root, "no videos found (expected videos/<ID>.mp4, or 300-VW's <ID>/vid.avi)")
+    splits = videos.splits()
     items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
-    inputs = {video_id: input_digests(videos, video_id) for video_id in items}
+    inputs = {video_id: videos.input_digests(video_id) for video_id in items}
     entrants = [set_entrant(label, folder, items) for label, folder in predictions.items()]  # checked before any model runs
     entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
     filters = filter_settings(settings)
@@ -219,11 +219,6 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
     plot_nme_vs_nmf(board, out / "nme_vs_nmf.png")
     plot_worst_flicker(board, per_video, entrants, items, out, filters, next(iter(splits)))
     return board, splits
-
-
-def input_digests(videos: VideoSet, video_id: str) -> dict[str, str]:
-    """Digests of the files a video's predictions and scores depend on."""
-    return {"video": io.file_digest(videos.video_path(video_id)), "boxes": io.file_digest(videos.boxes_path(video_id)), "landmarks": io.file_digest(videos.landmarks_path(video_id))}
 
 
 def video_set_digest(inputs: dict[str, dict[str, str]], splits: dict[str, list[str]]) -> str:

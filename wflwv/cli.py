@@ -117,7 +117,7 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @cli.command()
 @click.option("--model", "checkpoints", multiple=True, type=EXISTING_FILE, help="A checkpoint of any family (wflwv's, or the authors' LDEQ .pth.tar); repeat for several models.")
 @click.option("--predictions", multiple=True, callback=named_folders, help="NAME=DIR: a prediction set (docs/submission.md), any method's landmarks on --videos, benched beside the models; repeatable.")
-@click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt): the video leaderboard.")
+@click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt) or a 300-VW one (<ID>/vid.avi, <ID>/annot/): the video leaderboard.")
 @click.option("--stills", type=EXISTING_DIR, help="A WFLW still set, official layout (WFLW_annotations/, WFLW_images/) or pre-cropped (test.txt, test/, test_<subset>...): the still-image leaderboard.")
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
 @click.option("--slots", type=POSITIVE, help="Video streams batched together (default: measured per model with its layout and threads, see wflwv/tuning.py).")
@@ -395,26 +395,32 @@ def split(build: Path, k: int, force: bool) -> None:
 
 @cli.command()
 @click.option("--build", required=True, type=EXISTING_DIR, help="A build folder with hard_video_IDs.txt and easy_video_IDs.txt.")
-@click.option("--out", required=True, type=OUT_DIR, help="The WFLW-V folder to write.")
+@click.option("--out", required=True, type=OUT_DIR, help="The folder to write.")
+@click.option("--format", "layout", type=click.Choice(["wflwv", "300vw"]), default="wflwv", show_default=True, help="WFLW-V's layout, or 300-VW's (<ID>/vid.avi, <ID>/annot/000001.pts...: 68 points, docs/dataset.md).")
 @click.option("--force", is_flag=True, help="Copy again videos already exported from the same files.")
-def export(build: Path, out: Path, force: bool) -> None:
-    """Copy the listed videos, landmarks and boxes into the official WFLW-V layout."""
+def export(build: Path, out: Path, layout: str, force: bool) -> None:
+    """Copy the listed videos, landmarks and boxes into the official WFLW-V layout, or 300-VW's."""
     from wflwv.export import export as run_export
+    from wflwv.export_vw300 import export_vw300
 
-    counts = run_export(build, out, force)
+    counts = (export_vw300 if layout == "300vw" else run_export)(build, out, force)
     click.echo(f"exported {', '.join(f'{n} {split}' for split, n in counts.items())} videos to {out}")
 
 
 @cli.command()
 @click.argument("root", type=EXISTING_DIR)
 def verify(root: Path) -> None:
-    """Check a WFLW-V folder (ours or the released one); exit status 1 with one line per problem."""
+    """Check a WFLW-V folder (ours or the released one) or a 300-VW one; exit status 1 with one line per problem."""
+    from wflwv.data.vw300 import is_vw300
     from wflwv.export import verify as run_verify
+    from wflwv.export_vw300 import verify_vw300
 
-    result = run_verify(root)
+    result = verify_vw300(root) if is_vw300(root) else run_verify(root)
     click.echo(result.summary())
     for problem in result.problems:
         click.echo(str(problem))
+    for note in result.notes:
+        click.echo(f"note: {note}")
     if result.problems:
         sys.exit(1)
 

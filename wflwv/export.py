@@ -28,10 +28,7 @@ def export(build: Path, out: Path, force: bool = False) -> dict[str, int]:
     if Path(out).resolve() == Path(build).resolve():
         raise WflwvError(out, "the export folder must not be the build folder")
     source, target = VideoSet(build), VideoSet(out)
-    splits = {split: source.ids(split) for split in SPLITS}
-    both = set(splits["hard"]) & set(splits["easy"])
-    if both:
-        raise WflwvError(source.split_path("easy"), f"{sorted(both)[0]} is listed as hard and as easy")
+    splits = listed_splits(source)
     stage = Stage(
         "export", Path(build) / "stages" / "export", functools.partial(export_item, source, target), inputs=functools.partial(export_inputs, source, target),
         outputs=tuple(target.root / folder for folder in ("videos", "landmarks", "bboxes")),
@@ -43,6 +40,15 @@ def export(build: Path, out: Path, force: bool = False) -> dict[str, int]:
     for split, ids in splits.items():
         target.write_split(split, ids)
     return {split: len(ids) for split, ids in splits.items()}
+
+
+def listed_splits(source: VideoSet) -> dict[str, list[str]]:
+    """The IDs of each split's list (hard, easy), none in both."""
+    splits = {split: source.ids(split) for split in SPLITS}
+    both = set(splits["hard"]) & set(splits["easy"])
+    if both:
+        raise WflwvError(source.split_path("easy"), f"{sorted(both)[0]} is listed as hard and as easy")
+    return splits
 
 
 EXPORTED = (VideoSet.landmarks_path, VideoSet.boxes_path, VideoSet.video_path)  # in copying order: the video, which makes the ID visible, last
@@ -68,10 +74,12 @@ class Verification:
     videos: dict[str, int] = field(default_factory=dict)
     frames: dict[str, int] = field(default_factory=dict)
     problems: list[WflwvError] = field(default_factory=list)
+    notes: list[WflwvError] = field(default_factory=list)  # what is allowed but worth knowing; not a failure
 
     def summary(self) -> str:
         splits = ", ".join(f"{split} {self.videos[split]} videos ({self.frames[split]} frames)" for split in self.videos)
-        return f"{self.root}: {splits or 'no ID lists'}; {len(self.problems)} problem{'s' * (len(self.problems) != 1)}"
+        notes = f"; {len(self.notes)} note{'s' * (len(self.notes) != 1)}" * bool(self.notes)
+        return f"{self.root}: {splits or 'no ID lists'}; {len(self.problems)} problem{'s' * (len(self.problems) != 1)}{notes}"
 
 
 def verify(root: Path) -> Verification:

@@ -19,7 +19,7 @@ from PIL import Image  # noqa: E402
 
 from wflwv import io  # noqa: E402
 from wflwv.data.video import iter_frames  # noqa: E402
-from wflwv.data.videoset import VideoSet  # noqa: E402
+from wflwv.data.vw300 import open_video_set  # noqa: E402
 from wflwv.data.wflw import SUBSETS  # noqa: E402
 from wflwv.errors import WflwvError  # noqa: E402
 from wflwv.metrics import FAILURE_THRESHOLD, ced  # noqa: E402
@@ -362,7 +362,7 @@ def image_tag(source: str, alt: str, caption: str | None = None) -> str:
 
 def clips_section(run: Path, manifest: dict, board: Leaderboard, count: int = 3) -> str:
     """Overlay GIFs of the `count` videos with the highest raw NME (averaged over models) on the first split."""
-    videos = VideoSet(manifest["videos"])
+    videos = open_video_set(manifest["videos"])
     split = next(iter(manifest["splits"]))
     per_video = read_table(run / "per_video.parquet")
     raw = per_video[(per_video["method"] == "raw") & (per_video["split"] == split)]

@@ -135,6 +135,14 @@ class VideoSet:
             raise WflwvError(path, "lists no video IDs")
         return list(first_line)
 
+    def splits(self) -> dict[str, list[str]]:
+        """The IDs of each split with a list (hard, easy), or {"all": every ID} where there is none."""
+        return {split: self.ids(split) for split in SPLITS if self.has_split(split)} or {"all": self.ids()}
+
+    def input_digests(self, video_id: str) -> dict[str, str]:
+        """Digests of the files a video's predictions and scores depend on."""
+        return {"video": io.file_digest(self.video_path(video_id)), "boxes": io.file_digest(self.boxes_path(video_id)), "landmarks": io.file_digest(self.landmarks_path(video_id))}
+
     def video_path(self, video_id: str) -> Path:
         return self.root / "videos" / f"{validate_id(video_id)}.mp4"
 
