@@ -6,13 +6,13 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import face_video, run_main, write_prediction_file
+from conftest import face_video, redone_items, run_main, stage_rows, write_prediction_file
 from wflwv import io
 from wflwv.data.video import read_video, write_video
 from wflwv.data.videoset import VideoSet
 from wflwv.data.vw300 import Vw300Set, format_pts, held_boxes, read_pts
 from wflwv.errors import WflwvError
-from wflwv.export_vw300 import verify_vw300
+from wflwv.export_vw300 import export_vw300, verify_vw300
 from wflwv.metrics import padded, score_videos
 from wflwv.schemes import convert
 
@@ -86,7 +86,7 @@ def test_annotations_that_do_not_match_the_frames_are_scored_where_both_exist(tm
     assert np.allclose(item.boxes, tight[[0, 1, 1, 3, 4, 5, 5]], atol=5e-4)  # a frame without points holds the nearest box (ties: the earlier)
     result = verify_vw300(tmp_path)
     assert result.problems == [] and [str(note) for note in result.notes] == [
-        f"{tmp_path / '114' / 'annot'}: 7 frames, 7 annotations; 2 frames without one (first: 3) are not scored; 2 past the last frame (first: 8) are ignored"
+        f"{tmp_path / '114' / 'annot'}: 7 frames, 7 annotations; frames without an annotation: 2 (first: 3), not scored; annotations past the last frame: 2 (first: 000008.pts), ignored"
     ]
     assert result.summary() == f"{tmp_path}: category1 1 videos (7 frames); 0 problems; 1 note"
 
@@ -157,7 +157,7 @@ def test_export_verify_and_bench_round_trip_a_world_through_300vw(world_videos, 
     truth[quirky][-1] = np.nan
     result = run_main(capsys, "verify", out)
     assert result.returncode == 0 and result.stdout.splitlines()[1:] == [
-        f"note: {exported.annot_path(quirky)}: {last} frames, {last} annotations; 1 frames without one (first: {last}) are not scored; 1 past the last frame (first: {last + 3}) are ignored"
+        f"note: {exported.annot_path(quirky)}: {last} frames, {last} annotations; frames without an annotation: 1 (first: {last}), not scored; annotations past the last frame: 1 (first: {last + 3:06d}.pts), ignored"
     ]
 
     rng = np.random.default_rng(0)
@@ -174,3 +174,13 @@ def test_export_verify_and_bench_round_trip_a_world_through_300vw(world_videos, 
         expected = score_videos(padded([guesses[i] for i in ids]), padded([truth[i] for i in ids]))  # outer eye corners 36/45
         assert board[f"nme_{split}"] == pytest.approx(100 * expected.nme, rel=1e-3)
         assert board[f"frames_excluded_{split}"] == (1 if split == "hard" else 0)
+
+
+def test_an_export_rerun_writes_only_the_videos_removed_from_its_folder(world_videos, tmp_path):
+    out, rows = tmp_path / "300vw", world_videos / "stages" / "export_300vw"
+    export_vw300(world_videos, out)
+    before, removed = stage_rows(rows), VideoSet(world_videos).ids("easy")[0]
+    shutil.rmtree(out / removed)
+    export_vw300(world_videos, out)
+    assert redone_items(rows, before) == {removed} and Vw300Set(out).ids() == VideoSet(world_videos).ids()
+    assert verify_vw300(out).problems == []

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import track
 
 from wflwv.data.videoset import SPLITS, VideoSet
-from wflwv.data.vw300 import SCHEME, Vw300Set, annotation_files, read_pts
+from wflwv.data.vw300 import SCHEME, Vw300Set, annotation_files, pts_name, read_pts
 from wflwv.errors import WflwvError
 from wflwv.export import Verification, decoded_probe, listed_splits
 from wflwv.pipeline.stage import Stage, run_stage
@@ -24,7 +24,7 @@ def export_vw300(build: Path, out: Path, force: bool = False) -> dict[str, int]:
     """Write the listed videos of BUILD into OUT in the 300-VW layout; returns videos per split.
 
     Items are those of the stage `export_300vw` (BUILD/stages/export_300vw), keyed by their source files and
-    OUT: a rerun writes only the videos whose files changed."""
+    OUT: a rerun writes only the videos whose files changed, or whose vid.avi is no longer in OUT."""
     if Path(out).resolve() == Path(build).resolve():
         raise WflwvError(out, "the export folder must not be the build folder")
     source, target = VideoSet(build), Vw300Set(out)
@@ -34,6 +34,9 @@ def export_vw300(build: Path, out: Path, force: bool = False) -> dict[str, int]:
         "export_300vw", Path(build) / "stages" / "export_300vw", functools.partial(export_item, source, target),
         inputs=functools.partial(export_inputs, source, target), outputs=tuple(folder for i in ids for folder in (target.root / i, target.annot_path(i))),
     )
+    for video_id in ids:  # a video removed from OUT since it was written is written again
+        if not target.video_path(video_id).is_file():
+            stage.row_path(video_id).unlink(missing_ok=True)
     manifest = run_stage(stage, ids, force=force)
     failed = manifest[manifest["status"] != "done"]
     if len(failed):
@@ -103,7 +106,7 @@ def mismatch(n_frames: int, n_files: int, unannotated: list[int], beyond: list[i
     """What a note says of a video whose annotations are not one per frame (frames 1-based, as the files are named)."""
     parts = [f"{n_frames} frames, {n_files} annotations"]
     if unannotated:
-        parts.append(f"{len(unannotated)} frames without one (first: {unannotated[0] + 1}) are not scored")
+        parts.append(f"frames without an annotation: {len(unannotated)} (first: {unannotated[0] + 1}), not scored")
     if beyond:
-        parts.append(f"{len(beyond)} past the last frame (first: {beyond[0] + 1}) are ignored")
+        parts.append(f"annotations past the last frame: {len(beyond)} (first: {pts_name(beyond[0])}), ignored")
     return "; ".join(parts)
