@@ -1,9 +1,17 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from wflwv import schemes
 from wflwv.errors import WflwvError
+from wflwv.metrics import nme, normaliser, region_nmf
 from wflwv.schemes import common_scheme, convert, get_scheme, scheme_for_points
+from wflwv.synth.face import Expression
+from wflwv.synth.scene import Pose, Scene, landmarks, landmarks68
+from wflwv.synth.texture import Look
+
+LOOK = Look(skin=(0.9, 0.75, 0.65), hair=(0.1, 0.07, 0.05), lips=(0.8, 0.25, 0.3))
 
 
 def test_each_shipped_scheme_reads_and_names_points_inside_it():
@@ -114,8 +122,6 @@ def test_distance_between_centroids():
 
 
 def test_metrics_on_68_points_normalise_by_the_outer_eye_corners_and_use_ibug_regions():
-    from wflwv.metrics import nme, normaliser, region_nmf
-
     rng = np.random.default_rng(3)
     truth = rng.uniform(0, 200, (2, 5, 68, 2))
     pred = truth.copy()
@@ -127,3 +133,37 @@ def test_metrics_on_68_points_normalise_by_the_outer_eye_corners_and_use_ibug_re
     flicker = region_nmf(pred, truth)
     assert list(flicker) == ["contour", "brows", "nose", "eyes", "mouth"]
     assert (flicker["mouth"] > 0).all() and all((flicker[region] == 0).all() for region in ("contour", "brows", "nose", "eyes"))
+
+
+SCENES = [  # a frontal face, and a turned, tilted, blinking, talking one
+    Scene(look=LOOK, pose=Pose(scale=60, centre=(128, 100))),
+    Scene(
+        look=LOOK,
+        expression=Expression(mouth_open=0.4, smile=0.6, blink=(0.7, 0.0), brow_raise=-0.5, gaze=(0.3, 0.2)),
+        pose=Pose(yaw=35, pitch=-10, roll=15, scale=50, centre=(120.0, 110.0)),
+    ),
+]
+LIDS = [37, 38, 40, 41, 43, 44, 46, 47]  # where iBUG's definition is not a WFLW point
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_synthetic_98_point_truth_mapped_to_68_lands_on_the_68_point_truth(scene):
+    truth98, truth68 = landmarks(scene), landmarks68(scene)
+    mapped = convert(truth98, "wflw98", "ibug68")
+    same = np.setdiff1d(np.arange(68), LIDS)
+    assert np.allclose(mapped[same], truth68[same], atol=1e-9)
+    # the lids: WFLW's points at a quarter and three quarters of each lid stand near iBUG's thirds, not on them
+    corners = np.linalg.norm(truth68[36] - truth68[45])
+    gap = np.linalg.norm(mapped[LIDS] - truth68[LIDS], axis=1) / corners
+    assert (gap > 0.005).all() and (gap < 0.04).all()
+    # the 68-point inter-ocular normaliser is the distance between WFLW's outer corners, mapped
+    assert normaliser(truth68) == pytest.approx(np.linalg.norm(truth98[60] - truth98[72]))
+    # a noisy 98-point prediction mapped to 68 scores on 68 points about as it does on 98
+    noisy = truth98 + np.random.default_rng(4).normal(0, 0.02 * corners, truth98.shape)
+    assert nme(convert(noisy, "wflw98", "ibug68"), truth68) == pytest.approx(nme(noisy, truth98), rel=0.25)
+
+
+def test_synthetic_68_point_truth_mirrors_with_the_68_flip():
+    scene = SCENES[1]
+    mirror = replace(scene, expression=scene.expression.mirrored(), pose=replace(scene.pose, yaw=-35, roll=-15, centre=(255 - 120.0, 110.0)))
+    assert np.allclose(landmarks68(mirror), schemes.flip_horizontally(landmarks68(scene), 256, get_scheme("ibug68")), atol=1e-9)
