@@ -9,10 +9,12 @@ from conftest import VIDEO_LENGTHS, run_main
 
 from wflwv import schemes
 from wflwv.errors import WflwvError
+from wflwv.export import verify
 from wflwv.data.videoset import VideoSet
 from wflwv.metrics import nme, normaliser, padded, region_nmf, score_videos
 from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, write_prediction_set
 from wflwv.schemes import common_scheme, convert, get_scheme, scheme_for_points
+from wflwv.synth import Preset, generate
 from wflwv.synth.face import Expression
 from wflwv.synth.scene import Pose, Scene, landmarks, landmarks68
 from wflwv.synth.texture import Look
@@ -209,3 +211,15 @@ def test_schemes_without_a_common_one_are_refused(monkeypatch):
     monkeypatch.setitem(schemes._all_schemes(), "dlib5", lone)
     with pytest.raises(WflwvError, match="point schemes dlib5, wflw98 have no common scheme to score on"):
         common_scheme(["wflw98", "dlib5"])
+
+
+def test_the_synthetic_world_writes_a_68_point_video_set_of_the_same_videos(tmp_path):
+    generate(tmp_path, Preset(0, 0, 1, (160, 192), (90, 120), (192, 160), (80, 110), (12, 14)), seed=2, workers=1)
+    videos, videos68 = VideoSet(tmp_path / "videos"), VideoSet(tmp_path / "videos68")
+    assert videos68.ids() == videos.ids() and videos68.ids("hard") == videos.ids("hard") and len(videos.ids()) == 2
+    assert verify(tmp_path / "videos68").problems == []
+    same = np.setdiff1d(np.arange(68), LIDS)
+    for video_id in videos.ids():
+        assert videos68.video_path(video_id).read_bytes() == videos.video_path(video_id).read_bytes()
+        mapped = convert(videos.load_landmarks(video_id), "wflw98", "ibug68")
+        assert np.allclose(mapped[:, same], videos68.load_landmarks(video_id)[:, same], atol=1e-9)
