@@ -152,6 +152,8 @@ class Vw300Set:
     def annot_path(self, video_id: str) -> Path:
         return self.root / validate_id(video_id) / ANNOT_DIR
 
+    landmarks_path = annot_path  # where a video's landmarks are, for errors that name them
+
     def load_landmarks(self, video_id: str, n_frames: int) -> np.ndarray:
         """(n_frames, 68, 2) wflwv pixels, NaN for a frame without an annotation; annotations past the end are ignored."""
         files = annotation_files(self.annot_path(video_id))
