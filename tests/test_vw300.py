@@ -6,15 +6,19 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import face_video, redone_items, run_main, stage_rows, write_prediction_file
+from conftest import face_video, ldeq_checkpoint, redone_items, run_main, stage_rows, write_prediction_file
 from wflwv import io
+from wflwv.data.crop import box_to_affine
 from wflwv.data.video import read_video, write_video
 from wflwv.data.videoset import VideoSet
 from wflwv.data.vw300 import Vw300Set, format_pts, held_boxes, read_pts
 from wflwv.errors import WflwvError
 from wflwv.export_vw300 import export_vw300, verify_vw300
 from wflwv.metrics import padded, score_videos
+from wflwv.models import load_checkpoint
+from wflwv.predictions import prediction_file, read_landmarks
 from wflwv.schemes import convert
+from wflwv.stills import predict_crops
 
 
 def ibug_points(seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,3 +188,26 @@ def test_an_export_rerun_writes_only_the_videos_removed_from_its_folder(world_vi
     export_vw300(world_videos, out)
     assert redone_items(rows, before) == {removed} and Vw300Set(out).ids() == VideoSet(world_videos).ids()
     assert verify_vw300(out).problems == []
+
+
+def test_a_98_point_model_is_benched_on_a_300vw_folder_in_68_points_cropped_from_the_truths_tight_boxes(world_videos, tmp_path):
+    from wflwv.bench import BenchSettings, run_bench
+
+    out = tmp_path / "300vw"
+    export_vw300(world_videos, out)
+    videos = Vw300Set(out)
+    checkpoint = ldeq_checkpoint(tmp_path / "ldeq" / "checkpoint.pth.tar", 0)
+    settings = BenchSettings(slots=4, rwr_iters=(1,), adaptive_tol=None, filters=(), resamples=100)
+    board = run_bench([checkpoint], tmp_path / "run", videos=out, settings=settings)["videos"].table
+    raw = board[board["method"] == "raw"].iloc[0]
+    assert (raw["scheme"], raw["normalisation"]) == ("ibug68", "interocular")
+    manifest = json.loads((tmp_path / "run" / "bench.json").read_text())
+    folder = tmp_path / "run" / manifest["models"][0]["runs"]["raw"]
+    for split, ids in videos.splits().items():
+        predicted = [convert(read_landmarks(prediction_file(folder, i)), "wflw98", "ibug68") for i in ids]
+        truth = [videos.load(i).landmarks for i in ids]
+        assert raw[f"nme_{split}"] == pytest.approx(100 * score_videos(padded(predicted), padded(truth)).nme, rel=1e-6)
+    model, _ = load_checkpoint(checkpoint)
+    item = videos.load(ids[0])
+    first = predict_crops(model, read_video(item.frames_path)[:1], box_to_affine(item.boxes[0], model.args.im_size)[None])
+    assert np.allclose(read_landmarks(prediction_file(folder, ids[0]))[0], first[0], atol=1e-3)  # the first frame's crop: its truth's tight box
