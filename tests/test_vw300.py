@@ -211,3 +211,11 @@ def test_a_98_point_model_is_benched_on_a_300vw_folder_in_68_points_cropped_from
     item = videos.load(ids[0])
     first = predict_crops(model, read_video(item.frames_path)[:1], box_to_affine(item.boxes[0], model.args.im_size)[None])
     assert np.allclose(read_landmarks(prediction_file(folder, ids[0]))[0], first[0], atol=1e-3)  # the first frame's crop: its truth's tight box
+
+
+def test_the_cache_key_of_a_video_changes_when_an_annotation_is_renumbered(tmp_path):
+    write_vw300_video(tmp_path, "114", 4, [1, 2, 3])
+    before = Vw300Set(tmp_path).input_digests("114")
+    (tmp_path / "114" / "annot" / "000003.pts").rename(tmp_path / "114" / "annot" / "000004.pts")  # same contents, another frame
+    after = Vw300Set(tmp_path).input_digests("114")
+    assert after["video"] == before["video"] and after["boxes"] != before["boxes"]

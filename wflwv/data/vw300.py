@@ -177,7 +177,7 @@ class Vw300Set:
 
     def input_digests(self, video_id: str) -> dict[str, str]:
         """Digests of what a video's predictions and scores depend on: the video and its annotation files (the boxes' source)."""
-        annotations = io.digest(sorted(annotation_files(self.annot_path(video_id)).values()))
+        annotations = io.digest({path.name: path for path in annotation_files(self.annot_path(video_id)).values()})  # by name and content
         return {"video": io.file_digest(self.video_path(video_id)), "boxes": annotations, "landmarks": annotations}
 
     def write(self, video_id: str, source: Path, landmarks: np.ndarray) -> None:
