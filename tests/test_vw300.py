@@ -17,6 +17,7 @@ from wflwv.export_vw300 import export_vw300, verify_vw300
 from wflwv.metrics import padded, score_videos
 from wflwv.models import load_checkpoint
 from wflwv.predictions import prediction_file, read_landmarks
+from wflwv.report import write_report
 from wflwv.schemes import convert
 from wflwv.stills import predict_crops
 
@@ -211,6 +212,9 @@ def test_a_98_point_model_is_benched_on_a_300vw_folder_in_68_points_cropped_from
     item = videos.load(ids[0])
     first = predict_crops(model, read_video(item.frames_path)[:1], box_to_affine(item.boxes[0], model.args.im_size)[None])
     assert np.allclose(read_landmarks(prediction_file(folder, ids[0]))[0], first[0], atol=1e-3)  # the first frame's crop: its truth's tight box
+    write_report(tmp_path / "run")
+    hardest = sorted(path.stem for path in (tmp_path / "run" / "clips").glob("*.gif"))
+    assert hardest == sorted(videos.splits()["hard"])  # the report's clips (of the first split) read the 300-VW folder
 
 
 def test_the_cache_key_of_a_video_changes_when_an_annotation_is_renumbered(tmp_path):
