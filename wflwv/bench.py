@@ -167,6 +167,8 @@ def run_bench(checkpoints: list[Path], out: Path, videos: Path | None = None, st
         raise ValueError("give videos, stills or both")
     if not checkpoints and not (videos and predictions):
         raise ValueError("give models, or prediction sets with videos")
+    for scheme in settings.schemes:
+        get_scheme(scheme)
     models = load_models(checkpoints, settings.device)
     labels = [m.label for m in models] + list(predictions)
     clash = next((label for label in labels if labels.count(label) > 1), None)
@@ -195,8 +197,6 @@ def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
 
 
 def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
-    for scheme in settings.schemes:
-        get_scheme(scheme)
     videos = VideoSet(root)
     all_ids = videos.ids()
     if not all_ids:
@@ -491,7 +491,8 @@ def bench_stills(models: list[BenchModel], root: Path, out: Path, settings: Benc
     for bench_model in models:
         model = bench_model.model
         predictions = predict_crops(model, (read_image(path) for path in faces.images), faces.affines(model.args.im_size), device=settings.device)
-        row = {"model": bench_model.label} | model_cost(model, faces, settings)
+        scheme = scheme_for_points(faces.landmarks.shape[1]).name
+        row = {"model": bench_model.label, "scheme": scheme, "normalisation": settings.norm} | model_cost(model, faces, settings)
         for name in STILL_SETS:
             index = faces.sets[name]
             if len(index):
