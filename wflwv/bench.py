@@ -45,7 +45,7 @@ from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import VideoStream, is_deq, predict_videos
 from wflwv.metrics import memory, padded, score_images, score_videos, temporal_scores
 from wflwv.models import load_checkpoint, multiply_adds, param_count
-from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest, read_method, write_prediction_set
+from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, points_scheme, prediction_set_scheme, predictions_digest, read_method, write_prediction_set
 from wflwv.report import (
     NMF_TABLE_SCALE,
     STILL_SETS,
@@ -364,7 +364,7 @@ def model_entrant(bench_model: BenchModel, items: dict[str, VideoItem], inputs: 
         frames = sum(len(p) for p in landmarks.values())
         iterations = np.mean(np.concatenate([p["iterations"] for p in predictions.values()]))
         runs.append(RunPredictions(run.name, landmarks, iterations, frames / sum(float(p["seconds"]) for p in predictions.values()), run.warm_start, causal=True))
-    return Entrant(bench_model.label, is_deq(bench_model.model), runs, folders)
+    return Entrant(bench_model.label, is_deq(bench_model.model), runs, folders, points_scheme(runs[0].landmarks))
 
 
 def prediction_key(bench_model: BenchModel, run: ModelRun, protocol: str, inputs: dict[str, str]) -> str:
