@@ -113,7 +113,7 @@ class ModelRun:
 
 @dataclass(frozen=True)
 class RunPredictions:
-    """One run's landmarks on every video (frames, 98, 2), NaN where it gave none, with its cost and what it is."""
+    """One run's landmarks on every video (frames, N, 2) in the entrant's scheme, NaN where it gave none, with its cost and what it is."""
 
     name: str
     landmarks: dict[str, np.ndarray]
@@ -418,7 +418,7 @@ def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, entrants: li
     video_id = raw.loc[raw["nmf"].idxmax(), "id"]
     item, runs = truth_in({video_id: items[video_id]}, video_scheme, entrant.scheme)[video_id], {run.name: run.landmarks[video_id] for run in entrant.runs}
     raw_points = hold_missing(runs["raw"])
-    jumps = np.linalg.norm(np.diff(item.landmarks - raw_points, axis=0), axis=-1)  # (frames - 1, 98)
+    jumps = np.linalg.norm(np.diff(item.landmarks - raw_points, axis=0), axis=-1)  # (frames - 1, N)
     landmark = int(np.argmax(np.sqrt(np.nanmean(jumps**2, axis=0))))
     series = {"raw": raw_points}
     if entrant.deq:
