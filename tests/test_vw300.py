@@ -223,3 +223,18 @@ def test_the_cache_key_of_a_video_changes_when_an_annotation_is_renumbered(tmp_p
     (tmp_path / "114" / "annot" / "000003.pts").rename(tmp_path / "114" / "annot" / "000004.pts")  # same contents, another frame
     after = Vw300Set(tmp_path).input_digests("114")
     assert after["video"] == before["video"] and after["boxes"] != before["boxes"]
+
+
+def test_verify_reports_every_bad_pts_and_bench_would_refuse_the_first(tmp_path):
+    points = write_vw300_video(tmp_path, "114", 3, [1, 2, 3])
+    closed = points[1].copy()
+    closed[45] = closed[36]  # the outer eye corners coincide: no inter-ocular distance
+    (tmp_path / "114" / "annot" / "000002.pts").write_text(format_pts(closed))
+    (tmp_path / "114" / "annot" / "000003.pts").write_text(format_pts(points[2]).replace("version: 1", "version 1"))
+    problems = [str(problem) for problem in verify_vw300(tmp_path).problems]
+    assert problems == [
+        f"{tmp_path / '114' / 'annot' / '000002.pts'}: points 37 and 46 (the outer eye corners) coincide",
+        f"{tmp_path / '114' / 'annot' / '000003.pts'}: the header does not start with 'version: 1'",
+    ]
+    with pytest.raises(WflwvError, match="000002.pts: points 37 and 46"):
+        Vw300Set(tmp_path).load("114")

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import track
 
 from wflwv.data.videoset import SPLITS, VideoSet
-from wflwv.data.vw300 import SCHEME, Vw300Set, annotation_files, pts_name, read_pts
+from wflwv.data.vw300 import SCHEME, Vw300Set, annotation_files, pts_name, read_annotation
 from wflwv.errors import WflwvError
 from wflwv.export import Verification, decoded_probe, listed_splits
 from wflwv.pipeline.stage import Stage, run_stage
@@ -59,13 +59,13 @@ def export_inputs(source: VideoSet, target: Vw300Set, video_id: str) -> dict:
 
 def verify_vw300(root: Path) -> Verification:
     """Check a 300-VW folder: every video decodes, every .pts file is well formed (header, 68 points, braces, finite
-    values, a 1-based frame number as its name). Problems fail it; a video whose annotations do not match its
+    values, distinct outer eye corners, a 1-based frame number as its name). Problems fail it; a video whose annotations do not match its
     frames one for one is a note (bench scores the frames that have both)."""
     videos, result = Vw300Set(root), Verification(Path(root))
-    ids = videos.ids()
+    ids, splits = videos.ids(), videos.splits()
     if not ids:
         result.problems.append(WflwvError(root, "no videos (expected <ID>/vid.avi)"))
-    for split, split_ids in videos.splits().items():
+    for split, split_ids in splits.items():
         result.videos[split] = len(split_ids)
         result.frames[split] = 0
         for video_id in split_ids:
@@ -73,7 +73,7 @@ def verify_vw300(root: Path) -> Verification:
                 result.problems.append(WflwvError(videos.root / video_id, f"listed in {split} but has no {videos.video_path(video_id).name}"))
     for video_id in track(ids, description="verify", transient=True, console=Console(stderr=True)):
         n_frames = _check_video(videos, video_id, result)
-        for split, split_ids in videos.splits().items():
+        for split, split_ids in splits.items():
             result.frames[split] += n_frames * (video_id in split_ids)
     return result
 
@@ -91,7 +91,7 @@ def _check_video(videos: Vw300Set, video_id: str, result: Verification) -> int:
         result.problems.append(error)
     for path in files.values():
         try:
-            read_pts(path)
+            read_annotation(path)
         except WflwvError as error:
             result.problems.append(error)
     if n_frames and files:

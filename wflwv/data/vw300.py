@@ -75,6 +75,15 @@ def read_pts(path: Path) -> np.ndarray:
     return points - PTS_ORIGIN
 
 
+def read_annotation(path: Path) -> np.ndarray:
+    """read_pts, refusing a face whose outer eye corners coincide (no inter-ocular distance to normalise by)."""
+    points = read_pts(path)
+    left, right = (int(group[0]) for group in SCHEME.normalisations["interocular"])
+    if (points[left] == points[right]).all():
+        raise WflwvError(path, f"points {left + 1} and {right + 1} (the outer eye corners) coincide")
+    return points
+
+
 def _point(path: Path, number: int, fields: list[str]) -> tuple[float, float]:
     try:
         x, y = map(float, fields)
@@ -160,13 +169,9 @@ class Vw300Set:
         landmarks = np.full((n_frames, SCHEME.n_points, 2), np.nan)
         for frame, path in files.items():
             if frame < n_frames:
-                landmarks[frame] = read_pts(path)
+                landmarks[frame] = read_annotation(path)
         if np.isnan(landmarks).all():
             raise WflwvError(self.annot_path(video_id), f"no annotation for any of the video's {n_frames} frames")
-        left, right = (int(group[0]) for group in SCHEME.normalisations["interocular"])
-        coincide = np.flatnonzero((landmarks[:, left] == landmarks[:, right]).all(axis=1))
-        if len(coincide):
-            raise WflwvError(files[coincide[0]], f"points {left + 1} and {right + 1} (the outer eye corners) coincide")
         return landmarks
 
     def load(self, video_id: str) -> VideoItem:
