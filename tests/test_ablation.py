@@ -1,6 +1,7 @@
 """`wflwv study --world-seeds ... --ablation CONFIG`: held-out worlds rendered per world seed, and one table of a config's
 equilibrium terms switched off and on, every figure from the runs."""
 
+import dataclasses
 import tomllib
 from pathlib import Path
 
@@ -12,10 +13,12 @@ from conftest import TINY_LDEQ, run_main
 from test_families import write_config
 from wflwv.bench import BenchSettings
 from wflwv.errors import WflwvError
+from wflwv.configs import MODELS
 from wflwv.models import load_config
 from wflwv.report import read_leaderboard
 from wflwv.study import StudySettings, ablation_configs, run_worlds_study
 from wflwv.synth import Preset
+from wflwv.train import TrainSettings
 from wflwv.uncertainty import t_interval
 
 WORLD = Preset(8, 4, 1, (96, 96), (60, 70), (96, 96), (50, 60), (8, 10))  # 8 + 4 stills, one hard and one easy video of 8-10 frames
@@ -99,6 +102,20 @@ def test_the_ablation_table_has_every_variant_and_figure_from_the_runs(ablation)
     assert table.loc[model, "spread_held"] == f"{sum(v <= 1 for v in per_seed['max_spread_hard'])}/2"
     text = (out / "ablation.md").read_text()
     assert text.count("| tiny-") == 10 and "t interval of the mean over the runs, one per world and training seed" in text
+
+
+def test_ldeq_demos_ablation_trains_the_documented_no_term_config_and_ldeq_demo_itself(tmp_path):
+    """Its `none` variant is ldeq_demo cut before its term comment (docs/study.md's no-term study), `all` is ldeq_demo."""
+    paths = {Path(path).stem: path for path in ablation_configs("ldeq_demo", tmp_path)}
+    assert list(paths) == [f"ldeq_demo-{v}" for v in VARIANTS]
+    text = (MODELS / "ldeq_demo.toml").read_text()
+    (tmp_path / "plain.toml").write_text(text[: text.index("# In the last 2 epochs")])
+    settings = {name: dataclasses.asdict(TrainSettings.from_config(load_config(path))) for name, path in paths.items()}
+    plain = dataclasses.asdict(TrainSettings.from_config(load_config(tmp_path / "plain.toml")))
+    inert = ("warm_start_epochs", "spectral_", "memory_floor", "memory_epochs")  # read only where their term's weight is not 0
+    assert {k: v for k, v in settings["ldeq_demo-none"].items() if not k.startswith(inert)} == {k: v for k, v in plain.items() if not k.startswith(inert)}
+    assert settings["ldeq_demo-all"] == dataclasses.asdict(TrainSettings.from_config(load_config("ldeq_demo")))
+    assert load_config(paths["ldeq_demo-all"]) == load_config("ldeq_demo")
 
 
 def test_an_ablation_of_a_config_with_one_term_is_refused_before_any_work(tmp_path):
