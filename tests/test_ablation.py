@@ -16,7 +16,7 @@ from wflwv.errors import WflwvError
 from wflwv.configs import MODELS
 from wflwv.models import load_config
 from wflwv.report import read_leaderboard
-from wflwv.study import StudySettings, ablation_configs, run_worlds_study
+from wflwv.study import StudySettings, ablation_configs, rule_choice, run_worlds_study
 from wflwv.synth import Preset
 from wflwv.train import TrainSettings
 from wflwv.uncertainty import t_interval
@@ -100,8 +100,25 @@ def test_the_ablation_table_has_every_variant_and_figure_from_the_runs(ablation)
     assert table.loc[model, "still_nme_vs_none"] == pytest.approx(np.mean([100 * (a / b - 1) for a, b in zip(per_seed["still_nme"], none)]))
     assert table.loc["tiny-none", "still_nme_vs_none"] == 0
     assert table.loc[model, "spread_held"] == f"{sum(v <= 1 for v in per_seed['max_spread_hard'])}/2"
+    assert list(table["terms"]) == [0, 1, 1, 1, 1, 4, 3, 3, 3, 3]
     text = (out / "ablation.md").read_text()
     assert text.count("| tiny-") == 10 and "t interval of the mean over the runs, one per world and training seed" in text
+    chosen, why = rule_choice(boards["ablation"].table)
+    assert f"The rule of docs/equilibrium.md picks {chosen}: {why}." in text
+
+
+def test_the_rule_picks_the_simplest_variant_meeting_every_target_else_the_spread_else_no_term():
+    table = pd.DataFrame({"model": ["none", "only-a", "only-b", "all"], "terms": [0, 1, 1, 2],
+                          "spread_held": ["8/10", "10/10", "10/10", "10/10"], "rwr_held": ["10/10", "9/10", "10/10", "10/10"],
+                          "still_nme_vs_none": [0.0, 1.0, 2.0, 2.5], "train_seconds": [170, 200, 190, 300], "still_nme": [9.3, 9.4, 9.5, 9.6]})
+    assert rule_choice(table) == ("only-b", "it meets every target")
+    table.loc[2, "still_nme_vs_none"] = 3.5  # only-b misses the still target: the next simplest meeting every one
+    assert rule_choice(table) == ("all", "it meets every target")
+    table.loc[3, "rwr_held"] = "9/10"  # none meets every target: the fewest terms with the spread, then more runs with RwR's
+    table.loc[1, "rwr_held"] = "8/10"
+    assert rule_choice(table) == ("only-b", "no variant meets every target; it meets the spread target")
+    table["spread_held"] = "9/10"
+    assert rule_choice(table) == ("none", "no variant meets the spread target")
 
 
 def test_ldeq_demos_ablation_trains_the_documented_no_term_config_and_ldeq_demo_itself(tmp_path):

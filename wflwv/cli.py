@@ -52,7 +52,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--out", required=True, type=OUT_DIR, help="Output folder: stills/ (WFLW layout) and videos/ (WFLW-V layout).")
-@click.option("--preset", default="demo", show_default=True, help="World size preset: demo or full.")
+@click.option("--preset", default="demo", show_default=True, help="World size preset: tiny, demo, heldout (the demo world with 48 hard and 48 easy videos) or full.")
 @click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE, help="Everything generated is a function of this seed.")
 @click.option("--workers", default=2, show_default=True, type=POSITIVE, help="Rendering processes.")
 @click.option("--force", is_flag=True, help="Regenerate items that already exist.")

@@ -15,6 +15,11 @@ wflwv.train, benches each seed's models with wflwv.bench, and writes under OUT:
 - equilibrium_study.*: every seed's LDEQ measured by wflwv.equilibrium.diagnose on the videos: the
   spread between cold and warm fixed points and the contraction, per split (measured again on a
   rerun where the table on disk is of another checkpoint, pairs count or diagnose);
+- with world seeds (run_worlds_study), worlds/<world seed>/: the world `wflwv synth` renders (data/) and that world's study
+  (seeds/, manifest.parquet); the tables above, in OUT, are then over every run, one per world and training seed, with a
+  world column, and their intervals over the runs;
+- with an ablation (StudySettings.ablation), configs/: the variants of a config's equilibrium terms that are studied
+  (ablation_configs), and ablation.*: one table of them, every figure with its t interval over the runs;
 - manifest.parquet: one row per seed with its checkpoints, the seconds its training took (its runs'
   epochs, as their histories record them, whichever study trained them), the seconds its bench took
   in the run that wrote the row, and its key.
@@ -297,32 +302,54 @@ def ablation_runs(tables: dict[str, pd.DataFrame], stills: pd.DataFrame, units: 
     seconds = pd.DataFrame([unit_columns(world, seed) | {"model": model, "train_seconds": training_seconds(folder / model)}
                             for world, seed, folder in units for model in models])
     runs = runs.merge(seconds, on=keys, how="left")
-    none = runs[runs["model"] == models[0]].set_index(keys[:-1])["still_nme"]
-    runs["still_nme_vs_none"] = [percent_change(nme, none.loc[tuple(run)]) for nme, run in zip(runs["still_nme"], runs[keys[:-1]].to_numpy())]
+    none = runs[runs["model"] == models[0]][keys[:-1] + ["still_nme"]].rename(columns={"still_nme": "none_nme"})
+    runs = runs.merge(none, on=keys[:-1], how="left")
+    runs["still_nme_vs_none"] = [percent_change(nme, base) for nme, base in zip(runs["still_nme"], runs.pop("none_nme"))]
     runs["spread_held"] = runs["max_spread_hard"] <= SPREAD_TARGET
     runs["rwr_held"] = (runs.get("rwr2_nmf_hard_change", math.nan) <= RWR_NMF_TARGET) & (runs.get("rwr2_nme_hard_change", math.nan) <= RWR_NME_TARGET)
     return runs
 
 
-def ablation_table(runs: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Per variant, in the ablation's order: every figure of `ablation_runs` as its mean over the runs with `_low` and `_high`,
-    its t interval over them, and the runs meeting the spread and the RwR target as "k/n"."""
+def ablation_table(runs: pd.DataFrame, configs: tuple[str, ...]) -> pd.DataFrame:
+    """Per variant, in the ablation's order: its number of terms on, every figure of `ablation_runs` as its mean over the
+    runs with `_low` and `_high`, its t interval over them, and the runs meeting the spread and the RwR target as "k/n"."""
     figures = [c for c in runs.columns if c not in ("world", "seed", "model", "spread_held", "rwr_held")]
     rows = []
-    for model in models:
+    for config in configs:
+        model, train = Path(config).stem, load_config(config).get("train", {})
         table = runs[runs["model"] == model]
         interval = t_interval(table[figures].to_numpy(dtype=float).T)
-        rows.append({"model": model, "seeds": len(table)}
+        rows.append({"model": model, "terms": sum(bool(train.get(key)) for key in TERMS.values()), "seeds": len(table)}
                     | {f"{figure}{part}": values[k] for k, figure in enumerate(figures) for part, values in (("", interval.estimate), ("_low", interval.low), ("_high", interval.high))}
                     | {held: f"{int(table[held].sum())}/{len(table)}" for held in ("spread_held", "rwr_held")})
     return pd.DataFrame(rows)
 
 
+def rule_choice(table: pd.DataFrame) -> tuple[str, str]:
+    """The variant the rule of docs/equilibrium.md picks from an ablation table, and why: of those meeting the spread and RwR
+    targets in every run and the still target on the mean, the fewest terms (then the shorter training, the lower still
+    NME); else of those meeting the spread target, the fewest terms (then more runs meeting RwR's, the shorter training);
+    else the variant with no term."""
+    every = table["spread_held"].map(held_in_every_run) & table["rwr_held"].map(held_in_every_run)
+    meeting = table[every & (table["still_nme_vs_none"] <= STILL_TARGET)]
+    if len(meeting):
+        return meeting.sort_values(["terms", "train_seconds", "still_nme"]).iloc[0]["model"], "it meets every target"
+    spread = table[table["spread_held"].map(held_in_every_run)]
+    if len(spread):
+        runs_held = -spread["rwr_held"].map(lambda held: int(held.split("/")[0]))
+        return spread.assign(runs_held=runs_held).sort_values(["terms", "runs_held", "train_seconds"]).iloc[0]["model"], "no variant meets every target; it meets the spread target"
+    return table.sort_values("terms").iloc[0]["model"], "no variant meets the spread target"
+
+
+def held_in_every_run(count: str) -> bool:
+    held, runs = count.split("/")
+    return held == runs != "0"
+
+
 def ablation_board(runs: pd.DataFrame, settings: StudySettings, worlds: bool) -> Leaderboard:
     """The ablation's one table (ablation_table) as a leaderboard."""
-    models = [Path(config).stem for config in settings.configs]
-    table = ablation_table(runs, models)
-    columns = {"model": ("config", ""), "seeds": ("runs", ""), "still_nme": ("still NME", ".2f"), "still_nme_vs_none": ("still NME vs none %", "+.1f"),
+    table = ablation_table(runs, settings.configs)
+    columns = {"model": ("config", ""), "terms": ("terms", ""), "seeds": ("runs", ""), "still_nme": ("still NME", ".2f"), "still_nme_vs_none": ("still NME vs none %", "+.1f"),
                "max_spread_hard": ("max spread hard", ".2f"), "spread_held": (f"spread <= {SPREAD_TARGET:g}", "")}
     for column in table.columns:
         if column.startswith("rwr") and not column.endswith(("_low", "_high")) and column != "rwr_held":
@@ -331,7 +358,9 @@ def ablation_board(runs: pd.DataFrame, settings: StudySettings, worlds: bool) ->
             against = "change %" if figure.endswith("_change") else "- best filter"
             columns[column] = (f"RwR ({iters} it) {metric.upper()} {split} {against}", "+.1f" if figure.endswith("_change") else "+.3f")
     columns |= {"rwr_held": (f"RwR (2 it) target ({RWR_NMF_TARGET:+g}% NMF, {RWR_NME_TARGET:+g}% NME hard)", ""), "train_seconds": ("training s", ".0f")}
-    return Leaderboard("ablation", table, columns, settings.bench.norm, settings.bench.nmf_definition, STUDY_NOTES["ablation"], run_interval_note(worlds))
+    chosen, why = rule_choice(table)
+    note = f"{STUDY_NOTES['ablation']} The rule of docs/equilibrium.md picks {chosen}: {why}."
+    return Leaderboard("ablation", table, columns, settings.bench.norm, settings.bench.nmf_definition, note, run_interval_note(worlds))
 
 
 def run_interval_note(worlds: bool) -> str:
