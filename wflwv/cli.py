@@ -38,8 +38,8 @@ def comma_separated(kind: type | click.ParamType):
     """A click callback reading "a,b,c" as a tuple of `kind` (a type or a click type such as POSITIVE)."""
     kind = click.types.convert_type(kind)
 
-    def parse(ctx, param, value: str) -> tuple:
-        return tuple(kind.convert(part, param, ctx) for part in value.split(","))
+    def parse(ctx, param, value: str | None) -> tuple | None:
+        return None if value is None else tuple(kind.convert(part, param, ctx) for part in value.split(","))
 
     return parse
 
@@ -52,7 +52,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--out", required=True, type=OUT_DIR, help="Output folder: stills/ (WFLW layout) and videos/ (WFLW-V layout).")
-@click.option("--preset", default="demo", show_default=True, help="World size preset: demo or full.")
+@click.option("--preset", default="demo", show_default=True, help="World size preset: tiny, demo, heldout (the demo world with 48 hard and 48 easy videos) or full.")
 @click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE, help="Everything generated is a function of this seed.")
 @click.option("--workers", default=2, show_default=True, type=POSITIVE, help="Rendering processes.")
 @click.option("--force", is_flag=True, help="Regenerate items that already exist.")
@@ -177,20 +177,26 @@ def merge(runs: tuple[Path, ...], out: Path) -> None:
 
 
 @cli.command()
-@click.option("--world", required=True, type=EXISTING_DIR, help="A world from `wflwv synth` (stills/ and videos/).")
+@click.option("--world", type=EXISTING_DIR, help="A world from `wflwv synth` (stills/ and videos/); or --world-seeds.")
+@click.option("--world-seeds", callback=comma_separated(NON_NEGATIVE), help="World seeds (comma-separated): each world rendered by `wflwv synth` into OUT/worlds/<seed>/data, the world a factor beside the training seed.")
+@click.option("--preset", default="heldout", show_default=True, help="The synth preset of the --world-seeds worlds.")
 @click.option("--out", required=True, type=OUT_DIR, help="Study folder: seeds/<seed>/ (training runs and bench), the tables over seeds, manifest.parquet.")
 @click.option("--seeds", default="0,1,2", show_default=True, callback=comma_separated(NON_NEGATIVE), help="Training seeds (comma-separated): every config is trained once per seed.")
 @click.option("--configs", default="ldeq_demo,hrnet_demo", show_default=True, callback=comma_separated(str), help="Model configs (comma-separated): names in models/ or TOML paths.")
+@click.option("--ablation", help="Instead of --configs: this config's variants without its equilibrium terms, with each alone, all, and all but each; one ablation table.")
 @click.option("--epochs", type=POSITIVE, help="Override every config's number of epochs.")
 @click.option("--force", is_flag=True, help="Retrain and rebench every seed.")
-def study(world: Path, out: Path, seeds: tuple[int, ...], configs: tuple[str, ...], epochs: int | None, force: bool) -> None:
-    """Train every config from several seeds, bench each seed, and write the leaderboards as mean ± sd over seeds and RwR's effect per seed."""
-    from wflwv.study import StudySettings, run_study
+def study(world: Path | None, world_seeds: tuple[int, ...] | None, preset: str, out: Path, seeds: tuple[int, ...], configs: tuple[str, ...], ablation: str | None,
+          epochs: int | None, force: bool) -> None:
+    """Train every config from several seeds (on several worlds), bench each, and write the leaderboards as mean ± sd over seeds and RwR's effect per seed."""
+    from wflwv.study import StudySettings, run_study, run_worlds_study
 
-    boards = run_study(world, out, StudySettings(seeds, configs, epochs), force=force)
-    click.echo(boards["rwr_study"].markdown)
-    click.echo(boards["rwr_vs_filter"].markdown)
-    click.echo(boards["equilibrium_study"].markdown)
+    if (world is None) == (world_seeds is None):
+        raise click.UsageError("give either --world or --world-seeds")
+    settings = StudySettings(seeds, configs, epochs, ablation=ablation)
+    boards = run_study(world, out, settings, force=force) if world else run_worlds_study(world_seeds, out, settings, preset, force=force)
+    for name in ("ablation",) if ablation else ("rwr_study", "rwr_vs_filter", "equilibrium_study"):
+        click.echo(boards[name].markdown)
     click.echo(f"study tables written to {out}: {', '.join(boards)} (.md, .csv, .parquet)")
 
 

@@ -109,14 +109,11 @@ class TrainSettings:
             settings = cls(**table, augmentation=Augmentation(**augmentation), warm_start_augmentation=None if harder is None else Augmentation(**harder))
         except (TypeError, ValueError) as error:
             raise WflwvError(source, f"invalid [train] table: {error}") from None
-        if settings.warm_start_augmentation is not None and not settings.warm_start_weight:
-            raise WflwvError(source, "[train] warm_start_augmentation needs warm_start_weight > 0: it is the warm-start term's input")
         if settings.spectral_solve not in SPECTRAL_SOLVES:
             raise WflwvError(source, f"[train] spectral_solve: {settings.spectral_solve!r} is none of {', '.join(SPECTRAL_SOLVES)}")
-        if settings.spectral_solve == "warm_start" and not settings.warm_start_weight:
-            raise WflwvError(source, "[train] spectral_solve = \"warm_start\" needs warm_start_weight > 0: it bounds that term's solve")
-        if settings.consistency_weight and not settings.warm_start_weight:
-            raise WflwvError(source, "[train] consistency_weight needs warm_start_weight > 0: it compares that term's solve with a cold one")
+        if settings.warm_start_augmentation is not None and not (warm_solve_on(settings) or settings.memory_weight):
+            raise WflwvError(source, "[train] warm_start_augmentation needs a term that solves it: warm_start_weight, consistency_weight, "
+                                     "memory_weight or spectral_weight with spectral_solve = \"warm_start\"")
         if settings.loss not in LOSSES:
             raise WflwvError(source, f"unknown training loss {settings.loss!r} (known: {', '.join(LOSSES)})")
         settings = settings if epochs is None else dataclasses.replace(settings, epochs=epochs)
@@ -125,6 +122,12 @@ class TrainSettings:
             if problem:
                 raise WflwvError(source, f"[train] {name}: {problem}")
         return settings
+
+
+def warm_solve_on(settings: TrainSettings) -> bool:
+    """Whether a term needs the warm-start solve: its own loss (warm_start_weight), the consistency term's comparison or
+    the spectral term's radius at its fixed point. Each term can so be on alone, the solve run for it without its loss."""
+    return bool(settings.warm_start_weight or settings.consistency_weight or (settings.spectral_weight and settings.spectral_solve == "warm_start"))
 
 
 def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
@@ -243,9 +246,9 @@ def training_loss(output, targets: torch.Tensor, loss: Callable = mse_loss) -> t
 
 
 def check_equilibrium_terms(model: torch.nn.Module, settings: TrainSettings, source: str) -> None:
-    weighted = settings.jacobian_weight or settings.warm_start_weight or settings.spectral_weight or settings.memory_weight
+    weighted = settings.jacobian_weight or warm_solve_on(settings) or settings.spectral_weight or settings.memory_weight
     if weighted and getattr(getattr(model, "args", None), "model_mode", None) != "implicit":
-        raise WflwvError(source, "jacobian_weight, warm_start_weight, spectral_weight and memory_weight need an LDEQ with model_mode = \"implicit\"")
+        raise WflwvError(source, "jacobian_weight, warm_start_weight, spectral_weight, consistency_weight and memory_weight need an LDEQ with model_mode = \"implicit\"")
 
 
 def in_last_epochs(epoch: int, count: int, settings: TrainSettings) -> bool:
@@ -274,9 +277,11 @@ def equilibrium_terms(replica: torch.nn.Module, warm_images: torch.Tensor, targe
     if settings.jacobian_weight:
         total = total + settings.jacobian_weight * output.jacobian.mean()
     total = total + spectral_term(output, settings)
-    if settings.warm_start_weight and in_last_epochs(epoch, settings.warm_start_epochs, settings):
+    if warm_solve_on(settings) and in_last_epochs(epoch, settings.warm_start_epochs, settings):
         warm = replica(warm_images, z0=output.z_star.roll(1, dims=0), **estimate_options(settings, epoch, "warm_start"))
-        total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss]) + spectral_term(warm, settings)
+        if settings.warm_start_weight:
+            total = total + settings.warm_start_weight * training_loss(warm, targets, LOSSES[settings.loss])
+        total = total + spectral_term(warm, settings)
         measured |= estimates(warm)
         if settings.consistency_weight:
             disagreement = landmark_disagreement(warm, replica(warm_images))
