@@ -238,3 +238,11 @@ def test_verify_reports_every_bad_pts_and_bench_would_refuse_the_first(tmp_path)
     ]
     with pytest.raises(WflwvError, match="000002.pts: points 37 and 46"):
         Vw300Set(tmp_path).load("114")
+
+
+def test_a_68_point_wflwv_set_exports_its_points_unchanged(unlabelled_build, tmp_path):
+    world68 = shutil.copytree(unlabelled_build.parent / "synth" / "videos68", tmp_path / "world68")
+    export_vw300(world68, tmp_path / "300vw")
+    source, exported = VideoSet(world68), Vw300Set(tmp_path / "300vw")
+    for video_id in source.ids():
+        assert np.abs(exported.load(video_id).landmarks - source.load_landmarks(video_id)).max() <= 5e-4
