@@ -1,0 +1,60 @@
+"""Landmark methods as plugins: frames and boxes in, landmarks in the method's point scheme out.
+
+A method is any object with a `name`, a `scheme` ("wflw98", "ibug68", "mediapipe478") and
+`predict(frames, boxes)`. Methods are found by name under the entry-point group `wflwv.methods`
+(wflwv's own built-ins are registered there too, in its pyproject.toml), so that a third-party
+package adds one by declaring an entry point, without touching wflwv (docs/methods.md); a factory
+registered at run time with `register_method` comes first. A built-in whose optional extra is not
+installed is refused in one line naming the command that installs it.
+"""
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from wflwv.errors import WflwvError
+
+GROUP = "wflwv.methods"
+
+
+@runtime_checkable
+class LandmarkMethod(Protocol):
+    name: str  # registry name, e.g. "dlib68"
+    scheme: str  # "ibug68", "mediapipe478", "wflw98"
+
+    def predict(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """frames (n, H, W, 3) uint8 RGB of ONE video in order; boxes (n, 4) x1 y1 x2 y2 frame pixels (NaN = no face)
+        -> landmarks (n, N, 2) float frame pixels (pixel-centre convention), NaN rows where no face/landmarks."""
+
+
+_registered: dict[str, Callable[..., LandmarkMethod]] = {}
+
+
+def register_method(name: str, factory: Callable[..., LandmarkMethod]) -> None:
+    """Make `factory(**options)` the method called `name` in this process (before any entry point of that name)."""
+    _registered[name] = factory
+
+
+def _entry_points() -> dict:
+    return {point.name: point for point in entry_points(group=GROUP)}
+
+
+def method_names() -> list[str]:
+    """Every method's name: those registered in this process and the entry points of group `wflwv.methods`."""
+    return sorted(set(_registered) | set(_entry_points()))
+
+
+def load_method(name: str, **options) -> LandmarkMethod:
+    """The method called `name`, made with `options` (e.g. spec=PATH for "onnx")."""
+    factory = _registered.get(name)
+    if factory is None:
+        point = _entry_points().get(name)
+        if point is None:
+            raise WflwvError(None, f"unknown method {name!r}: known are {', '.join(method_names())}")
+        factory = point.load()
+    method = factory(**options)
+    if not isinstance(method, LandmarkMethod):
+        raise WflwvError(None, f"method {name!r} is a {type(method).__name__}: it needs name, scheme and predict(frames, boxes)")
+    return method
