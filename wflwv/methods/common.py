@@ -15,7 +15,11 @@ def require(module: str, method: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise WflwvError(method, f"needs the optional extra {extra!r} ({module} is not installed): pip install 'wflwv[{extra}]'") from None
+        raise missing_extra(module, method, extra) from None
+
+
+def missing_extra(module: str, method: str, extra: str) -> WflwvError:
+    return WflwvError(method, f"needs the optional extra {extra!r} ({module} is not installed): pip install 'wflwv[{extra}]'")
 
 
 def cache_dir() -> Path:
