@@ -10,6 +10,7 @@ installed is refused in one line naming the command that installs it.
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -58,3 +59,21 @@ def load_method(name: str, **options) -> LandmarkMethod:
     if not isinstance(method, LandmarkMethod):
         raise WflwvError(None, f"method {name!r} is a {type(method).__name__}: it needs name, scheme and predict(frames, boxes)")
     return method
+
+
+def parse_method(text: str) -> tuple[str, dict[str, str]]:
+    """`NAME` or `NAME:KEY=VALUE,...` (as the CLI's --method takes it) -> (name, options)."""
+    name, _, rest = text.partition(":")
+    options = {}
+    for pair in filter(None, rest.split(",")):
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise WflwvError(None, f"--method {text!r}: options are KEY=VALUE, comma-separated (e.g. onnx:spec=model.toml)")
+        options[key.strip()] = value.strip()
+    return name, options
+
+
+def method_label(text: str) -> str:
+    """A method's name in tables: NAME, or NAME(stem of each option value) where it has options, e.g. onnx(hrnet_demo)."""
+    name, options = parse_method(text)
+    return f"{name}({','.join(Path(value).stem for value in options.values())})" if options else name
