@@ -30,6 +30,8 @@ from wflwv.inference import VideoStream, predict_frames
 from wflwv.landmarks import N_LANDMARKS
 from wflwv.methods import LandmarkMethod
 from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_weights, read_checkpoint
+from wflwv.predictions import point_columns
+from wflwv.schemes import get_scheme
 from wflwv.tuning import choose, torch_threads
 
 FORMATS = (".parquet", ".csv")
@@ -98,7 +100,7 @@ def predict_video(video: str | Path, model: LDEQ | LandmarkMethod, out: str | Pa
     fix_mmap_threshold()
     counts = collections.Counter()
     method = isinstance(model, LandmarkMethod)
-    n_points = scheme_points(model.scheme) if method else N_LANDMARKS
+    n_points = get_scheme(model.scheme).n_points if method else N_LANDMARKS
     with io.atomic_path(out) as tmp, RowWriter(tmp, info.fps, settings.rows_per_group, csv=out.suffix == ".csv", n_points=n_points) as writer:
         rows = writer.written(counted((method_rows if method else frame_rows)(video, info, model, settings), counts))
         if overlay is None:
@@ -138,11 +140,6 @@ def method_rows(video: Path, info: VideoInfo, method: LandmarkMethod, settings: 
             yield Row(index, segment if found else -1, points if found else None, 0)
 
 
-def scheme_points(scheme: str) -> int:
-    """The number of points of a scheme, from its name's digits (ibug68: 68)."""
-    return int("".join(filter(str.isdigit, scheme)))
-
-
 def face_streams(frames: Iterable[np.ndarray], boxes: Iterable[Segmented], starts: list[int]) -> Iterator[VideoStream]:
     """One lazy stream per face segment; frames without a face are decoded and dropped. Appends each
     segment's first frame index to `starts`."""
@@ -166,7 +163,7 @@ def counted(rows: Iterable[Row], counts: collections.Counter) -> Iterator[Row]:
 
 
 def columns(n_points: int = N_LANDMARKS) -> list[str]:
-    return ["frame", "time", "face_found", "track", *(f"{axis}{i}" for i in range(n_points) for axis in "xy"), "iterations"]
+    return ["frame", "time", "face_found", "track", *point_columns(n_points), "iterations"]
 
 
 class RowWriter:

@@ -15,6 +15,7 @@ from wflwv import io
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet
 from wflwv.methods import LandmarkMethod, method_label, parse_method
+from wflwv.predictions import METHOD_FILE, MethodInfo
 
 KEYS_FILE = "inputs.json"  # video ID -> the digest its landmarks were made from
 
@@ -37,6 +38,6 @@ def predict_video_set(text: str, method: LandmarkMethod, videos_root: Path, fold
             io.save_npy(folder / f"{video_id}.npy", method.predict(frames, videos.load_boxes(video_id)[:, :4]).astype(np.float64))
             done[video_id] = key
             io.save_text(folder / KEYS_FILE, json.dumps(done, indent=2, sort_keys=True) + "\n")
-    about = {"name": method_label(text), "description": f"wflwv method {text}", "parameters": parse_method(text)[1], "causal": True, "scheme": method.scheme}
-    io.save_text(folder / "method.json", json.dumps(about, indent=2) + "\n")
+    about = MethodInfo(method_label(text), f"wflwv method {text}", parse_method(text)[1], causal=True, scheme=method.scheme)
+    io.save_text(folder / METHOD_FILE, json.dumps(about.to_json(), indent=2) + "\n")
     return folder
