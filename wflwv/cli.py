@@ -461,6 +461,17 @@ def predict(video: Path, model: str | None, method: str | None, checkpoint: Path
     click.echo(f"landmarks: {out}" + (f"\noverlay: {overlay}" if overlay else ""))
 
 
+@cli.command("setup-method")
+@click.argument("names", nargs=-1, required=True)
+def setup_method(names: tuple[str, ...]) -> None:
+    """Set up landmark methods that run in their own environment (mediapipe478: a virtualenv; faceapi68: npm packages) under $WFLWV_CACHE."""
+    from wflwv.methods import method_factory
+
+    for name in names:
+        setup = getattr(method_factory(name), "setup", None)
+        click.echo(setup() if setup else f"{name}: nothing to set up (its extra is a pip install)")
+
+
 def main() -> None:
     try:
         sys.exit(cli.main(standalone_mode=False) or 0)

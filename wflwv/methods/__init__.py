@@ -47,15 +47,19 @@ def method_names() -> list[str]:
     return sorted(set(_registered) | set(_entry_points()))
 
 
+def method_factory(name: str) -> Callable[..., LandmarkMethod]:
+    """What makes the method called `name`: registered in this process, else its entry point's object."""
+    if name in _registered:
+        return _registered[name]
+    point = _entry_points().get(name)
+    if point is None:
+        raise WflwvError(None, f"unknown method {name!r}: known are {', '.join(method_names())}")
+    return point.load()
+
+
 def load_method(name: str, **options) -> LandmarkMethod:
     """The method called `name`, made with `options` (e.g. spec=PATH for "onnx")."""
-    factory = _registered.get(name)
-    if factory is None:
-        point = _entry_points().get(name)
-        if point is None:
-            raise WflwvError(None, f"unknown method {name!r}: known are {', '.join(method_names())}")
-        factory = point.load()
-    method = factory(**options)
+    method = method_factory(name)(**options)
     if not isinstance(method, LandmarkMethod):
         raise WflwvError(None, f"method {name!r} is a {type(method).__name__}: it needs name, scheme and predict(frames, boxes)")
     return method
