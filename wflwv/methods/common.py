@@ -1,9 +1,7 @@
-"""What the built-in methods share: their optional extras, their cache folder, and running per face."""
+"""What the built-in methods share: their optional extras and running per face."""
 
 import importlib
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -20,11 +18,6 @@ def require(module: str, method: str, extra: str):
 
 def missing_extra(module: str, method: str, extra: str) -> WflwvError:
     return WflwvError(method, f"needs the optional extra {extra!r} ({module} is not installed): pip install 'wflwv[{extra}]'")
-
-
-def cache_dir() -> Path:
-    """The folder that method assets (virtual environments, npm packages) are set up in: $WFLWV_CACHE, else ~/.cache/wflwv."""
-    return Path(os.environ.get("WFLWV_CACHE") or Path.home() / ".cache" / "wflwv")
 
 
 def has_face(boxes: np.ndarray) -> np.ndarray:

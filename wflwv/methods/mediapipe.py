@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wflwv.methods.common import cache_dir
 from wflwv.methods.worker import Worker, check_file, crop_points
+from wflwv.real import default_cache
 
 NAME = "mediapipe478"
 # mediapipe without its declared jax and opencv-contrib (700 MB more, unused here), then what it imports
@@ -27,7 +27,7 @@ CROP_SIZE, CROP_SCALE = 256, 1.6
 
 
 def environment() -> Path:
-    return cache_dir() / NAME
+    return default_cache() / NAME
 
 
 class MediaPipe478:
@@ -37,7 +37,7 @@ class MediaPipe478:
 
     def __init__(self):
         python = check_file(environment() / "bin" / "python", NAME, SETUP)
-        self.worker = Worker(NAME, [str(python), str(Path(__file__).with_name("mediapipe_worker.py"))])
+        self.worker = Worker(NAME, [str(python), "-I", str(Path(__file__).with_name("mediapipe_worker.py"))])  # -I: not its folder, where mediapipe.py is this file
 
     def predict(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         return crop_points(self.worker, frames, boxes, 478, CROP_SIZE, CROP_SCALE)

@@ -2,9 +2,11 @@
 
 The parent writes each batch of crops (k, S, S, 3) uint8 RGB as one .npy to the worker's stdin; the worker
 answers with one .npy (k, N, 2) float64 of points in [0, 1] crop units (0 and 1 the crop's edges), NaN
-where it found no face. The worker's stderr is kept, and its last lines are the error if it dies.
+where it found no face. Each message is its length (8 bytes, little-endian) and then the .npy bytes.
+The worker's stderr is kept, and its last line is the error if it dies.
 """
 
+import io
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,13 +28,16 @@ class Worker:
 
     def points(self, crops: np.ndarray) -> np.ndarray:
         try:
-            np.save(self.process.stdin, np.ascontiguousarray(crops, dtype=np.uint8), allow_pickle=False)
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(crops, dtype=np.uint8), allow_pickle=False)
+            self.process.stdin.write(len(buffer.getvalue()).to_bytes(8, "little") + buffer.getvalue())
             self.process.stdin.flush()
-            return np.lib.format.read_array(self.process.stdout, allow_pickle=False)
+            size = int.from_bytes(self.process.stdout.read(8), "little")
+            return np.load(io.BytesIO(self.process.stdout.read(size)), allow_pickle=False)
         except (BrokenPipeError, ValueError, EOFError):
             self.log.seek(0)
             last = (self.log.read().decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            raise WflwvError(self.name, f"its worker ({' '.join(self.command[:2])}) stopped: {last}") from None
+            raise WflwvError(self.name, f"its worker ({' '.join(self.command)}) stopped: {last}") from None
 
     def __del__(self):
         if getattr(self, "process", None) and self.process.poll() is None:
