@@ -21,10 +21,10 @@ BATCH = 32  # crops per message
 
 
 class Worker:
-    def __init__(self, name: str, command: list[str]):
+    def __init__(self, name: str, command: list[str], env: dict[str, str] | None = None):
         self.name, self.command = name, command
         self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env)
 
     def points(self, crops: np.ndarray) -> np.ndarray:
         try:
