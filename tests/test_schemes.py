@@ -1,9 +1,25 @@
+import json
+import shutil
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import VIDEO_LENGTHS, run_main
 
 from wflwv import schemes
 from wflwv.errors import WflwvError
+from wflwv.export import verify
+from wflwv.data.videoset import VideoSet
+from wflwv.metrics import nme, normaliser, padded, region_nmf, score_videos
+from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, write_prediction_set
 from wflwv.schemes import common_scheme, convert, get_scheme, scheme_for_points
+from wflwv.synth import Preset, generate
+from wflwv.synth.face import Expression
+from wflwv.synth.scene import Pose, Scene, landmarks, landmarks68
+from wflwv.synth.texture import Look
+
+LOOK = Look(skin=(0.9, 0.75, 0.65), hair=(0.1, 0.07, 0.05), lips=(0.8, 0.25, 0.3))
 
 
 def test_each_shipped_scheme_reads_and_names_points_inside_it():
@@ -114,8 +130,6 @@ def test_distance_between_centroids():
 
 
 def test_metrics_on_68_points_normalise_by_the_outer_eye_corners_and_use_ibug_regions():
-    from wflwv.metrics import nme, normaliser, region_nmf
-
     rng = np.random.default_rng(3)
     truth = rng.uniform(0, 200, (2, 5, 68, 2))
     pred = truth.copy()
@@ -127,3 +141,85 @@ def test_metrics_on_68_points_normalise_by_the_outer_eye_corners_and_use_ibug_re
     flicker = region_nmf(pred, truth)
     assert list(flicker) == ["contour", "brows", "nose", "eyes", "mouth"]
     assert (flicker["mouth"] > 0).all() and all((flicker[region] == 0).all() for region in ("contour", "brows", "nose", "eyes"))
+
+
+SCENES = [  # a frontal face, and a turned, tilted, blinking, talking one
+    Scene(look=LOOK, pose=Pose(scale=60, centre=(128, 100))),
+    Scene(
+        look=LOOK,
+        expression=Expression(mouth_open=0.4, smile=0.6, blink=(0.7, 0.0), brow_raise=-0.5, gaze=(0.3, 0.2)),
+        pose=Pose(yaw=35, pitch=-10, roll=15, scale=50, centre=(120.0, 110.0)),
+    ),
+]
+LIDS = [37, 38, 40, 41, 43, 44, 46, 47]  # where iBUG's definition is not a WFLW point
+
+
+@pytest.mark.parametrize("scene", SCENES)
+def test_synthetic_98_point_truth_mapped_to_68_lands_on_the_68_point_truth(scene):
+    truth98, truth68 = landmarks(scene), landmarks68(scene)
+    mapped = convert(truth98, "wflw98", "ibug68")
+    same = np.setdiff1d(np.arange(68), LIDS)
+    assert np.allclose(mapped[same], truth68[same], atol=1e-9)
+    # the lids: WFLW's points at a quarter and three quarters of each lid stand near iBUG's thirds, not on them
+    corners = np.linalg.norm(truth68[36] - truth68[45])
+    gap = np.linalg.norm(mapped[LIDS] - truth68[LIDS], axis=1) / corners
+    assert (gap > 0.005).all() and (gap < 0.06).all()
+    # the 68-point inter-ocular normaliser is the distance between WFLW's outer corners, mapped
+    assert normaliser(truth68) == pytest.approx(np.linalg.norm(truth98[60] - truth98[72]))
+    # a noisy 98-point prediction mapped to 68 scores on 68 points about as it does on 98
+    noisy = truth98 + np.random.default_rng(4).normal(0, 0.02 * corners, truth98.shape)
+    assert nme(convert(noisy, "wflw98", "ibug68"), truth68) == pytest.approx(nme(noisy, truth98), rel=0.25)
+
+
+def test_synthetic_68_point_truth_mirrors_with_the_68_flip():
+    scene = SCENES[1]
+    mirror = replace(scene, expression=scene.expression.mirrored(), pose=replace(scene.pose, yaw=-35, roll=-15, centre=(255 - 120.0, 110.0)))
+    assert np.allclose(landmarks68(mirror), schemes.flip_horizontally(landmarks68(scene), 256, get_scheme("ibug68")), atol=1e-9)
+
+
+def test_bench_scores_a_68_point_set_beside_98_points_on_their_common_scheme_and_says_so(bench_world, tmp_path, capsys):
+    """A 98-point video set: the 98-point set scores on 98 points (and, asked, on 68), the 68-point set on 68 points,
+    its truth mapped; the same landmarks score the same whichever way they reach 68 points."""
+    noisy = load_prediction_set(bench_world.noisy_truth, VIDEO_LENGTHS)
+    folder = tmp_path / "noisy68"
+    write_prediction_set(folder, {i: convert(p, "wflw98", "ibug68") for i, p in noisy.items()}, MethodInfo("noisy 68", scheme="ibug68"))
+    sets = [f"noisy98={bench_world.noisy_truth}", "--predictions", f"noisy68={folder}"]
+    result = run_main(capsys, "bench", "--predictions", *sets, "--videos", bench_world.videos, "--filters", "none", "--scheme", "ibug68", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_parquet(tmp_path / "out" / "video_leaderboard.parquet").set_index("model")
+    assert table["scheme"].to_dict() == {"noisy98": "wflw98", "noisy98 @ibug68": "ibug68", "noisy68": "ibug68"}
+    assert (table["normalisation"] == "interocular").all()
+    assert "| noisy68 | raw | ibug68 | interocular |" in result.stdout
+    truth = VideoSet(bench_world.videos)
+    mapped = [convert(truth.load_landmarks(i), "wflw98", "ibug68") for i in ("h1", "h2")]
+    expected = score_videos(padded([hold_missing(convert(noisy[i], "wflw98", "ibug68")) for i in ("h1", "h2")]), padded(mapped))
+    for model in ("noisy68", "noisy98 @ibug68"):
+        assert table.loc[model, "nme_hard"] == pytest.approx(100 * expected.nme) and table.loc[model, "nmf_hard"] == pytest.approx(100 * expected.nmf)
+    assert table.loc["noisy98", "nme_hard"] != pytest.approx(table.loc["noisy68", "nme_hard"])
+
+
+def test_bench_refuses_a_set_whose_files_disagree_with_its_declared_scheme_before_any_work(bench_world, tmp_path, capsys):
+    folder = shutil.copytree(bench_world.noisy_truth, tmp_path / "set")
+    (folder / "method.json").write_text(json.dumps({"name": "n", "scheme": "ibug68"}))
+    result = run_main(capsys, "bench", "--model", bench_world.checkpoints[0], "--predictions", f"n={folder}", "--videos", bench_world.videos, "--out", tmp_path / "out")
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {folder / 'e1.parquet'}: landmarks have 98 points, but method.json declares ibug68, 68"
+    assert not (tmp_path / "out" / "cache").exists()
+
+
+def test_schemes_without_a_common_one_are_refused(monkeypatch):
+    lone = replace(get_scheme("ibug68"), name="dlib5", n_points=5, maps={})
+    monkeypatch.setitem(schemes._all_schemes(), "dlib5", lone)
+    with pytest.raises(WflwvError, match="point schemes dlib5, wflw98 have no common scheme to score on"):
+        common_scheme(["wflw98", "dlib5"])
+
+
+def test_the_synthetic_world_writes_a_68_point_video_set_of_the_same_videos(tmp_path):
+    generate(tmp_path, Preset(0, 0, 1, (160, 192), (90, 120), (192, 160), (80, 110), (12, 14)), seed=2, workers=1)
+    videos, videos68 = VideoSet(tmp_path / "videos"), VideoSet(tmp_path / "videos68")
+    assert videos68.ids() == videos.ids() and videos68.ids("hard") == videos.ids("hard") and len(videos.ids()) == 2
+    assert verify(tmp_path / "videos68").problems == []
+    same = np.setdiff1d(np.arange(68), LIDS)
+    for video_id in videos.ids():
+        assert videos68.video_path(video_id).read_bytes() == videos.video_path(video_id).read_bytes()
+        mapped = convert(videos.load_landmarks(video_id), "wflw98", "ibug68")
+        assert np.allclose(mapped[:, same], videos68.load_landmarks(video_id)[:, same], atol=1e-9)

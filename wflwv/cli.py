@@ -129,9 +129,10 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--nmf", "nmf_definition", type=click.Choice(["paper", "released"]), help="NMF definition: the paper's, or the authors' released NMJ [default: the protocol's: paper for wflwv, released for released].")
 @click.option("--protocol", type=click.Choice(["wflwv", "released"]), default="wflwv", show_default=True, help="wflwv's own evaluation, or the authors' release's: its crop, solver conventions, RwR cap on the first frame and NMJ (docs/protocol.md).")
 @click.option("--norm", type=click.Choice(["interocular", "interpupil", "diagonal"]), default="interocular", show_default=True, help="NME normalisation.")
+@click.option("--scheme", "schemes", multiple=True, help="Also score every entrant on this point scheme (ibug68, ...) where it and the videos convert to it; repeatable (docs/metrics.md).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], methods: tuple[str, ...], videos: Path | None, stills: Path | None, out: Path, slots: int | None, try_compile: bool, rwr_iters: tuple[int, ...], adaptive_tol: float | None, filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, device: str, force: bool) -> None:
+def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], methods: tuple[str, ...], videos: Path | None, stills: Path | None, out: Path, slots: int | None, try_compile: bool, rwr_iters: tuple[int, ...], adaptive_tol: float | None, filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, schemes: tuple[str, ...], device: str, force: bool) -> None:
     """Leaderboards of models and prediction sets: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost), with 95% intervals."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.report import video_differences, video_summary
@@ -146,7 +147,7 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], methods: 
         raise click.UsageError("--stills scores models: give --model")
     nmf_definition = nmf_definition or ("released" if protocol == "released" else "paper")
     adaptive = {} if adaptive_tol is None else {"adaptive_tol": adaptive_tol or None}
-    settings = BenchSettings(slots=slots, try_compile=try_compile, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol, **adaptive)
+    settings = BenchSettings(slots=slots, try_compile=try_compile, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol, schemes=schemes, **adaptive)
     predictions = predictions | method_sets(methods, videos, out, force)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force, predictions=predictions)
     if "stills" in boards:

@@ -139,11 +139,12 @@ def convertible(source: str, target: str) -> bool:
 
 
 def convert(points: np.ndarray, source: str, target: str) -> np.ndarray:
-    """Landmarks (..., N_source, 2) in scheme `source` as (..., N_target, 2) in `target` (NaN stays NaN)."""
+    """Landmarks (..., N_source, D) in scheme `source` as (..., N_target, D) in `target` (NaN stays NaN); D is
+    2 for image points, 3 for the synthetic world's head-frame ones."""
     scheme = get_scheme(source)
     get_scheme(target)
     points = np.asarray(points, dtype=float)
-    if points.shape[-2:] != (scheme.n_points, 2):
+    if points.ndim < 2 or points.shape[-2] != scheme.n_points:
         raise WflwvError(None, f"{source} landmarks have shape {points.shape}, expected (..., {scheme.n_points}, 2)")
     if source == target:
         return points
