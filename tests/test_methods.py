@@ -1,19 +1,24 @@
 """Landmark methods as plugins (wflwv.methods): the registry, the ONNX path against torch, each real model on a real frame."""
 
 import itertools
+import json
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from conftest import face_video, run_main
+from wflwv.data.video import iter_frames
+from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.methods import LandmarkMethod, load_method, method_names, register_method
 from wflwv.models import create_model, load_config
+from wflwv.predictions import point_columns
 from wflwv.schemes import convert
 
 BUILT_INS = ("dlib68", "faceapi68", "mediapipe478", "onnx")
@@ -149,3 +154,53 @@ def test_missing_node_is_refused_with_how_to_install_it(monkeypatch):
     monkeypatch.setenv("PATH", "")
     with pytest.raises(WflwvError, match=r"^faceapi68: needs Node, which is not on the PATH: install Node 18 or later \(Debian: apt-get install nodejs npm\)$"):
         load_method("faceapi68")
+
+
+@pytest.fixture(scope="module")
+def real_clip(tmp_path_factory) -> Path:
+    """The first 8 frames of a real face video."""
+    from wflwv.data.video import iter_frames, probe, write_video
+    from wflwv.real import real_video
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WFLWV_CACHE", str(CACHE))
+        source = real_video("cap12_edit")
+    clip = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    write_video(clip, itertools.islice(iter_frames(source), 8), probe(source).fps)
+    return clip
+
+
+@pytest.mark.parametrize("name, n_points", [("dlib68", 68), ("mediapipe478", 478)])
+def test_predict_runs_a_method_on_every_frame(real_clip, tmp_path, capsys, monkeypatch, name, n_points):
+    monkeypatch.setenv("WFLWV_CACHE", str(CACHE))
+    result = run_main(capsys, "predict", real_clip, "--method", name, "--out", tmp_path / "points.parquet")
+    assert result.returncode == 0, result.err
+    rows = pd.read_parquet(tmp_path / "points.parquet")
+    points = rows[point_columns(n_points)].to_numpy().reshape(8, n_points, 2)
+    assert rows["face_found"].all() and list(rows["frame"]) == list(range(8)) and np.isfinite(points).all()
+    assert (points > 0).all() and (points[..., 0] < 360).all() and (points[..., 1] < 288).all()
+
+
+def test_predict_refuses_a_missing_extra_in_one_line_before_any_work(real_clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    result = run_main(capsys, "predict", real_clip, "--method", "dlib68", "--out", tmp_path / "points.parquet")
+    assert (result.returncode, result.stderr) == (2, "error: dlib68: needs the optional extra 'dlib68' (dlib is not installed): pip install 'wflwv[dlib68]'\n")
+    assert not (tmp_path / "points.parquet").exists()
+
+
+def test_bench_scores_methods_beside_a_model_and_reuses_their_landmarks(bench_world, demo_hrnet, tmp_path, capsys):
+    spec = export(demo_hrnet, tmp_path, "heatmaps")
+    out = tmp_path / "bench"
+    args = ["bench", "--model", bench_world.checkpoints[0], "--method", f"onnx:spec={spec}", "--method", "dlib68", "--videos", bench_world.videos, "--out", out,
+            "--filters", "ema", "--rwr-iters", "1", "--adaptive-tol", "0", "--slots", "2"]  # fmt: skip
+    assert run_main(capsys, *args).returncode == 0
+    table = pd.read_parquet(out / "per_video.parquet")
+    assert {"onnx(heatmaps)", "dlib68"} <= set(table["model"])
+    videos = VideoSet(bench_world.videos)
+    frames = np.stack(list(iter_frames(videos.video_path("h1"))))
+    written = np.load(out / "methods" / "onnx_heatmaps" / "h1.npy")
+    np.testing.assert_array_equal(written, load_method("onnx", spec=spec).predict(frames, videos.load_boxes("h1")[:, :4]))
+    assert json.loads((out / "methods" / "dlib68" / "method.json").read_text())["scheme"] == "ibug68"
+    before = {path: path.stat().st_mtime_ns for path in (out / "methods").rglob("*.npy")}
+    assert run_main(capsys, *args).returncode == 0
+    assert before == {path: path.stat().st_mtime_ns for path in (out / "methods").rglob("*.npy")}  # rerun: every method's video skipped

@@ -161,10 +161,10 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], methods: 
 def method_sets(methods: tuple[str, ...], videos: Path | None, out: Path, force: bool) -> dict[str, Path]:
     """Each --method run on the videos as a prediction set under OUT/methods/, by its label."""
     from wflwv.bench import slug
-    from wflwv.methods import load_method, method_label, parse_method
+    from wflwv.methods import method_from_text, method_label
     from wflwv.methods.run import predict_video_set
 
-    loaded = {text: load_method(*parse_method(text)) for text in methods}  # every method refused or loaded before any runs
+    loaded = {text: method_from_text(text) for text in methods}  # every method refused or loaded before any runs
     return {method_label(text): predict_video_set(text, method, videos, out / "methods" / slug(method_label(text)), force) for text, method in loaded.items()}
 
 
@@ -448,15 +448,14 @@ def verify(root: Path) -> None:
 def predict(video: Path, model: str | None, method: str | None, checkpoint: Path | None, out: Path | None, overlay: Path | None, rwr_iters: int, device: str, max_side: int, max_gap: int, smoothing: float, protocol: str) -> None:
     """Landmarks for every frame of any video (MTCNN boxes, stabilised; LDEQ + RwR), streamed in constant memory."""
     from wflwv.boxes import BoxSettings, TrackSettings
+    from wflwv.methods import method_from_text
     from wflwv.predict import PredictSettings, load_model, predict_video
-
-    from wflwv.methods import load_method, parse_method
 
     if (model is None) == (method is None):
         raise click.UsageError("give --model or --method")
     out = out or video.with_name(f"{video.stem}.landmarks.parquet")
     boxes = BoxSettings(device=device, max_side=max_side or None, smoothing=smoothing, track=TrackSettings(max_gap=max_gap))
-    predictor = load_method(*parse_method(method)) if method else load_model(model, checkpoint, device)
+    predictor = method_from_text(method) if method else load_model(model, checkpoint, device)
     summary = predict_video(video, predictor, out, overlay, PredictSettings(rwr_iters, device, boxes=boxes, protocol=protocol))
     click.echo(f"{video}: {summary}")
     click.echo(f"landmarks: {out}" + (f"\noverlay: {overlay}" if overlay else ""))
