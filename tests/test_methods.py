@@ -204,3 +204,52 @@ def test_bench_scores_methods_beside_a_model_and_reuses_their_landmarks(bench_wo
     before = {path: path.stat().st_mtime_ns for path in (out / "methods").rglob("*.npy")}
     assert run_main(capsys, *args).returncode == 0
     assert before == {path: path.stat().st_mtime_ns for path in (out / "methods").rglob("*.npy")}  # rerun: every method's video skipped
+
+
+class FixedPoints:
+    """A point-only method for the label tests: the same points on every frame with a box, NaN on frames listed as faceless."""
+
+    name, scheme = "fixed", "wflw98"
+
+    def __init__(self, points: np.ndarray, faceless: tuple[int, ...] = ()):
+        self.points, self.faceless = points, faceless
+
+    def predict(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        points = np.repeat(self.points[None], len(frames), axis=0)
+        points[list(self.faceless)] = np.nan
+        return points
+
+
+def test_a_point_member_counts_as_one_member_beside_the_heatmap_members(unlabelled_build, members):
+    from wflwv.data.video import read_video
+    from wflwv.label import ensemble_frames, load_members
+
+    videos = VideoSet(unlabelled_build)
+    video_id = videos.ids()[0]
+    frames, boxes = read_video(videos.video_path(video_id))[:4], videos.load_boxes(video_id)[:4]
+    models = load_members(tuple(members), "cpu")
+    heat_labels, _ = ensemble_frames(models, frames, boxes, np.ones((2, 4), dtype=bool))
+    point = FixedPoints(boxes[0, None, :2] + np.random.default_rng(0).uniform(0, 30, (98, 2)), faceless=(2,))
+    labels, variance = ensemble_frames(models, frames, boxes, np.ones((3, 4), dtype=bool), methods=[point])
+    expected = (2 * heat_labels + point.points) / 3  # two heatmap members and one point member, each weighing one
+    np.testing.assert_allclose(labels[[0, 1, 3]], expected[[0, 1, 3]], atol=1e-9)
+    np.testing.assert_allclose(labels[2], heat_labels[2], atol=1e-9)  # no face found by the point member: it is dropped there
+    keep_one = np.array([[True] * 4, [False] * 4, [True] * 4])  # corrections drop the second heatmap member
+    alone, _ = ensemble_frames(models, frames, boxes, np.ones((1, 4), dtype=bool))
+    labels, _ = ensemble_frames(models, frames, boxes, keep_one, methods=[FixedPoints(alone[0])])
+    np.testing.assert_allclose(labels[0], alone[0], atol=1e-6)  # a point member agreeing with the one kept heatmap member changes nothing
+    assert variance.shape == (4, 98) and (variance[[0, 1, 3]] > variance[2]).all()
+
+
+def test_label_takes_a_registered_method_as_a_member_and_relabels_when_it_changes(unlabelled_build, members, tmp_path, capsys):
+    from conftest import copy_build
+
+    build = copy_build(unlabelled_build, tmp_path / "build", "videos", "bboxes")
+    register_method("fixed", lambda offset="0": FixedPoints(np.full((98, 2), 40.0 + float(offset))))
+    result = run_main(capsys, "label", "--build", build, "--members", members[0], "--method", "fixed:offset=0")
+    assert result.returncode == 0, result.stderr
+    assert "with 2 members" in result.stdout
+    video_id = VideoSet(build).ids()[0]
+    first = np.load(VideoSet(build).landmarks_path(video_id))
+    result = run_main(capsys, "label", "--build", build, "--members", members[0], "--method", "fixed:offset=10")
+    np.testing.assert_allclose(np.load(VideoSet(build).landmarks_path(video_id)) - first, 5.0, atol=1e-4)  # half of the point member's move

@@ -366,21 +366,22 @@ def run(pipeline: str, only: tuple[str, ...], device: str, executor: str, addres
 @click.option("--build", required=True, type=EXISTING_DIR, help="Build folder: videos/<ID>.mp4 and stabilised bboxes/<ID>.npy; landmarks/ and variance/ are written.")
 @click.option("--members", multiple=True, type=EXISTING_FILE, help="A member checkpoint (repeat the option for each member).")
 @click.option("--ensemble-dir", type=EXISTING_DIR, help="A folder of member run folders, <name>/checkpoint.pth.tar each.")
+@click.option("--method", "methods", multiple=True, help="NAME[:KEY=VALUE,...]: a landmark method as a point-only member, averaged with the heatmap members' points (docs/methods.md); repeatable.")
 @click.option("--corrections", type=EXISTING_FILE, help="CSV video_id,member,first_frame,last_frame: members dropped on those frames (inclusive).")
 @click.option("--batch-size", default=64, show_default=True, type=POSITIVE, help="Frames per batch through each member.")
 @click.option("--device", default="cpu", show_default=True, help="torch device; with --executor ray and cuda, each labelling worker gets one GPU.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Label in this process or on Ray.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
 @click.option("--force", is_flag=True, help="Relabel videos already labelled.")
-def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, corrections: Path | None, batch_size: int, device: str, executor: str, address: str | None, force: bool) -> None:
+def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, methods: tuple[str, ...], corrections: Path | None, batch_size: int, device: str, executor: str, address: str | None, force: bool) -> None:
     """Label every video with the ensemble's averaged heatmaps, and keep the ensemble's variance."""
     from wflwv.label import find_members, label as run_label
     from wflwv.pipeline.stage import Executor
 
     checkpoints = find_members(members, ensemble_dir)
-    manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force)
+    manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force, methods)
     failed = manifest[manifest["status"] == "failed"]
-    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints)} members in {build}")
+    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints) + len(methods)} members in {build}")
     exit_if_failed(manifest)
 
 
