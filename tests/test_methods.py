@@ -253,3 +253,33 @@ def test_label_takes_a_registered_method_as_a_member_and_relabels_when_it_change
     first = np.load(VideoSet(build).landmarks_path(video_id))
     result = run_main(capsys, "label", "--build", build, "--members", members[0], "--method", "fixed:offset=10")
     np.testing.assert_allclose(np.load(VideoSet(build).landmarks_path(video_id)) - first, 5.0, atol=1e-4)  # half of the point member's move
+
+
+def doc_block(language: str, first_line: str) -> str:
+    """The code block of docs/methods.md in `language` whose first line is `first_line`."""
+    text = (REPO / "docs" / "methods.md").read_text()
+    blocks = [block.split("```")[0] for block in text.split(f"```{language}\n")[1:]]
+    return next(block for block in blocks if block.startswith(first_line))
+
+
+def test_the_documented_plugin_is_found_by_its_entry_point_and_runs(tmp_path, monkeypatch, real_faces):
+    """docs/methods.md's plugin as an installed package: its module and a dist-info with its entry point on sys.path."""
+    import importlib
+    import tomllib
+
+    code, project = doc_block("python", "# wflwv_dlib_ema.py"), tomllib.loads(doc_block("toml", "# pyproject.toml"))
+    assert len(code.splitlines()) + len(doc_block("toml", "# pyproject.toml").splitlines()) <= 30
+    (tmp_path / "wflwv_dlib_ema.py").write_text(code)
+    info = tmp_path / "wflwv_dlib_ema-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['project']['name']}\nVersion: {project['project']['version']}\n")
+    points = project["project"]["entry-points"]["wflwv.methods"]
+    (info / "entry_points.txt").write_text("[wflwv.methods]\n" + "".join(f"{name} = {target}\n" for name, target in points.items()))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    assert "dlib68_ema" in method_names()
+    smoothed = load_method("dlib68_ema", alpha="0.5").predict(*real_faces)
+    dlib = load_method("dlib68").predict(*real_faces)
+    np.testing.assert_array_equal(smoothed[0], dlib[0])
+    np.testing.assert_allclose(smoothed[1], (dlib[1] + dlib[0]) / 2)
+    np.testing.assert_allclose(smoothed[2], (dlib[2] + smoothed[1]) / 2)

@@ -19,9 +19,11 @@ from wflwv.methods.worker import Worker, check_file, crop_points
 from wflwv.real import default_cache
 
 NAME = "mediapipe478"
-# mediapipe without its declared jax and opencv-contrib (700 MB more, unused here), then what it imports
+# mediapipe and what it imports, every version pinned, installed without resolving: its declared jax, sounddevice and
+# opencv-contrib (700 MB more) are never imported by the face mesh, and opencv-python-headless provides its cv2
 REQUIREMENTS = ["mediapipe==0.10.14", "absl-py==2.5.1", "attrs==26.1.0", "flatbuffers==25.12.19", "numpy==1.26.4", "protobuf==4.25.9",
-                "opencv-python-headless==4.11.0.86", "matplotlib==3.11.2"]  # fmt: skip
+                "opencv-python-headless==4.11.0.86", "matplotlib==3.11.2", "contourpy==1.3.3", "cycler==0.12.1", "fonttools==4.69.1",
+                "kiwisolver==1.5.1", "packaging==26.4", "pillow==13.0.0", "pyparsing==3.3.3", "python-dateutil==4.0.0", "tzdata==2026.6"]  # fmt: skip
 SETUP = f"wflwv setup-method {NAME}"
 CROP_SIZE, CROP_SCALE = 256, 1.6
 
@@ -51,7 +53,6 @@ class MediaPipe478:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
         pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "--no-deps", REQUIREMENTS[0]], check=True)
-        subprocess.run([*pip, *REQUIREMENTS[1:]], check=True)
+        subprocess.run([*pip, "--no-deps", *REQUIREMENTS], check=True)
         stamp.write_text("\n".join(REQUIREMENTS) + "\n")
         return f"{NAME}: set up in {folder} in {time.perf_counter() - start:.0f} s"
