@@ -71,7 +71,7 @@ def export(model: torch.nn.Module, folder: Path, output: str, spec_size: int | N
     """The model exported with torch.onnx (batch axis dynamic) and its spec; returns the spec's path."""
     size = model.args.im_size
     torch.onnx.export(HeatmapsOnly(model, output), (torch.zeros(1, 3, size, size),), folder / f"{output}.onnx", dynamo=False, input_names=["image"],
-                      dynamic_axes={"image": {0: "batch"}})  # fmt: skip
+                      output_names=[output], dynamic_axes={"image": {0: "batch"}, output: {0: "batch"}})  # fmt: skip
     spec = folder / f"{output}.toml"
     spec.write_text(SPEC.format(model=f"{output}.onnx", size=spec_size or size, output="heatmaps" if output == "heatmaps" else "coordinates"))
     return spec
@@ -92,7 +92,11 @@ def test_onnx_export_of_the_demo_hrnet_gives_the_torch_models_landmarks(demo_hrn
 
 def test_an_onnx_spec_that_does_not_match_the_model_is_refused_naming_the_spec(demo_hrnet, tmp_path, capsys):
     spec = export(demo_hrnet, tmp_path, "heatmaps", spec_size=128)
-    with pytest.raises(WflwvError, match=r"heatmaps.toml: input_size 128 does not match the model's input 'image' of shape \['batch', 3, 64, 64\]"):
+    result = run_main(capsys, "predict", tmp_path / "any.mp4", "--method", f"onnx:spec={spec}")
+    assert (result.returncode, result.stderr.count("\n")) == (2, 1)
+    assert result.stderr.startswith(f"error: {spec}: input_size 128 does not match the model's input 'image' of shape ['batch', 3, 64, 64]")
+    spec.write_text(spec.read_text().replace("input_size = 128", "input_size = 64").replace('"wflw98"', '"ibug68"'))
+    with pytest.raises(WflwvError, match=r"heatmaps.toml: output 'heatmaps' of scheme ibug68 \(68 points\) does not match the model's first output of shape \['batch', 98, 16, 16\]"):
         load_method("onnx", spec=spec)
 
 

@@ -22,10 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from wflwv import io
 from wflwv.data.crop import box_to_affine, crop, invert_affine, transform_points
 from wflwv.errors import WflwvError
 from wflwv.methods.common import has_face, require
+from wflwv.models.heatmaps import soft_argmax
+from wflwv.schemes import get_scheme
 
 OUTPUTS = ("heatmaps", "coordinates")
 COLOURS = ("rgb", "bgr")
@@ -69,6 +73,10 @@ def read_spec(path: str | Path) -> OnnxSpec:
         raise WflwvError(path, "mean and std must be three numbers each, std positive")
     if data["input_size"] < 1 or not data["crop_scale"] > 0:
         raise WflwvError(path, "input_size and crop_scale must be positive")
+    try:
+        get_scheme(data["scheme"])
+    except WflwvError as error:
+        raise WflwvError(path, error.problem) from None
     model = path.parent / data["model"]
     if not model.is_file():
         raise WflwvError(path, f"its model {model} does not exist")
@@ -89,10 +97,11 @@ class OnnxMethod:
         except Exception as error:  # onnxruntime raises its own classes for a file it cannot read
             raise WflwvError(self.spec.model, f"onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
         self.input_name, self.batch, self.fixed_batch = check_model(self.session, self.spec)
+        self.identity = {"model": io.file_digest(self.spec.model)}  # the spec's own digest comes with the options
 
     def predict(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         spec = self.spec
-        landmarks = np.full((len(frames), 0, 2), np.nan)
+        landmarks = np.full((len(frames), get_scheme(self.scheme).n_points, 2), np.nan)
         faces = np.flatnonzero(has_face(boxes))
         for start in range(0, len(faces), self.batch):
             chosen = faces[start : start + self.batch]
@@ -102,10 +111,7 @@ class OnnxMethod:
             if self.fixed_batch:  # a model exported for a fixed batch gets it full, padded with blank crops
                 images = np.concatenate([images, np.zeros((self.batch - len(images), *images.shape[1:]), np.float32)])
             units = read_points(self.session.run(None, {self.input_name: images})[0][: len(chosen)], spec)
-            points = transform_points(units.astype(np.float64) * spec.input_size, np.stack([invert_affine(a) for a in affines]))
-            if landmarks.shape[1] == 0:
-                landmarks = np.full((len(frames), points.shape[1], 2), np.nan)
-            landmarks[chosen] = points
+            landmarks[chosen] = transform_points(units.astype(np.float64) * spec.input_size, np.stack([invert_affine(a) for a in affines]))
         return landmarks
 
 
@@ -120,9 +126,9 @@ def check_model(session, spec: OnnxSpec) -> tuple[str, int, bool]:
         raise WflwvError(spec.path, f"input_size {spec.input_size} does not match the model's input {inputs[0].name!r} of shape {shape} (expected (batch, 3, {spec.input_size}, {spec.input_size}))")
     if inputs[0].type != "tensor(float)":
         raise WflwvError(spec.path, f"the model's input {inputs[0].name!r} is {inputs[0].type}; the onnx method feeds tensor(float)")
-    rank = len(session.get_outputs()[0].shape)
-    if rank != {"heatmaps": 4, "coordinates": 3}[spec.output]:
-        raise WflwvError(spec.path, f"output {spec.output!r} does not match the model's first output of shape {session.get_outputs()[0].shape}")
+    output, points = session.get_outputs()[0].shape, get_scheme(spec.scheme).n_points
+    if len(output) != {"heatmaps": 4, "coordinates": 3}[spec.output] or output[1] not in (points, None) and not isinstance(output[1], str):
+        raise WflwvError(spec.path, f"output {spec.output!r} of scheme {spec.scheme} ({points} points) does not match the model's first output of shape {output}")
     return inputs[0].name, shape[0] if fixed[0] else BATCH, fixed[0]
 
 
@@ -134,10 +140,4 @@ def to_input(crops: np.ndarray, spec: OnnxSpec) -> np.ndarray:
 
 def read_points(output: np.ndarray, spec: OnnxSpec) -> np.ndarray:
     """(B, points, 2) in [0, 1] crop units from the model's output."""
-    if spec.output == "coordinates":
-        return output
-    size_y, size_x = output.shape[-2:]
-    weights = output / output.sum(axis=(2, 3), keepdims=True)
-    x = weights.sum(axis=2) @ (np.arange(size_x) / size_x)
-    y = weights.sum(axis=3) @ (np.arange(size_y) / size_y)
-    return np.stack((x, y), axis=-1)
+    return output if spec.output == "coordinates" else soft_argmax(torch.from_numpy(output)).numpy()
