@@ -25,6 +25,7 @@ from wflwv.data.wflw import IMAGES_DIR, WflwStills, write_image
 from wflwv.metrics import score_videos
 from wflwv.configs import MODELS
 from wflwv.report import image_tag, read_leaderboard
+from wflwv.schemes import convert
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,18 @@ def hostile_video_name(tmp: Path, world) -> Path:
 
 def copy_stills(tmp: Path, world) -> Path:
     return Path(shutil.copytree(world.stills, tmp / "stills"))
+
+
+def with_ibug68_landmarks(video_id: str = "h1") -> Callable:
+    """The WFLW-V folder with one video's landmarks mapped to iBUG's 68 points: a set mixing two schemes."""
+
+    def make(tmp: Path, world) -> Path:
+        videos = copy_videos(tmp, world)
+        path = videos / "landmarks" / f"{video_id}.npy"
+        np.save(path, convert(np.load(path), "wflw98", "ibug68"))
+        return videos
+
+    return make
 
 
 def with_annotation(change: Callable[[str], str], split: str = "test") -> Callable:
@@ -253,6 +266,7 @@ CASES = [
     Case("verify", "zero inter-ocular distance", verify(with_landmarks(zero_interocular)), r"landmarks/h1.npy: landmarks of frame 2: points 60 and 72 coincide", 1),
     Case("verify", "infinite landmark", verify(with_landmarks(infinite)), "landmarks/h1.npy: landmarks of frame 1 are infinite", 1),
     Case("verify", "corrupt mp4 (random bytes in the middle)", verify(corrupt_video), r"videos/h1.mp4: .*corrupt", 1),
+    Case("verify", "videos of two point schemes", verify(with_ibug68_landmarks()), "landmarks/h1.npy: landmarks have 68 points, the set's other videos have 98", 1),
     # bench
     Case("bench", "hostile ID", bench(with_list(f"h1\n{HOSTILE_ID}\n".encode())), f"hard_video_IDs.txt: line 2: video ID .* {INVALID_ID}"),
     Case("bench", "video file named with a quote", bench(lambda tmp, world: hostile_video_name(tmp, world)), "videos/q\"x.mp4: the file name is not a video ID: at most 128 letters"),
@@ -262,6 +276,8 @@ CASES = [
     Case("bench", "empty hard list", bench(with_list(b"")), "hard_video_IDs.txt: lists no video IDs"),
     Case("bench", "zero inter-ocular distance", bench(with_landmarks(zero_interocular, "e2")), "landmarks/e2.npy: landmarks of frame 2: points 60 and 72 coincide"),
     Case("bench", "infinite landmark", bench(with_landmarks(infinite)), "landmarks/h1.npy: landmarks of frame 1 are infinite"),
+    Case("bench", "videos of two point schemes", bench(with_ibug68_landmarks("e1")), "landmarks/e1.npy: landmarks have 68 points, the set's other videos have 98"),
+    Case("bench", "unknown --scheme", bench(videos_of, "--scheme", "dlib5"), "unknown point scheme 'dlib5', expected one of ibug68, mediapipe478, wflw98"),
     Case("bench", "--slots 0", bench(videos_of, "--slots", "0"), f"'--slots': 0 {RANGE}"),
     Case("bench", "--rwr-iters 0", bench(videos_of, "--rwr-iters", "0"), f"'--rwr-iters': 0 {RANGE}"),
     Case("bench", "--rwr-iters 1,x", bench(videos_of, "--rwr-iters", "1,x"), "'--rwr-iters': 'x' is not a valid integer"),

@@ -55,14 +55,17 @@ print(Path(wflwv.__file__).parent)
 print(load_config("ldeq_demo")["family"], len(load_ensemble("ensemble_demo")))
 print(Calibration.load().fitted_on)
 print(read_pipeline(pipeline_path("wflwv"))["scrape"]["queries"], (pipeline_path("wflwv").parent / "queries.txt").is_file())
+from wflwv.schemes import get_scheme, scheme_names
+print(*scheme_names(), get_scheme("wflw98").maps["ibug68"].shape[0])
 """
     result = run_installed(installed, tmp_path, str(installed / "python"), "-c", script)
     assert result.returncode == 0, result.stderr
-    package, config, calibration, pipeline = result.stdout.splitlines()
+    package, config, calibration, pipeline, schemes = result.stdout.splitlines()
     assert Path(package).is_relative_to(installed.parent) and not Path(package).is_relative_to(REPO)
     assert config.split()[0] == "ldeq" and int(config.split()[1]) > 1
     assert "synthetic world" in calibration
     assert pipeline == "queries.txt True"
+    assert schemes == "ibug68 mediapipe478 wflw98 68"
 
 
 def test_a_users_own_config_path_still_loads(installed, tmp_path):

@@ -86,7 +86,8 @@ def test_report_renders_tables_plots_and_clips_in_chromium(bench_run, tmp_path):
     assert "RwR (2 it)" in {row[1] for row in summary} and "NMF as in the paper" in dom
     # the external prediction set, with intervals, and its paired differences
     noisy = next(row for row in summary if row[:2] == ["noisy_truth", "raw"])
-    assert re.fullmatch(r"\d+\.\d{3} \[\d+\.\d{3}, \d+\.\d{3}\]", noisy[2]), noisy
+    assert noisy[2:4] == ["wflw98", "interocular"]  # every row says its point scheme and normalisation
+    assert re.fullmatch(r"\d+\.\d{3} \[\d+\.\d{3}, \d+\.\d{3}\]", noisy[4]), noisy
     differences = parser.tables["video_differences"]
     assert any(row[:2] == ["noisy_truth", "raw"] and row[2].startswith("0.000 [0.000, 0.000]") for row in differences)
     assert "noisy truth" in dom and "not causal (offline)" in dom

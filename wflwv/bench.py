@@ -45,7 +45,7 @@ from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import VideoStream, is_deq, predict_videos
 from wflwv.metrics import memory, padded, score_images, score_videos, temporal_scores
 from wflwv.models import load_checkpoint, multiply_adds, param_count
-from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest, read_method, write_prediction_set
+from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, points_scheme, prediction_set_scheme, predictions_digest, read_method, write_prediction_set
 from wflwv.report import (
     NMF_TABLE_SCALE,
     STILL_SETS,
@@ -113,7 +113,7 @@ class ModelRun:
 
 @dataclass(frozen=True)
 class RunPredictions:
-    """One run's landmarks on every video (frames, 98, 2), NaN where it gave none, with its cost and what it is."""
+    """One run's landmarks on every video (frames, N, 2) in the entrant's scheme, NaN where it gave none, with its cost and what it is."""
 
     name: str
     landmarks: dict[str, np.ndarray]
@@ -167,6 +167,8 @@ def run_bench(checkpoints: list[Path], out: Path, videos: Path | None = None, st
         raise ValueError("give videos, stills or both")
     if not checkpoints and not (videos and predictions):
         raise ValueError("give models, or prediction sets with videos")
+    for scheme in settings.schemes:
+        get_scheme(scheme)
     models = load_models(checkpoints, settings.device)
     labels = [m.label for m in models] + list(predictions)
     clash = next((label for label in labels if labels.count(label) > 1), None)
@@ -195,8 +197,6 @@ def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
 
 
 def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
-    for scheme in settings.schemes:
-        get_scheme(scheme)
     videos = VideoSet(root)
     all_ids = videos.ids()
     if not all_ids:
@@ -364,7 +364,7 @@ def model_entrant(bench_model: BenchModel, items: dict[str, VideoItem], inputs: 
         frames = sum(len(p) for p in landmarks.values())
         iterations = np.mean(np.concatenate([p["iterations"] for p in predictions.values()]))
         runs.append(RunPredictions(run.name, landmarks, iterations, frames / sum(float(p["seconds"]) for p in predictions.values()), run.warm_start, causal=True))
-    return Entrant(bench_model.label, is_deq(bench_model.model), runs, folders)
+    return Entrant(bench_model.label, is_deq(bench_model.model), runs, folders, points_scheme(runs[0].landmarks))
 
 
 def prediction_key(bench_model: BenchModel, run: ModelRun, protocol: str, inputs: dict[str, str]) -> str:
@@ -418,7 +418,7 @@ def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, entrants: li
     video_id = raw.loc[raw["nmf"].idxmax(), "id"]
     item, runs = truth_in({video_id: items[video_id]}, video_scheme, entrant.scheme)[video_id], {run.name: run.landmarks[video_id] for run in entrant.runs}
     raw_points = hold_missing(runs["raw"])
-    jumps = np.linalg.norm(np.diff(item.landmarks - raw_points, axis=0), axis=-1)  # (frames - 1, 98)
+    jumps = np.linalg.norm(np.diff(item.landmarks - raw_points, axis=0), axis=-1)  # (frames - 1, N)
     landmark = int(np.argmax(np.sqrt(np.nanmean(jumps**2, axis=0))))
     series = {"raw": raw_points}
     if entrant.deq:
@@ -491,7 +491,8 @@ def bench_stills(models: list[BenchModel], root: Path, out: Path, settings: Benc
     for bench_model in models:
         model = bench_model.model
         predictions = predict_crops(model, (read_image(path) for path in faces.images), faces.affines(model.args.im_size), device=settings.device)
-        row = {"model": bench_model.label} | model_cost(model, faces, settings)
+        scheme = scheme_for_points(faces.landmarks.shape[1]).name
+        row = {"model": bench_model.label, "scheme": scheme, "normalisation": settings.norm} | model_cost(model, faces, settings)
         for name in STILL_SETS:
             index = faces.sets[name]
             if len(index):

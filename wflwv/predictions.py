@@ -146,7 +146,12 @@ def load_prediction_set(folder: Path, frame_counts: dict[str, int]) -> dict[str,
 
 def prediction_set_scheme(folder: Path, landmarks: dict[str, np.ndarray]) -> str:
     """The point scheme of a loaded prediction set: method.json's "scheme", else the one of its point count."""
-    return read_method(folder).scheme or scheme_for_points(next(iter(landmarks.values())).shape[1]).name
+    return read_method(folder).scheme or points_scheme(landmarks)
+
+
+def points_scheme(landmarks: dict[str, np.ndarray]) -> str:
+    """The point scheme of each video's landmarks (frames, N, 2), by their point count N."""
+    return scheme_for_points(next(iter(landmarks.values())).shape[1]).name
 
 
 def hold_missing(landmarks: np.ndarray) -> np.ndarray:

@@ -273,7 +273,7 @@ CLIP_WIDTH, CLIP_FRAMES = 240, 60
 
 
 def write_overlay_gif(frames_path: Path, landmarks: dict[str, np.ndarray], boxes: np.ndarray, fps: float, path: Path) -> None:
-    """An animated GIF of the video around the face with each method's landmarks (T, 98, 2) drawn as dots in CLIP_COLOURS.
+    """An animated GIF of the video around the face with each method's landmarks (T, N, 2) drawn as dots in CLIP_COLOURS.
 
     The first CLIP_FRAMES frames at the video's frame rate (flicker shows only between consecutive
     frames), CLIP_WIDTH pixels wide, over the region that holds the face in all of them."""

@@ -3,6 +3,7 @@
     models/            model and ensemble configs (`--config ldeq_demo` names models/ldeq_demo.toml)
     pipelines/         pipeline files (`wflwv run demo` names pipelines/demo.toml) and their inputs
     box_calibration.json   the MTCNN-to-model box maps fitted on the synthetic world (docs/boxes.md)
+    schemes/           the landmark point schemes (wflw98, ibug68, mediapipe478) and their maps (wflwv.schemes)
 
 models/ and pipelines/ live at the repository's top level; pyproject.toml maps them into this package
 (wflwv.configs.models, wflwv.configs.pipelines), in the wheel and in an editable install alike.
