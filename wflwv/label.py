@@ -21,7 +21,8 @@ at the label's batch (wflwv.tuning, once per architecture and process): the labe
 rounding only.
 
 Outputs: BUILD/landmarks/<ID>.npy (frames, 98, 2) float32 frame pixels, BUILD/variance/<ID>.npy
-(frames, 98) float32 frame pixels squared.
+(frames, 98) float32 frame pixels squared, BUILD/members/<member>/<ID>.npy each member's own points
+(wflwv.members: what leave-one-out scoring reads).
 """
 
 import csv
@@ -39,6 +40,7 @@ from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine,
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet, validate_id, variance_path
 from wflwv.errors import WflwvError
+from wflwv.members import member_folder, save_member_points
 from wflwv.models import CHECKPOINT_NAME, load_checkpoint
 from wflwv.models.heatmaps import soft_argmax
 from wflwv.pipeline.stage import Executor, Stage, run_stage
@@ -124,8 +126,8 @@ def tuned_members(models: Sequence[torch.nn.Module], device: str, batch_size: in
 
 
 def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str = "cpu",
-                    choices: Sequence[RunChoices] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (B, 98, 2) and variance (B, 98) of frames (B, H, W, 3) uint8 RGB with boxes (B, >=4).
+                    choices: Sequence[RunChoices] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (B, 98, 2), variance (B, 98) and each member's points (M, B, 98, 2) of frames (B, H, W, 3) uint8 RGB with boxes (B, >=4).
 
     keep (members, B) bool says which members each frame averages over; every frame keeps one at least.
     choices: each member's layout and threads (tuned_members); None: contiguous input on the current threads.
@@ -152,7 +154,7 @@ def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes
     weights = keep[:, :, None].astype(np.float64)
     mean = (weights[..., None] * members).sum(axis=0) / weights.sum(axis=0)[..., None]
     variance = (weights * ((members - mean) ** 2).sum(axis=-1)).sum(axis=0) / weights.sum(axis=0)
-    return labels, variance
+    return labels, variance, members
 
 
 def read_corrections(path: Path, members: Sequence[str], frame_count: Callable[[str], int]) -> Corrections:
@@ -214,18 +216,20 @@ def label_video(build: Path, checkpoints: tuple[Path, ...], corrections: Correct
     models = load_members(checkpoints, device)
     choices = tuned_members(models, device, batch_size)
     keep = keep_mask([member_name(p) for p in checkpoints], corrections.get(video_id, ()), len(boxes))
-    labels, variances, start = [], [], 0
+    labels, variances, points, start = [], [], [], 0
     for frames in _batches(iter_frames(videos.video_path(video_id)), batch_size):
         stop = start + len(frames)
         if stop > len(boxes):
             raise WflwvError(videos.video_path(video_id), f"video has more frames than its {len(boxes)} boxes")
-        batch_labels, batch_variance = ensemble_frames(models, np.stack(frames), boxes[start:stop], keep[:, start:stop], device, choices)
+        batch_labels, batch_variance, batch_points = ensemble_frames(models, np.stack(frames), boxes[start:stop], keep[:, start:stop], device, choices)
         labels.append(batch_labels)
+        points.append(batch_points)
         variances.append(batch_variance)
         start = stop
     if start != len(boxes):
         raise WflwvError(videos.boxes_path(video_id), f"video has {start} frames, boxes have {len(boxes)}")
     variance = np.concatenate(variances).astype(np.float32)
+    save_member_points(build, [member_name(p) for p in checkpoints], video_id, np.concatenate(points, axis=1), keep)
     io.save_npy(variance_path(build, video_id), variance)
     io.save_npy(videos.landmarks_path(video_id), np.concatenate(labels).astype(np.float32))
     return {"frames": start, "members": len(checkpoints), "corrected_frames": int((~keep).any(axis=0).sum()), "mean_variance": float(variance.mean())}
@@ -270,7 +274,7 @@ def label(
         functools.partial(label_video, build, checkpoints, corrections, device, batch_size),
         resources={"num_gpus": 1} if device.startswith("cuda") else {},
         inputs=functools.partial(label_inputs, build, checkpoints, corrections),
-        outputs=(build / "landmarks", build / "variance"),
+        outputs=(build / "landmarks", build / "variance", *(member_folder(build, name) for name in names)),
     )
     return run_stage(stage, ids, executor, force=force)
 
