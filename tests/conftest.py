@@ -198,7 +198,7 @@ def regression_checkpoint(path: Path) -> Path:
 
 
 def write_prediction_file(path: Path, landmarks: np.ndarray) -> Path:
-    """One video's landmarks (frames, 98, 2) in the format of the path's suffix: .npy, .npz, or `wflwv predict`'s .parquet / .csv."""
+    """One video's landmarks (frames, N, 2) in the format of the path's suffix: .npy, .npz, or `wflwv predict`'s .parquet / .csv."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npy":
         io.save_npy(path, landmarks)
@@ -206,7 +206,7 @@ def write_prediction_file(path: Path, landmarks: np.ndarray) -> Path:
         np.savez(path, landmarks=landmarks)
     else:
         rows = [Row(frame, -1 if np.isnan(points).any() else 0, None if np.isnan(points).any() else points, 1) for frame, points in enumerate(landmarks)]
-        with RowWriter(path, 30.0, 4, csv=path.suffix == ".csv") as writer:
+        with RowWriter(path, 30.0, 4, csv=path.suffix == ".csv", n_points=landmarks.shape[1]) as writer:
             collections.deque(writer.written(rows), maxlen=0)
     return path
 

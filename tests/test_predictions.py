@@ -10,8 +10,9 @@ from wflwv.errors import WflwvError
 from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, predictions_digest, read_method, write_prediction_set
 
 
-def test_the_four_formats_hold_the_same_landmarks_with_nan_where_there_are_none(tmp_path):
-    landmarks = np.random.default_rng(0).uniform(0, 100, (5, 98, 2))
+@pytest.mark.parametrize("n_points", [98, 68])
+def test_the_four_formats_hold_the_same_landmarks_with_nan_where_there_are_none(tmp_path, n_points):
+    landmarks = np.random.default_rng(0).uniform(0, 100, (5, n_points, 2))
     landmarks[1] = np.nan
     for suffix in (".npy", ".npz", ".parquet", ".csv"):
         folder = tmp_path / suffix[1:]
@@ -40,11 +41,14 @@ def test_frames_without_landmarks_hold_the_last_ones_and_the_first_ones_before_t
     [
         (lambda f: (f / "e1.parquet").unlink(), "e1.npy", "no predictions for video 'e1'"),
         (lambda f: write_prediction_file(f / "h2.npz", np.zeros((4, 98, 2))), "h2.npz", "has 5 frames, the predictions have 4"),
-        (lambda f: write_prediction_file(f / "h1.npy", np.zeros((7, 68, 2))), "h1.npy", "shape (7, 68, 2), expected (frames, 98, 2)"),
+        (lambda f: write_prediction_file(f / "h1.npy", np.zeros((7, 67, 2))), "h1.npy", "shape (7, 67, 2), expected (frames, 68 or 98 or 478 points, 2)"),
+        (lambda f: write_prediction_file(f / "h2.npz", np.ones((5, 68, 2))), "h2.npz", "68 points, but the set's other files have 98"),
+        (lambda f: (f / "method.json").write_text('{"scheme": "ibug68"}'), "h1.npy", "98 points, but method.json declares ibug68, 68"),
+        (lambda f: (f / "method.json").write_text('{"scheme": "dlib5"}'), "method.json", "unknown point scheme 'dlib5'"),
         (lambda f: write_prediction_file(f / "h1.npy", np.zeros((7, 98, 2), dtype=int)), "h1.npy", "dtype int64"),
         (lambda f: write_prediction_file(f / "h1.npy", np.full((7, 98, 2), np.nan)), "h1.npy", "no landmarks in any frame"),
         (lambda f: write_prediction_file(f / "h1.npz", np.zeros((7, 98, 2))), "h1.npy", "h1.npy, h1.npz"),
-        (lambda f: (f / "e2.csv").write_text("frame,x0,y0\n0,1,2\n"), "e2.csv", "expected 98"),
+        (lambda f: (f / "e2.csv").write_text("frame,x0,y0\n0,1,2\n"), "e2.csv", "1 points, expected 68 or 98 or 478"),
         (lambda f: (f / "h2.npz").write_bytes(b"PK\x03\x04 not a zip"), "h2.npz", "not a readable .npz file"),
         (lambda f: (f / "method.json").write_text('{"causal": "yes"}'), "method.json", "'causal' must be a bool"),
     ],

@@ -9,6 +9,7 @@ from wflwv.errors import WflwvError
 from wflwv.export import export, verify
 from wflwv.data.videoset import variance_path
 from wflwv.metrics import face_area
+from wflwv.schemes import convert
 from wflwv.split import split
 
 
@@ -74,16 +75,16 @@ def test_verify_names_every_broken_file(build, tmp_path):
     hard, easy = videos.ids("hard"), videos.ids("easy")
     truncated = videos.video_path(hard[0])
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
-    io.save_npy(videos.landmarks_path(hard[1]), np.zeros((BUILD_FRAMES, 68, 2)))
+    io.save_npy(videos.landmarks_path(hard[1]), convert(videos.load_landmarks(hard[1]), "wflw98", "ibug68"))
     videos.boxes_path(easy[0]).unlink()
     io.save_npy(videos.landmarks_path(easy[1]), videos.load_landmarks(easy[1])[:-1])
 
     problems = [str(problem) for problem in verify(out).problems]
     assert problems == [
         f"{truncated}: truncated or corrupt mp4 (ffmpeg: Invalid data found when processing input)",
-        f"{videos.landmarks_path(hard[1])}: landmarks have shape ({BUILD_FRAMES}, 68, 2), expected (frames, 98, 2)",
         f"{videos.boxes_path(easy[0])}: no such boxes file",
         f"{videos.landmarks_path(easy[1])}: video has {BUILD_FRAMES} frames, landmarks have {BUILD_FRAMES - 1}",
+        f"{videos.landmarks_path(hard[1])}: landmarks have 68 points, the set's other videos have 98 (one point scheme per set)",
     ]
     cli = run_cli("verify", str(out))
     assert cli.returncode == 1

@@ -3,7 +3,10 @@
 Video (WFLW-V layout): every model runs raw (one prediction per frame; for a DEQ, its cold start),
 a DEQ also with RwR at each iteration cap, and every filter's sweep smooths the raw predictions
 online, so that each model gets a curve of NME against NMF. A prediction set (wflwv.predictions:
-any method's landmarks, as files) enters the same way as a model's raw run.
+any method's landmarks, as files) enters the same way as a model's raw run. Each entrant is scored on
+the common point scheme of its landmarks and the video set's (wflwv.schemes: a 98-point model on a
+68-point set is scored on 68 points, both mapped), and on each extra scheme asked for that both convert
+to; every row names its scheme and normalisation.
 
 Predicting and scoring are separate. Each model's prediction for a video is cached under
 OUT/cache/, named by a digest of everything it depends on (the checkpoint, the video file, its
@@ -35,7 +38,7 @@ from rich.progress import track
 from wflwv import __version__, io
 from wflwv.data.crop import box_to_affine, crop, crops_to_tensor
 from wflwv.data.video import iter_frames
-from wflwv.data.videoset import VideoItem, VideoSet
+from wflwv.data.videoset import VideoItem, VideoSet, video_set_scheme
 from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, read_image, read_precropped
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
@@ -43,7 +46,7 @@ from wflwv.inference import VideoStream, is_deq, predict_videos
 from wflwv.members import fair_items, label_shift, load_member_points
 from wflwv.metrics import memory, padded, score_images, score_videos, temporal_scores
 from wflwv.models import load_checkpoint, multiply_adds, param_count
-from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, predictions_digest, read_method, write_prediction_set
+from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest, read_method, write_prediction_set
 from wflwv.report import (
     NMF_TABLE_SCALE,
     STILL_SETS,
@@ -56,6 +59,7 @@ from wflwv.report import (
     video_leaderboard,
     video_summary,
 )
+from wflwv.schemes import common_scheme, convert, convertible, get_scheme, scheme_for_points
 from wflwv.stills import predict_crops
 from wflwv.tuning import RunChoices, batches_up_to, choose, torch_threads
 from wflwv.tuning import apply as apply_choices
@@ -83,6 +87,7 @@ class BenchSettings:
     resamples: int = RESAMPLES  # bootstrap resamples of the videos (images) behind every interval
     seed: int = SEED
     protocol: str = "wflwv"  # or "released": the authors' crop and solver conventions (docs/protocol.md)
+    schemes: tuple[str, ...] = ()  # point schemes to score every entrant on too, where it and the videos convert to them
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,7 @@ class Entrant:
     deq: bool
     runs: list[RunPredictions]
     folders: dict[str, str]  # run name -> its prediction set
+    scheme: str = "wflw98"  # the point scheme of its landmarks
 
 
 def load_models(checkpoints: list[Path], device: str) -> list[BenchModel]:
@@ -190,6 +196,8 @@ def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
 
 
 def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
+    for scheme in settings.schemes:
+        get_scheme(scheme)
     videos = VideoSet(root)
     all_ids = videos.ids()
     if not all_ids:
@@ -197,19 +205,23 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
     splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": all_ids}
     items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
     inputs = {video_id: input_digests(videos, video_id) for video_id in items}
-    entrants = [set_entrant(label, folder, items) for label, folder in predictions.items()]  # checked before any model runs
+    video_scheme = video_set_scheme(videos, items)
+    entrants = [set_entrant(label, folder, items, video_scheme) for label, folder in predictions.items()]  # checked before any model runs
     entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
+    entrants = [scored for entrant in entrants for scored in in_schemes(entrant, video_scheme, settings.schemes)]
     filters = filter_settings(settings)
     members = load_member_points(root, list(items))  # the labelling ensemble's own points, where the video set has them
     rows, per_video, digests = [], [], {}
     for entrant in entrants:
+        member = entrant.label.split(" @")[0]  # an entrant in an extra scheme is labelled "<label> @<scheme>" (in_schemes)
+        fair = fair_items(items, members, member)
+        truth, against = truth_in(fair, video_scheme, entrant.scheme), "ensemble" if fair is items else f"without {member}"
         raw = {i: hold_missing(points) for i, points in entrant.runs[0].landmarks.items()}
-        truth = fair_items(items, members, entrant.label)
-        for method, curve, run, landmarks in entrant_methods(entrant, raw, items, filters):
+        for method, curve, run, landmarks in entrant_methods(entrant, raw, truth, filters):
             row, videos_scored = score_method({i: hold_missing(p) for i, p in landmarks.items()}, raw, truth, splits, settings)
             missing = {f"missing_{split}": missing_share(landmarks, ids) for split, ids in splits.items()}
-            labels = {"labels": f"without {entrant.label}" if truth is not items else "ensemble"}
-            rows.append({"model": entrant.label, "method": method, "curve": curve} | row | missing | labels | {"solver_iters_per_frame": run.iterations, "fps": run.fps, "causal": run.causal})
+            named = {"model": entrant.label, "method": method, "curve": curve, "scheme": entrant.scheme, "normalisation": settings.norm, "labels": against}
+            rows.append(named | row | missing | {"solver_iters_per_frame": run.iterations, "fps": run.fps, "causal": run.causal})
             per_video += [{"model": entrant.label, "method": method} | scores for scores in videos_scored]
             digests[entrant.label, method] = predictions_digest(landmarks)
     per_video = pd.DataFrame(per_video)
@@ -222,8 +234,26 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
     io.save_parquet(out / "per_video.parquet", per_video)
     write_entries(out / ENTRIES_FILE, board, digests, video_set_digest(inputs, splits), splits, settings)
     plot_nme_vs_nmf(board, out / "nme_vs_nmf.png")
-    plot_worst_flicker(board, per_video, entrants, items, out, filters, next(iter(splits)))
+    plot_worst_flicker(board, per_video, entrants, items, video_scheme, out, filters, next(iter(splits)))
     return board, splits
+
+
+def in_schemes(entrant: Entrant, video_scheme: str, extra: tuple[str, ...]) -> list[Entrant]:
+    """The entrant with its landmarks in the common scheme of its own and the videos', then in each `extra` scheme
+    both convert to (labelled "<label> @<scheme>")."""
+    common = common_scheme([entrant.scheme, video_scheme])
+    also = [s for s in dict.fromkeys(extra) if s != common and convertible(entrant.scheme, s) and convertible(video_scheme, s)]
+    return [in_scheme(entrant, common, entrant.label)] + [in_scheme(entrant, s, f"{entrant.label} @{s}") for s in also]
+
+
+def in_scheme(entrant: Entrant, scheme: str, label: str) -> Entrant:
+    runs = [dataclasses.replace(run, landmarks={i: convert(p, entrant.scheme, scheme) for i, p in run.landmarks.items()}) for run in entrant.runs]
+    return dataclasses.replace(entrant, label=label, runs=runs, scheme=scheme)
+
+
+def truth_in(items: dict[str, VideoItem], video_scheme: str, scheme: str) -> dict[str, VideoItem]:
+    """The videos with their ground truth converted to `scheme`."""
+    return {i: dataclasses.replace(item, landmarks=convert(item.landmarks, video_scheme, scheme)) for i, item in items.items()}
 
 
 def input_digests(videos: VideoSet, video_id: str) -> dict[str, str]:
@@ -315,11 +345,16 @@ def write_entries(path: Path, board: Leaderboard, digests: dict[tuple[str, str],
     io.save_text(path, "".join(json.dumps(entry) + "\n" for entry in entries))
 
 
-def set_entrant(label: str, folder: Path, items: dict[str, VideoItem]) -> Entrant:
-    """A prediction set as an entrant: its landmarks, checked against the videos, as its raw run."""
+def set_entrant(label: str, folder: Path, items: dict[str, VideoItem], video_scheme: str) -> Entrant:
+    """A prediction set as an entrant: its landmarks, checked against the videos and their point scheme, as its raw run."""
     landmarks = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()})
-    method = read_method(folder)
-    return Entrant(label, False, [RunPredictions("raw", landmarks, np.nan, np.nan, warm_start=False, causal=method.causal)], {"raw": str(folder.resolve())})
+    method, scheme = read_method(folder), prediction_set_scheme(folder, landmarks)
+    try:
+        common_scheme([scheme, video_scheme])
+    except WflwvError as error:
+        raise WflwvError(folder, f"{error.problem}: its landmarks are {scheme}, the videos' {video_scheme}") from None
+    runs = [RunPredictions("raw", landmarks, np.nan, np.nan, warm_start=False, causal=method.causal)]
+    return Entrant(label, False, runs, {"raw": str(folder.resolve())}, scheme)
 
 
 def model_entrant(bench_model: BenchModel, items: dict[str, VideoItem], inputs: dict[str, dict[str, str]], out: Path, settings: BenchSettings, force: bool) -> Entrant:
@@ -380,13 +415,13 @@ def run_choices(model: torch.nn.Module, settings: BenchSettings, videos: int) ->
     return choose(model, settings.device, batches=batches, cap=max(settings.rwr_iters, default=2), try_compile=settings.try_compile)
 
 
-def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, entrants: list[Entrant], items: dict[str, VideoItem], out: Path, filters: dict[str, TemporalFilter], split: str) -> None:
+def plot_worst_flicker(board: Leaderboard, per_video: pd.DataFrame, entrants: list[Entrant], items: dict[str, VideoItem], video_scheme: str, out: Path, filters: dict[str, TemporalFilter], split: str) -> None:
     """The paper's figure 2 on the video of `split` where the first DEQ (else the first entrant) flickers most:
     the trajectory of its most flickering landmark for ground truth, raw, the best RwR and the best filter."""
     entrant = next((e for e in entrants if e.deq), entrants[0])
     raw = per_video[(per_video["model"] == entrant.label) & (per_video["method"] == "raw") & (per_video["split"] == split)]
     video_id = raw.loc[raw["nmf"].idxmax(), "id"]
-    item, runs = items[video_id], {run.name: run.landmarks[video_id] for run in entrant.runs}
+    item, runs = truth_in({video_id: items[video_id]}, video_scheme, entrant.scheme)[video_id], {run.name: run.landmarks[video_id] for run in entrant.runs}
     raw_points = hold_missing(runs["raw"])
     jumps = np.linalg.norm(np.diff(item.landmarks - raw_points, axis=0), axis=-1)  # (frames - 1, 98)
     landmark = int(np.argmax(np.sqrt(np.nanmean(jumps**2, axis=0))))

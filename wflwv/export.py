@@ -1,6 +1,6 @@
 """wflwv export and verify: the official WFLW-V layout out of a build folder, and the checks of any WFLW-V folder.
 
-The layout: videos/<ID>.mp4, landmarks/<ID>.npy (frames, 98, 2) frame pixels, bboxes/<ID>.npy
+The layout: videos/<ID>.mp4, landmarks/<ID>.npy (frames, N, 2) frame pixels (N: 98 WFLW or 68 iBUG, one scheme per set), bboxes/<ID>.npy
 (frames, >=4) x1 y1 x2 y2 first, hard_video_IDs.txt and easy_video_IDs.txt; members/<member>/<ID>.npy
 when the build has its labelling members' own points (wflwv.members).
 """
@@ -14,7 +14,7 @@ from rich.progress import track
 
 from wflwv import io
 from wflwv.data.video import VideoInfo, count_decoded_frames, probe
-from wflwv.data.videoset import SPLITS, VideoSet
+from wflwv.data.videoset import SPLITS, VideoSet, scheme_problems
 from wflwv.errors import WflwvError
 from wflwv.members import member_names, member_path
 from wflwv.pipeline.stage import Stage, run_stage
@@ -98,10 +98,12 @@ def verify(root: Path) -> Verification:
             if video_id in listed:
                 result.problems.append(WflwvError(videos.split_path(split), f"{video_id} is also listed in {videos.split_path(listed[video_id]).name}"))
             listed.setdefault(video_id, split)
+    point_counts = {}
     for video_id, split in track(list(listed.items()), description="verify", transient=True, console=Console(stderr=True)):
-        n_frames, problems = _item_problems(videos, video_id)
+        n_frames, problems, point_counts[video_id] = _item_problems(videos, video_id)
         result.frames[split] += n_frames
         result.problems += problems
+    result.problems += scheme_problems(videos, {video_id: count for video_id, count in point_counts.items() if count})
     return result
 
 
@@ -111,8 +113,9 @@ def decoded_probe(path: Path) -> VideoInfo:
     return probe(path)
 
 
-def _item_problems(videos: VideoSet, video_id: str) -> tuple[int, list[WflwvError]]:
-    """The decoded frame count of a video (0 if unreadable) and the problems of its three files."""
+def _item_problems(videos: VideoSet, video_id: str) -> tuple[int, list[WflwvError], int]:
+    """The decoded frame count of a video (0 if unreadable), the problems of its three files and the landmarks'
+    point count (0 if unreadable)."""
     loaded, problems = {}, []
     for name, load in (("video", lambda: decoded_probe(videos.video_path(video_id))), ("landmarks", lambda: videos.load_landmarks(video_id)), ("boxes", lambda: videos.load_boxes(video_id))):
         try:
@@ -121,4 +124,5 @@ def _item_problems(videos: VideoSet, video_id: str) -> tuple[int, list[WflwvErro
             problems.append(error)
     if len(loaded) == 3:
         problems += videos.frame_count_problems(video_id, loaded["video"].n_frames, loaded["landmarks"], loaded["boxes"])
-    return (loaded["video"].n_frames if "video" in loaded else 0), problems
+    n_points = loaded["landmarks"].shape[1] if "landmarks" in loaded else 0
+    return (loaded["video"].n_frames if "video" in loaded else 0), problems, n_points

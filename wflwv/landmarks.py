@@ -1,13 +1,16 @@
-"""The WFLW 98-point landmark scheme."""
+"""The WFLW 98-point landmark scheme by name: its points and parts, with the regions, normalising points and
+flip permutation read from its data (wflwv/configs/schemes/wflw98.toml, through wflwv.schemes)."""
 
 import numpy as np
 
-N_LANDMARKS = 98
+from wflwv import schemes
+
+WFLW98 = schemes.get_scheme("wflw98")
+N_LANDMARKS = WFLW98.n_points
 CHIN = 16
-LEFT_EYE_OUTER = 60  # "left" is the image's left throughout
-RIGHT_EYE_OUTER = 72
-LEFT_PUPIL = 96
-RIGHT_PUPIL = 97
+# "left" is the image's left throughout
+LEFT_EYE_OUTER, RIGHT_EYE_OUTER = (int(group[0]) for group in WFLW98.normalisations["interocular"])
+LEFT_PUPIL, RIGHT_PUPIL = (int(group[0]) for group in WFLW98.normalisations["interpupil"])
 
 # Index ranges of the face parts, end exclusive.
 PARTS = {
@@ -24,27 +27,12 @@ PARTS = {
 }
 
 # The face regions whose flicker is reported on its own (wflwv.metrics.region_nmf): both sides of each part, pupils with the eyes.
-REGIONS = {
-    "contour": np.arange(0, 33),
-    "brows": np.arange(33, 51),
-    "nose": np.arange(51, 60),
-    "eyes": np.r_[60:76, 96:98],
-    "mouth": np.arange(76, 96),
-}
+REGIONS = WFLW98.regions
 
 # Index i of a horizontally flipped face takes point FLIP_PERMUTATION[i] of the original.
-FLIP_PERMUTATION = np.array(
-    list(range(32, -1, -1))
-    + [46, 45, 44, 43, 42, 50, 49, 48, 47, 37, 36, 35, 34, 33, 41, 40, 39, 38]
-    + [51, 52, 53, 54, 59, 58, 57, 56, 55]
-    + [72, 71, 70, 69, 68, 75, 74, 73, 64, 63, 62, 61, 60, 67, 66, 65]
-    + [82, 81, 80, 79, 78, 77, 76, 87, 86, 85, 84, 83, 92, 91, 90, 89, 88, 95, 94, 93]
-    + [97, 96]
-)
+FLIP_PERMUTATION = WFLW98.flip
 
 
 def flip_horizontally(points: np.ndarray, width: float) -> np.ndarray:
     """Landmarks (..., 98, 2) of the mirror image of an image `width` wide (pixel-centre convention)."""
-    flipped = points[..., FLIP_PERMUTATION, :].copy()
-    flipped[..., 0] = width - 1 - flipped[..., 0]
-    return flipped
+    return schemes.flip_horizontally(points, width, WFLW98)

@@ -2,7 +2,8 @@
 figures: flicker per face region, the Allan deviation of the residual, lag and the face boxes' jitter.
 Every formula is in docs/metrics.md.
 
-Landmarks are (..., 98, 2) arrays in pixels; a set of videos is (videos, frames, 98, 2), shorter videos
+Landmarks are (..., N, 2) arrays in pixels, N the points of a scheme (wflwv.schemes: 98 for WFLW, 68 for iBUG),
+which sets the normalising points and the face regions; a set of videos is (videos, frames, N, 2), shorter videos
 padded with NaN. A frame whose ground truth has any NaN is not scored, and scores count such frames.
 Values are fractions: whoever prints a table multiplies by 100. The residual is r = gt - pred.
 """
@@ -13,7 +14,7 @@ import numpy as np
 from scipy.integrate import simpson
 
 from wflwv.errors import WflwvError
-from wflwv.landmarks import LEFT_EYE_OUTER, LEFT_PUPIL, N_LANDMARKS, REGIONS, RIGHT_EYE_OUTER, RIGHT_PUPIL
+from wflwv import schemes
 
 NORMS = ("interocular", "interpupil", "diagonal")
 NMF_DEFINITIONS = ("paper", "released")
@@ -32,13 +33,15 @@ def padded(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def _landmarks(array: np.ndarray, what: str, leading: str = "...") -> np.ndarray:
-    """`array` as floats, checked to be shaped (<leading>, 98, 2); a "..." in `leading` allows extra dimensions."""
+    """`array` as floats, checked to be shaped (<leading>, N, 2) with N a scheme's points; a "..." in `leading`
+    allows extra dimensions."""
     array = np.asarray(array, dtype=float)
     names = leading.split(", ")
     named = len(names) - names.count("...")
     ndim_ok = array.ndim >= named + 2 if "..." in names else array.ndim == named + 2
-    if not ndim_ok or array.shape[-2:] != (N_LANDMARKS, 2):
-        raise WflwvError(None, f"{what} have shape {array.shape}, expected ({leading}, {N_LANDMARKS}, 2)")
+    if not ndim_ok or array.shape[-1] != 2 or array.shape[-2] not in schemes.point_counts():
+        expected = " or ".join(map(str, schemes.point_counts()))
+        raise WflwvError(None, f"{what} have shape {array.shape}, expected ({leading}, {expected} points, 2)")
     return array
 
 
@@ -68,7 +71,7 @@ def _extent(gt: np.ndarray) -> np.ndarray:
 
 
 def face_area(landmarks: np.ndarray) -> np.ndarray:
-    """Area (...) of the landmarks' bounding box, the paper's face area, for landmarks (..., 98, 2)."""
+    """Area (...) of the landmarks' bounding box, the paper's face area, for landmarks (..., N, 2)."""
     box = _extent(landmarks)
     return (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])
 
@@ -80,16 +83,15 @@ def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:
 
 
 def normaliser(gt: np.ndarray, kind: str = "interocular", boxes: np.ndarray | None = None) -> np.ndarray:
-    """Per-frame normalising distance (...) of ground truth (..., 98, 2).
+    """Per-frame normalising distance (...) of ground truth (..., N, 2), by the points its scheme names.
 
-    "interocular": outer eye corners 60-72; "interpupil": pupils 96-97; "diagonal": diagonal of `boxes`
+    "interocular": the outer eye corners (60-72 of WFLW's 98, 36-45 of iBUG's 68); "interpupil": the pupils
+    (96-97 of 98), or the eyes' centres where a scheme has no pupils (36-41 and 42-47 of 68); "diagonal": diagonal of `boxes`
     (..., >=4, x1 y1 x2 y2 first) when given, else of the ground-truth landmarks' bounding box.
     """
     gt = _landmarks(gt, "ground truth")
-    if kind == "interocular":
-        return np.linalg.norm(gt[..., LEFT_EYE_OUTER, :] - gt[..., RIGHT_EYE_OUTER, :], axis=-1)
-    if kind == "interpupil":
-        return np.linalg.norm(gt[..., LEFT_PUPIL, :] - gt[..., RIGHT_PUPIL, :], axis=-1)
+    if kind in ("interocular", "interpupil"):
+        return schemes.distance(gt, schemes.scheme_for_points(gt.shape[-2]), kind)
     if kind != "diagonal":
         raise ValueError(f"unknown normalisation {kind!r}, expected one of {NORMS}")
     if boxes is None:
@@ -112,7 +114,7 @@ def nme(pred: np.ndarray, gt: np.ndarray, norm: str = "interocular", boxes: np.n
 
 
 def nmf(pred: np.ndarray, gt: np.ndarray, definition: str = "paper", landmarks: np.ndarray | None = None) -> np.ndarray:
-    """Per-video flicker (...) of videos (..., frames, 98, 2); NaN for a video without two consecutive scored frames.
+    """Per-video flicker (...) of videos (..., frames, N, 2); NaN for a video without two consecutive scored frames.
 
     Frame n's value is the RMS over landmarks of ||r_n - r_(n-1)|| / s_n, s_n a scale of frame n's ground truth;
     a video's value is the RMS over the pairs of consecutive scored frames.
@@ -145,12 +147,13 @@ def _flicker(residual: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def region_nmf(pred: np.ndarray, gt: np.ndarray, definition: str = "paper") -> dict[str, np.ndarray]:
-    """NMF (...) of each face region of REGIONS, with the whole face's scale."""
-    return {region: nmf(pred, gt, definition, landmarks) for region, landmarks in REGIONS.items()}
+    """NMF (...) of each face region of the landmarks' scheme, with the whole face's scale."""
+    regions = schemes.scheme_for_points(np.shape(gt)[-2]).regions
+    return {region: nmf(pred, gt, definition, landmarks) for region, landmarks in regions.items()}
 
 
 def allan_deviation(pred: np.ndarray, gt: np.ndarray, windows: tuple[int, ...] = ALLAN_WINDOWS, definition: str = "paper") -> np.ndarray:
-    """Allan deviation (..., len(windows)) of the normalised residual y_n = r_n / s_n of videos (..., frames, 98, 2).
+    """Allan deviation (..., len(windows)) of the normalised residual y_n = r_n / s_n of videos (..., frames, N, 2).
 
     sigma(tau)^2 = 1/2 mean over j and the landmarks of ||m_(j+tau) - m_j||^2, m_j the mean of y over
     frames j .. j+tau-1 (overlapping windows; a window with an unscored frame is left out). Jitter
@@ -178,7 +181,7 @@ def motion_correlation(pred: np.ndarray, gt: np.ndarray, max_lag: int = MAX_LAG)
     pred, gt, scored = _scored_pair(pred, gt, "..., frames")
     scale = flicker_scale(gt, scored, "paper")[..., 1:, None, None]
     truth, method = (np.diff(points, axis=-3) / scale for points in (gt, pred))
-    flat = (*truth.shape[:-2], -1)  # (..., frames - 1, 2 x 98)
+    flat = (*truth.shape[:-2], -1)  # (..., frames - 1, 2 x N)
     v, u = (np.nan_to_num(motion.reshape(flat)) for motion in (truth, method))  # 0 where unscored, so that a product
     v_scored, u_scored = ((~np.isnan(motion.reshape(flat))).astype(float) for motion in (truth, method))  # counts where both are
     terms = ((v, u), (v * v, u_scored), (v_scored, u * u))
@@ -222,7 +225,7 @@ def box_nmf(boxes: np.ndarray, gt: np.ndarray, definition: str = "paper") -> np.
 def memory(smoothed: np.ndarray, raw: np.ndarray) -> float:
     """How much of its previous output a temporal method keeps: the least-squares m in y_n - x_n = m (y_(n-1) - x_n).
 
-    smoothed (y) and raw (x) are (videos, frames, 98, 2) (NaN padding allowed), x the per-frame
+    smoothed (y) and raw (x) are (videos, frames, N, 2) (NaN padding allowed), x the per-frame
     predictions the method starts from. An EMA of coefficient alpha keeps exactly 1 - alpha; the raw
     predictions themselves keep 0. For RwR, x is the cold-start prediction of the same model.
     """
@@ -285,7 +288,7 @@ class ImageScores:
 def score_videos(
     pred: np.ndarray, gt: np.ndarray, norm: str = "interocular", nmf_definition: str = "paper", boxes: np.ndarray | None = None
 ) -> VideoScores:
-    """Score predictions against ground truth, both (videos, frames, 98, 2) padded with NaN."""
+    """Score predictions against ground truth, both (videos, frames, N, 2) padded with NaN."""
     pred, gt, scored = _scored_pair(pred, gt, "videos, frames")
     padding = np.isnan(pred).all(axis=(-2, -1)) & np.isnan(gt).all(axis=(-2, -1))
     video_nme = _nanmean(nme(pred, gt, norm, boxes), axis=-1)
@@ -303,7 +306,7 @@ def score_videos(
 
 
 def score_images(pred: np.ndarray, gt: np.ndarray, norm: str = "interocular", boxes: np.ndarray | None = None) -> ImageScores:
-    """Score still-image predictions against ground truth, both (images, 98, 2)."""
+    """Score still-image predictions against ground truth, both (images, N, 2)."""
     pred, gt, scored = _scored_pair(pred, gt, "images")
     image_nme = nme(pred, gt, norm, boxes)
     return ImageScores(
@@ -333,7 +336,7 @@ class TemporalScores:
 
 
 def temporal_scores(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray, nmf_definition: str = "paper") -> TemporalScores:
-    """Region flicker, Allan deviation, lag and box jitter of predictions, ground truth (videos, frames, 98, 2) and
+    """Region flicker, Allan deviation, lag and box jitter of predictions, ground truth (videos, frames, N, 2) and
     boxes (videos, frames, >=4), all padded with NaN."""
     video = {f"nmf_{region}": values for region, values in region_nmf(pred, gt, nmf_definition).items()}
     video |= {f"allan_{tau}": values for tau, values in zip(ALLAN_WINDOWS, np.moveaxis(allan_deviation(pred, gt, definition=nmf_definition), -1, 0))}

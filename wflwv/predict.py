@@ -28,10 +28,14 @@ from wflwv.data.video import VideoInfo, iter_frames, probe, write_video
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_frames
 from wflwv.landmarks import N_LANDMARKS
+from wflwv.methods import LandmarkMethod
 from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_weights, read_checkpoint
+from wflwv.predictions import point_columns
+from wflwv.schemes import get_scheme
 from wflwv.tuning import choose, torch_threads
 
 FORMATS = (".parquet", ".csv")
+METHOD_CHUNK = 64  # frames a landmark method is given at a time, so that memory does not grow with the video
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ def load_model(model: str, checkpoint: Path | None = None, device: str = "cpu") 
     return network
 
 
-def predict_video(video: str | Path, model: LDEQ, out: str | Path, overlay: str | Path | None = None, settings: PredictSettings = PredictSettings()) -> PredictSummary:
+def predict_video(video: str | Path, model: LDEQ | LandmarkMethod, out: str | Path, overlay: str | Path | None = None, settings: PredictSettings = PredictSettings()) -> PredictSummary:
     """Write the landmarks of every frame of `video` to `out` (.parquet or .csv) and, if asked, the
     video with its landmarks drawn to `overlay` (mp4); both atomically."""
     video, out = Path(video), Path(out)
@@ -95,8 +99,10 @@ def predict_video(video: str | Path, model: LDEQ, out: str | Path, overlay: str 
         raise WflwvError(video, "video has no frames")
     fix_mmap_threshold()
     counts = collections.Counter()
-    with io.atomic_path(out) as tmp, RowWriter(tmp, info.fps, settings.rows_per_group, csv=out.suffix == ".csv") as writer:
-        rows = writer.written(counted(frame_rows(video, info, model, settings), counts))
+    method = isinstance(model, LandmarkMethod)
+    n_points = get_scheme(model.scheme).n_points if method else N_LANDMARKS
+    with io.atomic_path(out) as tmp, RowWriter(tmp, info.fps, settings.rows_per_group, csv=out.suffix == ".csv", n_points=n_points) as writer:
+        rows = writer.written(counted((method_rows if method else frame_rows)(video, info, model, settings), counts))
         if overlay is None:
             collections.deque(rows, maxlen=0)
         else:
@@ -124,6 +130,16 @@ def frame_rows(video: Path, info: VideoInfo, model: LDEQ, settings: PredictSetti
     yield from (Row(index, -1, None, 0) for index in range(next_frame, info.n_frames))
 
 
+def method_rows(video: Path, info: VideoInfo, method: LandmarkMethod, settings: PredictSettings) -> Iterator[Row]:
+    """One Row per frame, in order, from a landmark method given the frames and boxes METHOD_CHUNK consecutive frames at a time."""
+    numbered = enumerate(zip(iter_frames(video), stream_boxes(iter_frames(video), (info.width, info.height), info.fps, settings.boxes)))
+    while chunk := list(itertools.islice(numbered, METHOD_CHUNK)):
+        boxes = np.stack([np.full(4, np.nan) if box is None else box[:4] for _, (_, (_, box)) in chunk])
+        for (index, (_, (segment, _))), points in zip(chunk, method.predict(np.stack([frame for _, (frame, _) in chunk]), boxes)):
+            found = segment is not None and np.isfinite(points).all()
+            yield Row(index, segment if found else -1, points if found else None, 0)
+
+
 def face_streams(frames: Iterable[np.ndarray], boxes: Iterable[Segmented], starts: list[int]) -> Iterator[VideoStream]:
     """One lazy stream per face segment; frames without a face are decoded and dropped. Appends each
     segment's first frame index to `starts`."""
@@ -146,15 +162,15 @@ def counted(rows: Iterable[Row], counts: collections.Counter) -> Iterator[Row]:
         yield row
 
 
-def columns() -> list[str]:
-    return ["frame", "time", "face_found", "track", *(f"{axis}{i}" for i in range(N_LANDMARKS) for axis in "xy"), "iterations"]
+def columns(n_points: int = N_LANDMARKS) -> list[str]:
+    return ["frame", "time", "face_found", "track", *point_columns(n_points), "iterations"]
 
 
 class RowWriter:
     """Landmark rows written `rows_per_group` at a time to a parquet (row groups) or CSV file."""
 
-    def __init__(self, path: Path, fps: float, rows_per_group: int, csv: bool):
-        self.path, self.fps, self.rows_per_group, self.as_csv = path, fps, rows_per_group, csv
+    def __init__(self, path: Path, fps: float, rows_per_group: int, csv: bool, n_points: int = N_LANDMARKS):
+        self.path, self.fps, self.rows_per_group, self.as_csv, self.n_points = path, fps, rows_per_group, csv, n_points
         self.pending: list[Row] = []
         self.parquet: pq.ParquetWriter | None = None
         self.csv = None
@@ -162,7 +178,7 @@ class RowWriter:
     def __enter__(self) -> "RowWriter":
         if self.as_csv:
             self.csv = open(self.path, "w", newline="")
-            self.csv.write(",".join(columns()) + "\n")
+            self.csv.write(",".join(columns(self.n_points)) + "\n")
         return self
 
     def written(self, rows: Iterable[Row]) -> Iterator[Row]:
@@ -186,9 +202,9 @@ class RowWriter:
 
     def table(self, rows: list[Row]) -> pa.Table:
         frames = np.array([row.frame for row in rows], dtype=np.int64)
-        points = np.stack([np.full((N_LANDMARKS, 2), np.nan) if row.landmarks is None else row.landmarks for row in rows]).reshape(len(rows), -1)
+        points = np.stack([np.full((self.n_points, 2), np.nan) if row.landmarks is None else row.landmarks for row in rows]).reshape(len(rows), -1)
         data = {"frame": frames, "time": frames / self.fps, "face_found": np.array([row.landmarks is not None for row in rows]), "track": np.array([row.track for row in rows], dtype=np.int64)}
-        data |= {name: points[:, i] for i, name in enumerate(columns()[4:-1])}
+        data |= {name: points[:, i] for i, name in enumerate(columns(self.n_points)[4:-1])}
         data["iterations"] = np.array([row.iterations for row in rows], dtype=np.int64)
         return pa.table(data)
 

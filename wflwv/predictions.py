@@ -1,12 +1,15 @@
 """Prediction sets: any method's landmarks on a video set, as data (docs/submission.md).
 
 A prediction set is a folder with one file per video ID, in frame pixels, NaN where the method gave
-no landmarks: `<ID>.npy` of shape (frames, 98, 2), or `<ID>.npz` (key `landmarks`), or the
-`<ID>.parquet` / `<ID>.csv` (also `<ID>.landmarks.parquet`/`.csv`) that `wflwv predict` writes. An
-optional `method.json` describes the method: name, description, parameters, causal (online).
+no landmarks: `<ID>.npy` of shape (frames, N, 2), or `<ID>.npz` (key `landmarks`), or the
+`<ID>.parquet` / `<ID>.csv` (also `<ID>.landmarks.parquet`/`.csv`) that `wflwv predict` writes. N is the
+point count of a scheme (wflwv.schemes: 98 WFLW, 68 iBUG, 478 MediaPipe), the same in every file. An
+optional `method.json` describes the method: name, description, parameters, causal (online), and the
+point scheme (else the one with the files' point count).
 `wflwv bench` writes every model run in this format (`.npy` and `method.json`).
 """
 
+import collections
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -18,12 +21,10 @@ import pandas as pd
 from wflwv import io
 from wflwv.data.videoset import validate_id
 from wflwv.errors import WflwvError
-from wflwv.landmarks import N_LANDMARKS
+from wflwv.schemes import get_scheme, point_counts, scheme_for_points
 
 SUFFIXES = (".npy", ".npz", ".parquet", ".csv", ".landmarks.parquet", ".landmarks.csv")
 METHOD_FILE = "method.json"
-# `wflwv predict`'s landmark columns, in the order of the 98 points
-POINT_COLUMNS = [(f"x{i}", f"y{i}") for i in range(N_LANDMARKS)]
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,12 @@ class MethodInfo:
     description: str = ""
     parameters: dict = field(default_factory=dict)
     causal: bool | None = None  # None: not said
+    scheme: str | None = None  # the point scheme; None: the one with the files' point count
 
     def to_json(self) -> dict:
-        return {"name": self.name, "description": self.description, "parameters": self.parameters, "causal": self.causal}
+        return {"name": self.name, "description": self.description, "parameters": self.parameters, "causal": self.causal} | (
+            {"scheme": self.scheme} if self.scheme else {}
+        )
 
 
 def read_method(folder: Path) -> MethodInfo:
@@ -46,13 +50,19 @@ def read_method(folder: Path) -> MethodInfo:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise WflwvError(path, f"not valid JSON ({error})") from None
-    expected = {"name": str, "description": str, "parameters": dict, "causal": bool}
+    expected = {"name": str, "description": str, "parameters": dict, "causal": bool, "scheme": str}
     if not isinstance(data, dict):
         raise WflwvError(path, "expected a JSON object with name, description, parameters, causal")
     for key, kind in expected.items():
         if key in data and not (isinstance(data[key], kind) or (key == "causal" and data[key] is None)):
             raise WflwvError(path, f"{key!r} must be a {kind.__name__}")
-    return MethodInfo(data.get("name") or folder.resolve().name, data.get("description", ""), data.get("parameters", {}), data.get("causal"))
+    if "scheme" in data:
+        try:
+            get_scheme(data["scheme"])
+        except WflwvError as error:
+            raise WflwvError(path, error.problem) from None
+    fields = (data.get("description", ""), data.get("parameters", {}), data.get("causal"), data.get("scheme"))
+    return MethodInfo(data.get("name") or folder.resolve().name, *fields)
 
 
 def prediction_file(folder: Path, video_id: str) -> Path:
@@ -67,7 +77,8 @@ def prediction_file(folder: Path, video_id: str) -> Path:
 
 
 def read_landmarks(path: Path) -> np.ndarray:
-    """The landmarks (frames, 98, 2) of one prediction file, checked for shape and type (NaN allowed)."""
+    """The landmarks (frames, N, 2) of one prediction file, N a scheme's point count, checked for shape and type
+    (NaN allowed)."""
     try:
         if path.suffix == ".npy":
             landmarks = np.load(path, allow_pickle=False)
@@ -82,8 +93,9 @@ def read_landmarks(path: Path) -> np.ndarray:
         raise
     except Exception as error:  # a corrupt file of any of the four formats
         raise WflwvError(path, f"not a readable {path.suffix} file ({type(error).__name__}: {error})") from None
-    if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 2):
-        raise WflwvError(path, f"landmarks have shape {landmarks.shape}, expected (frames, {N_LANDMARKS}, 2)")
+    if landmarks.ndim != 3 or landmarks.shape[2] != 2 or landmarks.shape[1] not in point_counts():
+        counts = " or ".join(map(str, point_counts()))
+        raise WflwvError(path, f"landmarks have shape {landmarks.shape}, expected (frames, {counts} points, 2)")
     if not np.issubdtype(landmarks.dtype, np.floating):
         raise WflwvError(path, f"landmarks have dtype {landmarks.dtype}, expected floating point (NaN where there are none)")
     if np.isinf(landmarks).any():
@@ -92,29 +104,49 @@ def read_landmarks(path: Path) -> np.ndarray:
 
 
 def table_landmarks(path: Path, table: pd.DataFrame) -> np.ndarray:
-    """Landmarks from the rows of `wflwv predict` (frame, x0, y0 ... x97, y97), one row per frame in order."""
-    missing = [name for pair in POINT_COLUMNS for name in pair if name not in table.columns]
-    if "frame" not in table.columns or missing:
-        raise WflwvError(path, f"landmarks have {sum(c.startswith(('x', 'y')) for c in table.columns) // 2} points, expected {N_LANDMARKS} (columns frame, x0, y0 ... x97, y97)")
+    """Landmarks from the rows of `wflwv predict` (frame, x0, y0 ... x<N-1>, y<N-1>), one row per frame in order."""
+    n_points = sum(c.startswith(("x", "y")) for c in table.columns) // 2
+    columns = point_columns(n_points)
+    if "frame" not in table.columns or n_points not in point_counts() or any(name not in table.columns for name in columns):
+        counts = " or ".join(map(str, point_counts()))
+        raise WflwvError(path, f"landmarks have {n_points} points, expected {counts} (columns frame, x0, y0 ... x<N-1>, y<N-1>)")
     if not np.array_equal(table["frame"].to_numpy(), np.arange(len(table))):
         raise WflwvError(path, "the frame column is not 0, 1, 2 ... (one row per frame, in order)")
-    return table[[name for pair in POINT_COLUMNS for name in pair]].to_numpy(dtype=float).reshape(len(table), N_LANDMARKS, 2)
+    return table[columns].to_numpy(dtype=float).reshape(len(table), n_points, 2)
+
+
+def point_columns(n_points: int) -> list[str]:
+    """`wflwv predict`'s landmark columns, in the order of the points: x0, y0, x1, y1 ..."""
+    return [f"{axis}{i}" for i in range(n_points) for axis in "xy"]
 
 
 def load_prediction_set(folder: Path, frame_counts: dict[str, int]) -> dict[str, np.ndarray]:
-    """Each video's landmarks (frames, 98, 2) from a prediction set, checked against the video set's frame counts."""
+    """Each video's landmarks (frames, N, 2) from a prediction set, checked against the video set's frame counts
+    and for one scheme: every file has the point count of method.json's scheme, else the count most files have."""
     if not folder.is_dir():
         raise WflwvError(folder, "no such prediction set folder")
-    landmarks = {}
+    declared = read_method(folder).scheme
+    landmarks, paths = {}, {}
     for video_id, frames in frame_counts.items():
-        path = prediction_file(folder, video_id)
+        paths[video_id] = path = prediction_file(folder, video_id)
         points = read_landmarks(path)
         if len(points) != frames:
             raise WflwvError(path, f"video {video_id!r} has {frames} frames, the predictions have {len(points)}")
         if np.isnan(points).all():
             raise WflwvError(path, f"no landmarks in any frame of video {video_id!r}")
         landmarks[video_id] = points
+    counts = collections.Counter(points.shape[1] for points in landmarks.values())
+    expected = get_scheme(declared).n_points if declared else counts.most_common(1)[0][0] if counts else None
+    for video_id, points in landmarks.items():
+        if points.shape[1] != expected:
+            said = f"{METHOD_FILE} declares {declared}," if declared else "the set's other files have"
+            raise WflwvError(paths[video_id], f"landmarks have {points.shape[1]} points, but {said} {expected}")
     return landmarks
+
+
+def prediction_set_scheme(folder: Path, landmarks: dict[str, np.ndarray]) -> str:
+    """The point scheme of a loaded prediction set: method.json's "scheme", else the one of its point count."""
+    return read_method(folder).scheme or scheme_for_points(next(iter(landmarks.values())).shape[1]).name
 
 
 def hold_missing(landmarks: np.ndarray) -> np.ndarray:

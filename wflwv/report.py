@@ -27,8 +27,8 @@ from wflwv.predictions import prediction_file, read_landmarks  # noqa: E402
 from wflwv.uncertainty import LEVEL  # noqa: E402
 
 NORM_TEXT = {
-    "interocular": "inter-ocular distance (points 60-72)",
-    "interpupil": "inter-pupil distance (points 96-97)",
+    "interocular": "inter-ocular distance (outer eye corners: points 60-72 of 98, 36-45 of 68)",
+    "interpupil": "inter-pupil distance (pupils 96-97 of 98; eye centres of 68)",
     "diagonal": "box diagonal",
 }
 # Tables show the paper's NMF x100 like NME; the released NMJ already carries its own factor.
@@ -140,6 +140,7 @@ def video_leaderboard(table: pd.DataFrame, norm: str, nmf_definition: str) -> Le
     and wflwv.metrics.temporal_scores' figures as <name>_<split>, of which the first split's mouth and eyes NMF and lag are shown."""
     splits = video_splits(table)
     columns = {"model": ("model", ""), "method": ("method", "")}
+    columns |= {name: (name, "") for name in ("scheme", "normalisation") if name in table.columns}
     fair = "label_shift_" + splits[0] in table.columns and table["label_shift_" + splits[0]].notna().any()
     columns |= {"labels": ("scored against", "")} if fair else {}
     columns |= {f"{m}_{s}": (f"{m.upper()} {s}" if m != "label_shift" else f"label shift {s}", ".3f") for s in splits for m in ("nme", "label_shift", "nmf")

@@ -15,7 +15,6 @@ import pandas as pd
 from wflwv import io
 from wflwv.data.videoset import VideoSet, check_finite, load_array, variance_path
 from wflwv.errors import WflwvError
-from wflwv.landmarks import N_LANDMARKS
 from wflwv.metrics import face_area
 from wflwv.pipeline.stage import Executor, Stage, run_stage
 
@@ -23,17 +22,18 @@ SCORES_NAME = "split_scores.parquet"
 
 
 def video_score(landmarks: np.ndarray, variance: np.ndarray) -> float:
-    """Mean over frames of the mean over landmarks of variance / face area, for (frames, 98, 2) labels and (frames, 98) variance."""
+    """Mean over frames of the mean over landmarks of variance / face area, for (frames, N, 2) labels and (frames, N) variance."""
     return float(np.mean(variance.mean(axis=1) / face_area(landmarks)))
 
 
-def load_variance(build: Path, video_id: str, n_frames: int) -> np.ndarray:
+def load_variance(build: Path, video_id: str, shape: tuple[int, int]) -> np.ndarray:
+    """The labels' variance (frames, N), checked to have the labels' `shape` (frames, N)."""
     path = variance_path(build, video_id)
     if not path.is_file():
         raise WflwvError(path, "no such variance file: label the video first (wflwv label)")
     variance = load_array(path, "variance")
-    if variance.shape != (n_frames, N_LANDMARKS):
-        raise WflwvError(path, f"variance has shape {variance.shape}, expected ({n_frames}, {N_LANDMARKS}) like its landmarks")
+    if variance.shape != tuple(shape):
+        raise WflwvError(path, f"variance has shape {variance.shape}, expected {tuple(shape)} like its landmarks")
     check_finite(path, variance, "variances")
     return variance
 
@@ -65,7 +65,7 @@ def split(build: Path, k: int, executor: Executor = Executor(), force: bool = Fa
 
 def score_item(build: Path, video_id: str) -> dict:
     landmarks = VideoSet(build).load_landmarks(video_id)
-    return {"score": video_score(landmarks, load_variance(build, video_id, len(landmarks)))}
+    return {"score": video_score(landmarks, load_variance(build, video_id, landmarks.shape[:2]))}
 
 
 def score_inputs(build: Path, video_id: str) -> dict:

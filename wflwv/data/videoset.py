@@ -1,5 +1,6 @@
 """The WFLW-V layout: videos/<ID>.mp4, landmarks/<ID>.npy, bboxes/<ID>.npy and optional <split>_video_IDs.txt lists."""
 
+import collections
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ import numpy as np
 from wflwv import io
 from wflwv.data.video import probe, write_video
 from wflwv.errors import WflwvError
-from wflwv.landmarks import LEFT_EYE_OUTER, N_LANDMARKS, RIGHT_EYE_OUTER
+from wflwv.schemes import point_counts, scheme_for_points
 
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -38,7 +39,7 @@ def validate_id(video_id: str) -> str:
 class VideoItem:
     id: str
     frames_path: Path
-    landmarks: np.ndarray  # (frames, 98, 2) frame pixels
+    landmarks: np.ndarray  # (frames, N, 2) frame pixels, N the points of its scheme (98 WFLW, 68 iBUG)
     boxes: np.ndarray  # (frames, >=4) x1 y1 x2 y2 first
     n_frames: int
     fps: float
@@ -65,16 +66,19 @@ def check_finite(path: Path, array: np.ndarray, what: str, allow_nan: bool = Fal
 
 
 def check_landmarks(path: Path, landmarks: np.ndarray) -> np.ndarray:
-    """Landmarks of the right shape and type; NaN marks a frame without ground truth (excluded from the scores and counted),
-    infinity is refused, and so is a frame whose outer eye corners coincide (no inter-ocular distance to normalise by)."""
-    if landmarks.ndim != 3 or landmarks.shape[1:] != (N_LANDMARKS, 2):
-        raise WflwvError(path, f"landmarks have shape {landmarks.shape}, expected (frames, {N_LANDMARKS}, 2)")
+    """Landmarks of the right shape (a point scheme's count) and type; NaN marks a frame without ground truth (excluded
+    from the scores and counted), infinity is refused, and so is a frame whose outer eye corners coincide (no inter-ocular
+    distance to normalise by)."""
+    if landmarks.ndim != 3 or landmarks.shape[2] != 2 or landmarks.shape[1] not in point_counts():
+        counts = " or ".join(map(str, point_counts()))
+        raise WflwvError(path, f"landmarks have shape {landmarks.shape}, expected (frames, {counts} points, 2)")
     if not np.issubdtype(landmarks.dtype, np.floating):
         raise WflwvError(path, f"landmarks have dtype {landmarks.dtype}, expected floating point")
     check_finite(path, landmarks, "landmarks", allow_nan=True)
-    coincide = (landmarks[:, LEFT_EYE_OUTER] == landmarks[:, RIGHT_EYE_OUTER]).all(axis=1)
+    left, right = (int(group[0]) for group in scheme_for_points(landmarks.shape[1]).normalisations["interocular"])
+    coincide = (landmarks[:, left] == landmarks[:, right]).all(axis=1)
     if coincide.any():
-        raise WflwvError(path, f"landmarks of frame {int(np.flatnonzero(coincide)[0])}: points {LEFT_EYE_OUTER} and {RIGHT_EYE_OUTER} coincide (zero inter-ocular distance)")
+        raise WflwvError(path, f"landmarks of frame {int(np.flatnonzero(coincide)[0])}: points {left} and {right} coincide (zero inter-ocular distance)")
     return landmarks
 
 
@@ -90,6 +94,26 @@ def check_boxes(path: Path, boxes: np.ndarray) -> np.ndarray:
         frame = int(np.flatnonzero(empty)[0])
         raise WflwvError(path, f"box of frame {frame} is empty: {boxes[frame, :4].tolist()} (x1 y1 x2 y2)")
     return boxes
+
+
+def scheme_problems(videos: "VideoSet", point_counts_by_id: dict[str, int]) -> list[WflwvError]:
+    """An error for each video whose landmarks' point count is not the one most of the set's have: one scheme per set."""
+    if not point_counts_by_id:
+        return []
+    common = collections.Counter(point_counts_by_id.values()).most_common(1)[0][0]
+    return [
+        WflwvError(videos.landmarks_path(video_id), f"landmarks have {count} points, the set's other videos have {common} (one point scheme per set)")
+        for video_id, count in point_counts_by_id.items()
+        if count != common
+    ]
+
+
+def video_set_scheme(videos: "VideoSet", items: dict[str, VideoItem]) -> str:
+    """The point scheme of the loaded videos of a set, all of which must have it."""
+    problems = scheme_problems(videos, {video_id: item.landmarks.shape[1] for video_id, item in items.items()})
+    if problems:
+        raise problems[0]
+    return scheme_for_points(next(iter(items.values())).landmarks.shape[1]).name
 
 
 class VideoSet:
@@ -145,7 +169,7 @@ class VideoSet:
         return self.root / "bboxes" / f"{validate_id(video_id)}.npy"
 
     def load_landmarks(self, video_id: str) -> np.ndarray:
-        """(frames, 98, 2) float, frame pixels."""
+        """(frames, N, 2) float, frame pixels: N the points of the set's scheme (98 WFLW, 68 iBUG)."""
         path = self.landmarks_path(video_id)
         return check_landmarks(path, load_array(path, "landmarks"))
 

@@ -7,6 +7,11 @@ chosen in frontal coordinates (x, y) where the texture paints the feature it nam
 projection is exact for any pose. The face contour (0-32) is the outline of the cranium and jaw
 seen from the front, a fixed curve on the head: when the head turns, the far half goes behind
 the face and its ground truth stays the true (hidden) projection.
+
+The same head also carries iBUG's 68 points (ibug68_points): on the same curves, each point where iBUG
+defines it. They are WFLW's points that the standard 98-to-68 map takes, except the eyelids: iBUG puts
+two points on each lid at a third and two thirds of the way between the corners, WFLW three at a quarter,
+a half and three quarters, so the map's lid points (WFLW's quarters) are not iBUG's.
 """
 
 import functools
@@ -15,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from wflwv.landmarks import FLIP_PERMUTATION, N_LANDMARKS
+from wflwv.schemes import convert, get_scheme
 from wflwv.synth.geometry import FRONTAL, Ellipsoid, cast
 
 CRANIUM_CENTRE_Y = -0.3
@@ -23,6 +29,8 @@ CRANIUM_DEPTH = 1.15
 JAW_TOP = -0.35
 CONTOUR_START_Y = -0.05  # contour points 0 and 32 lie at this height on the outline
 FACE_PARTS = ("cranium", "jaw", "nose", "left_wing", "right_wing")
+WFLW_LID = np.array([0.25, 0.5, 0.75])  # where along each lid, from the outer corner, WFLW's lid points are
+IBUG_LID = np.array([1, 2]) / 3  # and iBUG's
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class Head:
     template: np.ndarray  # (98, 2) frontal x, y of the landmarks: where the texture paints them
     landmarks: np.ndarray  # (98, 3) head-frame landmarks
     mouth_opening: float  # vertical gap between the inner lips at the centre
+    landmarks68: np.ndarray  # (68, 3) head-frame landmarks of iBUG's scheme (ibug68_points)
 
 
 def mouth_opening(expression: Expression) -> float:
@@ -106,7 +115,19 @@ def build_head(identity: Identity, expression: Expression) -> Head:
     template[76:96] = mouth_points(identity, expression, opening)
     depth = frontal_depth({name: parts[name] for name in FACE_PARTS}, template[:, 0], template[:, 1])
     depth[0:33] = contour_depth
-    return Head(parts, template, np.column_stack([template, depth]), opening)
+    landmarks = np.column_stack([template, depth])
+    return Head(parts, template, landmarks, opening, ibug68_points(parts, landmarks, identity, expression))
+
+
+def ibug68_points(parts: dict[str, Ellipsoid], landmarks: np.ndarray, identity: Identity, expression: Expression) -> np.ndarray:
+    """iBUG's 68 head-frame points (68, 3) of the head whose WFLW landmarks (98, 3) are given: the points the
+    standard map takes, with each eye's lid points moved to where iBUG defines them (a third and two thirds)."""
+    points = convert(landmarks, "wflw98", "ibug68")
+    left = np.arange(36, 42)
+    for side_expression, indices, sign in ((expression, left, 1), (expression.mirrored(), get_scheme("ibug68").flip[left], -1)):
+        eye = eye_outline(identity, side_expression.blink[0], IBUG_LID) * [sign, 1]
+        points[indices] = np.column_stack([eye, frontal_depth({name: parts[name] for name in FACE_PARTS}, eye[:, 0], eye[:, 1])])
+    return points
 
 
 def frontal_depth(parts: dict[str, Ellipsoid], x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -165,15 +186,21 @@ def _place_sides(template: np.ndarray, identity: Identity, expression: Expressio
 
 def eye_points(identity: Identity, blink: float, gaze: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """The image-left eye: outer corner, upper lid, inner corner, lower lid (8, 2), and the pupil."""
+    points = eye_outline(identity, blink, WFLW_LID)
+    outer, inner = points[0], points[len(WFLW_LID) + 1]
+    pupil = (outer + inner) / 2 + np.array([0.35 * identity.eye_width * gaze[0], 0.25 * identity.eye_height * gaze[1] - 0.1 * identity.eye_height])
+    return points, pupil
+
+
+def eye_outline(identity: Identity, blink: float, t: np.ndarray) -> np.ndarray:
+    """The image-left eye: outer corner, the upper lid at fractions t of the way to the inner corner, the inner
+    corner, the lower lid at the same fractions back to the outer corner."""
     outer = np.array([-identity.eye_spacing - identity.eye_width, -identity.eye_tilt])
     inner = np.array([-identity.eye_spacing + identity.eye_width, 0.0])
     lid = lid_offsets(identity, blink)
-    t = np.array([0.25, 0.5, 0.75])
     upper = outer + t[:, None] * (inner - outer) + np.column_stack([0 * t, lid.upper * np.sin(np.pi * t)])
     lower = outer + t[::-1, None] * (inner - outer) + np.column_stack([0 * t, lid.lower * np.sin(np.pi * t[::-1])])
-    points = np.vstack([outer, upper, inner, lower])
-    pupil = (outer + inner) / 2 + np.array([0.35 * identity.eye_width * gaze[0], 0.25 * identity.eye_height * gaze[1] - 0.1 * identity.eye_height])
-    return points, pupil
+    return np.vstack([outer, upper, inner, lower])
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,11 @@ def landmarks(scene: Scene) -> np.ndarray:
     return scene.pose.camera().project(build_head(scene.identity, scene.expression).landmarks)
 
 
+def landmarks68(scene: Scene) -> np.ndarray:
+    """The (68, 2) pixel landmarks of iBUG's scheme of a scene (wflwv.synth.face.ibug68_points)."""
+    return scene.pose.camera().project(build_head(scene.identity, scene.expression).landmarks68)
+
+
 def face_box(points: np.ndarray) -> np.ndarray:
     """x_min y_min x_max y_max of the landmarks (..., 98, 2), raised by FOREHEAD of their height."""
     low, high = points.min(axis=-2), points.max(axis=-2)

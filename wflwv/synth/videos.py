@@ -27,7 +27,7 @@ from wflwv.synth.sampling import (
     sample_mask,
     sample_occluder,
 )
-from wflwv.synth.scene import Scene, face_box, landmarks, render
+from wflwv.synth.scene import Scene, face_box, landmarks, landmarks68, render
 
 CHALLENGES = ("occluder", "mask", "turn", "shake", "dark")
 # a frame is ambiguous for a cause when it passes that cause's threshold
@@ -235,6 +235,7 @@ class Footage:
     landmarks: np.ndarray  # (frames, 98, 2)
     boxes: np.ndarray  # (frames, 4) x1 y1 x2 y2, smooth in time
     ambiguous: dict[str, np.ndarray]  # cause -> (frames,) bool
+    landmarks68: np.ndarray  # (frames, 68, 2) iBUG's points of the same faces (wflwv.synth.face.ibug68_points)
 
 
 def shoot(clip: Clip, rng: np.random.Generator, resolution: int | None = None) -> Footage:
@@ -251,7 +252,8 @@ def shoot(clip: Clip, rng: np.random.Generator, resolution: int | None = None) -
         covered.append(shot.covered)
     points, covered = np.stack(points), np.stack(covered)
     boxes = gaussian_filter1d(face_box(points), BOX_SMOOTHING, axis=0, mode="nearest")
-    return Footage(frames, points, boxes, ambiguity(clip.scenes, points, covered))
+    points68 = np.stack([landmarks68(scene) for scene in clip.scenes])
+    return Footage(frames, points, boxes, ambiguity(clip.scenes, points, covered), points68)
 
 
 def ambiguity(scenes: list[Scene], points: np.ndarray, covered: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Generating the synthetic world: still datasets in the WFLW layout and videos in the WFLW-V layout.
+"""Generating the synthetic world: still datasets in the WFLW layout and videos in the WFLW-V layout, with
+WFLW's 98 points (videos/) and, for the same videos, iBUG's 68 (videos68/).
 
 Every item (a still or a video) draws its randomness from (seed, item kind, index) alone and its
 person from (seed, item kind, person index), so the world is the same whatever the number of
@@ -22,7 +23,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wflwv import io
-from wflwv.data.videoset import VideoSet
+from wflwv.data.videoset import VideoSet, check_landmarks
 from wflwv.data.wflw import IMAGES_DIR, Face, WflwStills, write_annotations, write_image
 from wflwv.errors import WflwvError
 from wflwv.synth.backdrop import paint_background
@@ -30,13 +31,14 @@ from wflwv.synth.face import Identity
 from wflwv.synth.sampling import attributes, sample_identity, sample_look, sample_still
 from wflwv.synth.scene import face_box, render, texels_per_unit
 from wflwv.synth.texture import Look
-from wflwv.synth.videos import CAUSES, Clip, plan_clip, shoot
+from wflwv.synth.videos import CAUSES, Clip, Footage, plan_clip, shoot
 
 KINDS = {"train": 0, "test": 1, "hard": 2, "easy": 3}  # still splits, then video splits
 STILL_KINDS, VIDEO_KINDS = ("train", "test"), ("hard", "easy")
 PERSON = 1_000_003  # marks a person's random stream apart from its photos'
 FLUSH_SECONDS = 5.0  # how often the manifest is saved while rendering
 STILLS_PER_TASK = 30
+VIDEOS68 = "videos68"  # the same videos with iBUG's 68-point truth
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ def render_video(out: Path, preset: Preset, seed: int, kind: str, index: int) ->
     footage = shoot(clip, rng, texels_per_unit(preset.video_face[1]))
     name = video_id(kind, index)
     VideoSet(out / "videos").write(name, footage.frames, footage.landmarks, footage.boxes, preset.fps)
+    write_ibug68(out, name, footage)
     return {
         "kind": kind,
         "index": index,
@@ -247,6 +250,14 @@ def _save_manifest(out: Path, rows: list[dict]) -> None:
     io.save_parquet(out / "manifest.parquet", manifest)
 
 
+def write_ibug68(out: Path, name: str, footage: Footage) -> None:
+    """The video again in videos68/ with iBUG's 68-point truth of the same faces: a 68-point video set beside the 98."""
+    videos, videos68 = VideoSet(out / "videos"), VideoSet(out / VIDEOS68)
+    io.save_npy(videos68.landmarks_path(name), check_landmarks(videos68.landmarks_path(name), footage.landmarks68))
+    io.save_npy(videos68.boxes_path(name), footage.boxes)
+    io.copy_file(videos.video_path(name), videos68.video_path(name))  # last: it makes the ID visible
+
+
 def _write_datasets(out: Path, preset: Preset, manifest: pd.DataFrame) -> None:
     """The annotation files of the stills, the split lists and difficulty table of the videos."""
     stills = WflwStills(out / "stills")
@@ -254,10 +265,11 @@ def _write_datasets(out: Path, preset: Preset, manifest: pd.DataFrame) -> None:
         rows = manifest[manifest["kind"] == kind].sort_values("index") if len(manifest) else manifest
         faces = [Face(np.reshape(row.landmarks, (-1, 2)), row.box, row.attributes, still_name(kind, row.index)) for row in rows.itertuples()]
         write_annotations(stills.annotation_path(kind), faces)
-    videos = VideoSet(out / "videos")
+    videos, videos68 = VideoSet(out / "videos"), VideoSet(out / VIDEOS68)
     table = []
     for kind in VIDEO_KINDS:
         rows = manifest[manifest["kind"] == kind].sort_values("index") if len(manifest) else manifest
         videos.write_split(kind, list(rows["id"]) if len(rows) else [])
+        videos68.write_split(kind, list(rows["id"]) if len(rows) else [])
         table += [{"id": row.id, "split": kind, "frames": int(row.frames), "ambiguous": row.ambiguous, **{cause: getattr(row, cause) for cause in CAUSES}, "challenges": row.challenges} for row in rows.itertuples()]
     io.save_parquet(out / "videos" / "difficulty.parquet", pd.DataFrame(table))
