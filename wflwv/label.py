@@ -127,7 +127,7 @@ def tuned_members(models: Sequence[torch.nn.Module], device: str, batch_size: in
 
 def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str = "cpu",
                     choices: Sequence[RunChoices] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels (B, 98, 2), variance (B, 98) and each member's points (M, B, 98, 2) of frames (B, H, W, 3) uint8 RGB with boxes (B, >=4).
+    """Labels (B, 98, 2), variance (B, 98) and each member's points (M, B, 98, 2; NaN where not kept) of frames (B, H, W, 3) uint8 RGB with boxes (B, >=4).
 
     keep (members, B) bool says which members each frame averages over; every frame keeps one at least.
     choices: each member's layout and threads (tuned_members); None: contiguous input on the current threads.
@@ -154,7 +154,7 @@ def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes
     weights = keep[:, :, None].astype(np.float64)
     mean = (weights[..., None] * members).sum(axis=0) / weights.sum(axis=0)[..., None]
     variance = (weights * ((members - mean) ** 2).sum(axis=-1)).sum(axis=0) / weights.sum(axis=0)
-    return labels, variance, members
+    return labels, variance, np.where(keep[..., None, None], members, np.nan)
 
 
 def read_corrections(path: Path, members: Sequence[str], frame_count: Callable[[str], int]) -> Corrections:
@@ -229,7 +229,7 @@ def label_video(build: Path, checkpoints: tuple[Path, ...], corrections: Correct
     if start != len(boxes):
         raise WflwvError(videos.boxes_path(video_id), f"video has {start} frames, boxes have {len(boxes)}")
     variance = np.concatenate(variances).astype(np.float32)
-    save_member_points(build, [member_name(p) for p in checkpoints], video_id, np.concatenate(points, axis=1), keep)
+    save_member_points(build, [member_name(p) for p in checkpoints], video_id, np.concatenate(points, axis=1))
     io.save_npy(variance_path(build, video_id), variance)
     io.save_npy(videos.landmarks_path(video_id), np.concatenate(labels).astype(np.float32))
     return {"frames": start, "members": len(checkpoints), "corrected_frames": int((~keep).any(axis=0).sum()), "mean_variance": float(variance.mean())}

@@ -31,10 +31,10 @@ def member_path(root: Path, member: str, video_id: str) -> Path:
     return member_folder(root, member) / f"{validate_id(video_id)}.npy"
 
 
-def save_member_points(root: Path, names: list[str], video_id: str, points: np.ndarray, keep: np.ndarray) -> None:
-    """points (members, frames, N, 2) and keep (members, frames) of one video; dropped frames are stored as NaN."""
-    for name, member_points, kept in zip(names, points, keep):
-        io.save_npy(member_path(root, name, video_id), np.where(kept[:, None, None], member_points, np.nan).astype(np.float32))
+def save_member_points(root: Path, names: list[str], video_id: str, points: np.ndarray) -> None:
+    """points (members, frames, N, 2) of one video, NaN on the frames a member is dropped from."""
+    for name, member_points in zip(names, points):
+        io.save_npy(member_path(root, name, video_id), member_points.astype(np.float32))
 
 
 def member_names(root: Path) -> list[str]:
