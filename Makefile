@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests need (headless Chromium renders the report); installs only what is missing, as root.
+# Debian packages the tests need (headless Chromium renders the report; Node and npm run faceapi68); installs only what is missing, as root.
 system-deps:
 	@command -v chromium >/dev/null || { \
 		[ "$$(id -u)" = 0 ] || { echo "system-deps: chromium is missing; run 'make system-deps' as root" >&2; exit 1; }; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	@command -v npm >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "system-deps: node and npm are missing (faceapi68); run 'make system-deps' as root" >&2; exit 1; }; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
 
 demo: setup
 	$(BIN)/wflwv synth --out $(RUN)/data --preset demo
@@ -69,7 +72,16 @@ demo-real: setup assets $(RUN)/ldeq/checkpoint.pth.tar
 assets: setup
 	$(BIN)/python -m wflwv.real
 
-test: setup system-deps assets
+# The landmark methods that the tests run on real frames (docs/methods.md): the onnx and dlib68 extras into the venv,
+# mediapipe478's own virtualenv and faceapi68's npm packages into $(WFLWV_CACHE) (each set up once).
+setup-methods: $(VENV)/.installed-methods
+	$(BIN)/wflwv setup-method mediapipe478 faceapi68
+
+$(VENV)/.installed-methods: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,methods]'
+	touch $@
+
+test: setup system-deps assets setup-methods
 	$(BIN)/python -m pytest -q
 
 # A new user's smoke run from the built wheel, installed in a fresh venv: load a config, synth --preset tiny, train one epoch, bench.

@@ -161,10 +161,10 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], methods: 
 def method_sets(methods: tuple[str, ...], videos: Path | None, out: Path, force: bool) -> dict[str, Path]:
     """Each --method run on the videos as a prediction set under OUT/methods/, by its label."""
     from wflwv.bench import slug
-    from wflwv.methods import load_method, method_label, parse_method
+    from wflwv.methods import method_from_text, method_label
     from wflwv.methods.run import predict_video_set
 
-    loaded = {text: load_method(*parse_method(text)) for text in methods}  # every method refused or loaded before any runs
+    loaded = {text: method_from_text(text) for text in methods}  # every method refused or loaded before any runs
     return {method_label(text): predict_video_set(text, method, videos, out / "methods" / slug(method_label(text)), force) for text, method in loaded.items()}
 
 
@@ -366,21 +366,22 @@ def run(pipeline: str, only: tuple[str, ...], device: str, executor: str, addres
 @click.option("--build", required=True, type=EXISTING_DIR, help="Build folder: videos/<ID>.mp4 and stabilised bboxes/<ID>.npy; landmarks/ and variance/ are written.")
 @click.option("--members", multiple=True, type=EXISTING_FILE, help="A member checkpoint (repeat the option for each member).")
 @click.option("--ensemble-dir", type=EXISTING_DIR, help="A folder of member run folders, <name>/checkpoint.pth.tar each.")
+@click.option("--method", "methods", multiple=True, help="NAME[:KEY=VALUE,...]: a landmark method as a point-only member, averaged with the heatmap members' points (docs/methods.md); repeatable.")
 @click.option("--corrections", type=EXISTING_FILE, help="CSV video_id,member,first_frame,last_frame: members dropped on those frames (inclusive).")
 @click.option("--batch-size", default=64, show_default=True, type=POSITIVE, help="Frames per batch through each member.")
 @click.option("--device", default="cpu", show_default=True, help="torch device; with --executor ray and cuda, each labelling worker gets one GPU.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Label in this process or on Ray.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
 @click.option("--force", is_flag=True, help="Relabel videos already labelled.")
-def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, corrections: Path | None, batch_size: int, device: str, executor: str, address: str | None, force: bool) -> None:
+def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, methods: tuple[str, ...], corrections: Path | None, batch_size: int, device: str, executor: str, address: str | None, force: bool) -> None:
     """Label every video with the ensemble's averaged heatmaps, and keep the ensemble's variance."""
     from wflwv.label import find_members, label as run_label
     from wflwv.pipeline.stage import Executor
 
     checkpoints = find_members(members, ensemble_dir)
-    manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force)
+    manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force, methods)
     failed = manifest[manifest["status"] == "failed"]
-    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints)} members in {build}")
+    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints) + len(methods)} members in {build}")
     exit_if_failed(manifest)
 
 
@@ -448,15 +449,14 @@ def verify(root: Path) -> None:
 def predict(video: Path, model: str | None, method: str | None, checkpoint: Path | None, out: Path | None, overlay: Path | None, rwr_iters: int, device: str, max_side: int, max_gap: int, smoothing: float, protocol: str) -> None:
     """Landmarks for every frame of any video (MTCNN boxes, stabilised; LDEQ + RwR), streamed in constant memory."""
     from wflwv.boxes import BoxSettings, TrackSettings
+    from wflwv.methods import method_from_text
     from wflwv.predict import PredictSettings, load_model, predict_video
-
-    from wflwv.methods import load_method, parse_method
 
     if (model is None) == (method is None):
         raise click.UsageError("give --model or --method")
     out = out or video.with_name(f"{video.stem}.landmarks.parquet")
     boxes = BoxSettings(device=device, max_side=max_side or None, smoothing=smoothing, track=TrackSettings(max_gap=max_gap))
-    predictor = load_method(*parse_method(method)) if method else load_model(model, checkpoint, device)
+    predictor = method_from_text(method) if method else load_model(model, checkpoint, device)
     summary = predict_video(video, predictor, out, overlay, PredictSettings(rwr_iters, device, boxes=boxes, protocol=protocol))
     click.echo(f"{video}: {summary}")
     click.echo(f"landmarks: {out}" + (f"\noverlay: {overlay}" if overlay else ""))

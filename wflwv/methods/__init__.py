@@ -81,3 +81,9 @@ def method_label(text: str) -> str:
     """A method's name in tables: NAME, or NAME(stem of each option value) where it has options, e.g. onnx(hrnet_demo)."""
     name, options = parse_method(text)
     return f"{name}({','.join(Path(value).stem for value in options.values())})" if options else name
+
+
+def method_from_text(text: str) -> LandmarkMethod:
+    """The method of the CLI's --method NAME[:KEY=VALUE,...]."""
+    name, options = parse_method(text)
+    return load_method(name, **options)
