@@ -232,15 +232,15 @@ def test_a_point_member_counts_as_one_member_beside_the_heatmap_members(unlabell
     video_id = videos.ids()[0]
     frames, boxes = read_video(videos.video_path(video_id))[:4], videos.load_boxes(video_id)[:4]
     models = load_members(tuple(members), "cpu")
-    heat_labels, _ = ensemble_frames(models, frames, boxes, np.ones((2, 4), dtype=bool))
+    heat_labels, _, _ = ensemble_frames(models, frames, boxes, np.ones((2, 4), dtype=bool))
     point = FixedPoints(boxes[0, None, :2] + np.random.default_rng(0).uniform(0, 30, (98, 2)), faceless=(2,))
-    labels, variance = ensemble_frames(models, frames, boxes, np.ones((3, 4), dtype=bool), methods=[point])
+    labels, variance, _ = ensemble_frames(models, frames, boxes, np.ones((3, 4), dtype=bool), methods=[point])
     expected = (2 * heat_labels + point.points) / 3  # two heatmap members and one point member, each weighing one
     np.testing.assert_allclose(labels[[0, 1, 3]], expected[[0, 1, 3]], atol=1e-9)
     np.testing.assert_allclose(labels[2], heat_labels[2], atol=1e-9)  # no face found by the point member: it is dropped there
     keep_one = np.array([[True] * 4, [False] * 4, [True] * 4])  # corrections drop the second heatmap member
-    alone, _ = ensemble_frames(models, frames, boxes, np.ones((1, 4), dtype=bool))
-    labels, _ = ensemble_frames(models, frames, boxes, keep_one, methods=[FixedPoints(alone[0])])
+    alone, _, _ = ensemble_frames(models, frames, boxes, np.ones((1, 4), dtype=bool))
+    labels, _, _ = ensemble_frames(models, frames, boxes, keep_one, methods=[FixedPoints(alone[0])])
     np.testing.assert_allclose(labels[0], alone[0], atol=1e-6)  # a point member agreeing with the one kept heatmap member changes nothing
     assert variance.shape == (4, 98) and (variance[[0, 1, 3]] > variance[2]).all()
 

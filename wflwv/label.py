@@ -29,7 +29,8 @@ at the label's batch (wflwv.tuning, once per architecture and process): the labe
 rounding only.
 
 Outputs: BUILD/landmarks/<ID>.npy (frames, 98, 2) float32 frame pixels, BUILD/variance/<ID>.npy
-(frames, 98) float32 frame pixels squared.
+(frames, 98) float32 frame pixels squared, BUILD/members/<member>/<ID>.npy each member's own points
+(wflwv.members: what leave-one-out scoring reads).
 """
 
 import csv
@@ -47,11 +48,12 @@ from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine,
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet, validate_id, variance_path
 from wflwv.errors import WflwvError
+from wflwv.members import member_folder, save_member_points
 from wflwv.methods import LandmarkMethod, method_from_text, method_label
 from wflwv.models import CHECKPOINT_NAME, load_checkpoint
 from wflwv.models.heatmaps import soft_argmax
 from wflwv.pipeline.stage import Executor, Stage, run_stage
-from wflwv.schemes import convert, scheme_for_points
+from wflwv.schemes import common_scheme, convert, get_scheme, scheme_for_points
 from wflwv.tuning import RunChoices, apply, choose, torch_threads
 
 CORRECTIONS_HEADER = ("video_id", "member", "first_frame", "last_frame")
@@ -133,14 +135,9 @@ def tuned_members(models: Sequence[torch.nn.Module], device: str, batch_size: in
     return choices
 
 
-def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str = "cpu",
-                    choices: Sequence[RunChoices] | None = None, methods: Sequence[LandmarkMethod] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (B, 98, 2) and variance (B, 98) of frames (B, H, W, 3) uint8 RGB with boxes (B, >=4).
-
-    keep (members, B) bool says which members each frame averages over, the models' rows first and then the
-    point-only methods'; every frame keeps one at least. choices: each model's layout and threads
-    (tuned_members); None: contiguous input on the current threads.
-    """
+def heatmap_members(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str,
+                    choices: Sequence[RunChoices] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The heatmap members' labels (B, N, 2), the soft-argmax of their kept averaged maps, and their own points (M, B, N, 2)."""
     to_unit_crop = np.stack([box_to_affine(box, size=1) for box in boxes])  # frame pixels -> [0, 1] crop units
     size = max(model.args.heatmap_size for model in models)
     keep_tensor = torch.as_tensor(keep, dtype=torch.float32, device=device)
@@ -160,12 +157,31 @@ def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes
     from_unit_crop = np.stack([invert_affine(affine) for affine in to_unit_crop])
     labels = transform_points(labels.astype(np.float64), from_unit_crop)
     members = transform_points(np.stack(points).astype(np.float64), from_unit_crop)  # (M, B, 98, 2)
+    return labels, members
+
+
+def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str = "cpu",
+                    choices: Sequence[RunChoices] | None = None, methods: Sequence[LandmarkMethod] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (B, 98, 2), variance (B, 98) and each member's points (M, B, 98, 2; NaN where not kept) of frames (B, H, W, 3) uint8 RGB
+    with boxes (B, >=4).
+
+    keep (members, B) bool says which members each frame averages over, the models' rows first and then the
+    point-only methods'; every frame keeps one at least. choices: each model's layout and threads
+    (tuned_members); None: contiguous input on the current threads.
+    """
+    if models:
+        labels, members = heatmap_members(models, frames, boxes, keep, device, choices)
+        scheme = scheme_for_points(members.shape[2]).name
+    else:  # point members only: the labels are in their common scheme
+        scheme = common_scheme(method.scheme for method in methods)
+        members = np.zeros((0, len(frames), get_scheme(scheme).n_points, 2))
+        labels = members.sum(axis=0)
     if methods:
-        labels, members, keep = with_point_members(labels, members, keep, methods, frames, boxes, scheme_for_points(members.shape[2]).name)
+        labels, members, keep = with_point_members(labels, members, keep, methods, frames, boxes, scheme)
     weights = keep[:, :, None].astype(np.float64)
     mean = (weights[..., None] * members).sum(axis=0) / weights.sum(axis=0)[..., None]
     variance = (weights * ((members - mean) ** 2).sum(axis=-1)).sum(axis=0) / weights.sum(axis=0)
-    return labels, variance
+    return labels, variance, np.where(keep[..., None, None], members, np.nan)
 
 
 def with_point_members(labels: np.ndarray, members: np.ndarray, keep: np.ndarray, methods: Sequence[LandmarkMethod], frames: np.ndarray, boxes: np.ndarray,
@@ -246,18 +262,21 @@ def label_video(build: Path, checkpoints: tuple[Path, ...], corrections: Correct
     models = load_members(checkpoints, device)
     choices = tuned_members(models, device, batch_size)
     keep = keep_mask(all_names(checkpoints, methods), corrections.get(video_id, ()), len(boxes))
-    labels, variances, start = [], [], 0
+    labels, variances, points, start = [], [], [], 0
     for frames in _batches(iter_frames(videos.video_path(video_id)), batch_size):
         stop = start + len(frames)
         if stop > len(boxes):
             raise WflwvError(videos.video_path(video_id), f"video has more frames than its {len(boxes)} boxes")
-        batch_labels, batch_variance = ensemble_frames(models, np.stack(frames), boxes[start:stop], keep[:, start:stop], device, choices, load_methods(methods))
+        batch_labels, batch_variance, batch_points = ensemble_frames(models, np.stack(frames), boxes[start:stop], keep[:, start:stop], device, choices,
+                                                                     load_methods(methods))
         labels.append(batch_labels)
+        points.append(batch_points)
         variances.append(batch_variance)
         start = stop
     if start != len(boxes):
         raise WflwvError(videos.boxes_path(video_id), f"video has {start} frames, boxes have {len(boxes)}")
     variance = np.concatenate(variances).astype(np.float32)
+    save_member_points(build, all_names(checkpoints, methods), video_id, np.concatenate(points, axis=1))
     io.save_npy(variance_path(build, video_id), variance)
     io.save_npy(videos.landmarks_path(video_id), np.concatenate(labels).astype(np.float32))
     return {"frames": start, "members": len(checkpoints) + len(methods), "corrected_frames": int((~keep).any(axis=0).sum()), "mean_variance": float(variance.mean())}
@@ -295,7 +314,8 @@ def label(
 ) -> pd.DataFrame:
     """Label every video of BUILD/videos (those not labelled yet under the same inputs); returns the stage's manifest.
     methods: point-only members, NAME[:KEY=VALUE,...] as wflwv.methods takes them."""
-    build, checkpoints, methods = Path(build), find_members(checkpoints), tuple(methods)
+    build, methods = Path(build), tuple(methods)
+    checkpoints = find_members(checkpoints) if checkpoints or not methods else ()  # methods alone can label: the real models
     if batch_size < 1:
         raise WflwvError(None, f"batch size must be 1 or more, got {batch_size}")
     videos = VideoSet(build)
@@ -315,7 +335,7 @@ def label(
         functools.partial(label_video, build, checkpoints, corrections, device, batch_size, methods=methods),
         resources={"num_gpus": 1} if device.startswith("cuda") else {},
         inputs=functools.partial(label_inputs, build, checkpoints, corrections, methods=methods),
-        outputs=(build / "landmarks", build / "variance"),
+        outputs=(build / "landmarks", build / "variance", *(member_folder(build, name) for name in names)),
     )
     return run_stage(stage, ids, executor, force=force)
 

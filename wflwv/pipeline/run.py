@@ -10,7 +10,7 @@ rerun after any interruption (SIGKILL included) finishes the job without redoing
              from search queries, an ID list or a URL list
     boxes    detect and track faces, then `rounds` bootstrap rounds, each from fresh labels (every
              round's boxes and labels in BUILD/rounds/<N>/, the last round's boxes in BUILD/bboxes)
-    label    the ensemble's labels and variance
+    label    the ensemble's labels and variance: trained members, landmark methods (`methods`), or both
     split    hard and easy videos by ensemble variance
     export   the official WFLW-V layout, checked by verify
     oracle   with a world: the labels against its exact landmarks, by ensemble size
@@ -65,7 +65,7 @@ SCHEMA = {
     "boxes": {"min_face": schema.Number(float, 0, 1), "rounds": schema.NON_NEGATIVE, "batch_size": schema.POSITIVE, "max_side": schema.NON_NEGATIVE,
               "max_gap": schema.NON_NEGATIVE, "smoothing": schema.NON_NEGATIVE_FLOAT, "calibration": PATH, "fit_calibration": bool,
               "fit_stills": PATH, "fit_split": str, "predictors": [PATH]},
-    "label": {"members": [PATH], "ensemble_dir": PATH, "corrections": PATH, "batch_size": schema.POSITIVE},
+    "label": {"members": [PATH], "ensemble_dir": PATH, "methods": [str], "corrections": PATH, "batch_size": schema.POSITIVE},
     "split": {"k": schema.POSITIVE},
     "export": {"out": PATH},
     "oracle": {},
@@ -334,7 +334,8 @@ def label_folder(build: Build, folder: Path) -> None:
 
     table = build.table("label")
     corrections = table.get("corrections")
-    manifest = run_label(folder, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, table.get("batch_size", 64), force=build.force)
+    manifest = run_label(folder, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, table.get("batch_size", 64),
+                         force=build.force, methods=table.get("methods", ()))
     console.print(f"label{'' if folder == build.root else f' ({folder.relative_to(build.root)})'}: {counts(manifest)}")
 
 
@@ -346,6 +347,8 @@ def member_checkpoints(build: Build) -> list[Path]:
     table = build.table("label")
     if "members" in table or "ensemble_dir" in table:
         return list(find_members([Path(p) for p in table.get("members", [])], Path(table["ensemble_dir"]) if "ensemble_dir" in table else None))
+    if "methods" in table and "members" not in build.spec:
+        return []  # an ensemble of landmark methods alone (wflwv.methods)
     return [run / CHECKPOINT_NAME for _, _, run in build.member_runs()]
 
 
