@@ -28,14 +28,13 @@ from wflwv.data.video import VideoInfo, iter_frames, probe, write_video
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_frames
 from wflwv.landmarks import N_LANDMARKS
-from wflwv.methods import LandmarkMethod
+from wflwv.methods import FRAMES_PER_CALL, LandmarkMethod
 from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_weights, read_checkpoint
 from wflwv.predictions import point_columns
 from wflwv.schemes import get_scheme
 from wflwv.tuning import choose, torch_threads
 
 FORMATS = (".parquet", ".csv")
-METHOD_CHUNK = 64  # frames a landmark method is given at a time, so that memory does not grow with the video
 
 
 @dataclass(frozen=True)
@@ -131,9 +130,9 @@ def frame_rows(video: Path, info: VideoInfo, model: LDEQ, settings: PredictSetti
 
 
 def method_rows(video: Path, info: VideoInfo, method: LandmarkMethod, settings: PredictSettings) -> Iterator[Row]:
-    """One Row per frame, in order, from a landmark method given the frames and boxes METHOD_CHUNK consecutive frames at a time."""
+    """One Row per frame, in order, from a landmark method given the frames and boxes FRAMES_PER_CALL consecutive frames at a time."""
     numbered = enumerate(zip(iter_frames(video), stream_boxes(iter_frames(video), (info.width, info.height), info.fps, settings.boxes)))
-    while chunk := list(itertools.islice(numbered, METHOD_CHUNK)):
+    while chunk := list(itertools.islice(numbered, FRAMES_PER_CALL)):
         boxes = np.stack([np.full(4, np.nan) if box is None else box[:4] for _, (_, (_, box)) in chunk])
         for (index, (_, (segment, _))), points in zip(chunk, method.predict(np.stack([frame for _, (frame, _) in chunk]), boxes)):
             found = segment is not None and np.isfinite(points).all()

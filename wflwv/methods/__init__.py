@@ -18,6 +18,7 @@ import numpy as np
 from wflwv.errors import WflwvError
 
 GROUP = "wflwv.methods"
+FRAMES_PER_CALL = 64  # consecutive frames predict and bench give a method at a time (label: its --batch-size); memory does not grow with a video
 
 
 @runtime_checkable

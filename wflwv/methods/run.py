@@ -5,6 +5,7 @@ scheme included), and a video is skipped on a rerun when a digest of what its la
 method, its options and their files, the video and its boxes) is unchanged; --force redoes them all.
 """
 
+import itertools
 import json
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from rich.progress import track
 from wflwv import io
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet
-from wflwv.methods import LandmarkMethod, method_label, parse_method
+from wflwv.errors import WflwvError
+from wflwv.methods import FRAMES_PER_CALL, LandmarkMethod, method_label, parse_method
 from wflwv.predictions import METHOD_FILE, MethodInfo
 
 KEYS_FILE = "inputs.json"  # video ID -> the digest its landmarks were made from
@@ -27,6 +29,19 @@ def method_identity(text: str, method: LandmarkMethod) -> dict:
     return {"name": name, "options": options, "files": files, "identity": getattr(method, "identity", None)}
 
 
+def predict_video(method: LandmarkMethod, videos: VideoSet, video_id: str) -> np.ndarray:
+    """(frames, N, 2) float64: the method on one video with its boxes, given FRAMES_PER_CALL consecutive frames at a time."""
+    boxes, frames, points = videos.load_boxes(video_id)[:, :4], iter_frames(videos.video_path(video_id)), []
+    while chunk := list(itertools.islice(frames, FRAMES_PER_CALL)):
+        start = sum(map(len, points))
+        if start + len(chunk) > len(boxes):
+            raise WflwvError(videos.video_path(video_id), f"video has more frames than its {len(boxes)} boxes")
+        points.append(method.predict(np.stack(chunk), boxes[start : start + len(chunk)]).astype(np.float64))
+    if sum(map(len, points)) != len(boxes):
+        raise WflwvError(videos.boxes_path(video_id), f"video has {sum(map(len, points))} frames, boxes have {len(boxes)}")
+    return np.concatenate(points)
+
+
 def predict_video_set(text: str, method: LandmarkMethod, videos_root: Path, folder: Path, force: bool = False) -> Path:
     """The method loaded from `text` (NAME[:KEY=VALUE,...]) on every video of a WFLW-V-layout folder, with its boxes, as a prediction set in `folder`."""
     videos, identity = VideoSet(videos_root), method_identity(text, method)
@@ -34,8 +49,7 @@ def predict_video_set(text: str, method: LandmarkMethod, videos_root: Path, fold
     for video_id in track(videos.ids(), description=f"{method_label(text)}: videos"):
         key = io.digest({"method": identity, "video": videos.video_path(video_id), "boxes": videos.boxes_path(video_id)})
         if done.get(video_id) != key or not (folder / f"{video_id}.npy").is_file():
-            frames = np.stack(list(iter_frames(videos.video_path(video_id))))
-            io.save_npy(folder / f"{video_id}.npy", method.predict(frames, videos.load_boxes(video_id)[:, :4]).astype(np.float64))
+            io.save_npy(folder / f"{video_id}.npy", predict_video(method, videos, video_id))
             done[video_id] = key
             io.save_text(folder / KEYS_FILE, json.dumps(done, indent=2, sort_keys=True) + "\n")
     about = MethodInfo(method_label(text), f"wflwv method {text}", parse_method(text)[1], causal=True, scheme=method.scheme)
