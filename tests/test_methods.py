@@ -178,7 +178,8 @@ def real_clip(tmp_path_factory) -> Path:
 def test_predict_runs_a_method_on_every_frame(real_clip, tmp_path, capsys, monkeypatch, name, n_points):
     monkeypatch.setenv("WFLWV_CACHE", str(CACHE))
     result = run_main(capsys, "predict", real_clip, "--method", name, "--out", tmp_path / "points.parquet")
-    assert result.returncode == 0, result.err
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{real_clip}: 8 of 8 frames with a face, in 1 segment(s)\n")  # no solver, no iterations
     rows = pd.read_parquet(tmp_path / "points.parquet")
     points = rows[point_columns(n_points)].to_numpy().reshape(8, n_points, 2)
     assert rows["face_found"].all() and list(rows["frame"]) == list(range(8)) and np.isfinite(points).all()

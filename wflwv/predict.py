@@ -64,7 +64,8 @@ class PredictSummary:
     def __str__(self) -> str:
         if self.face_frames == 0:
             return f"no face found in any of the {self.frames} frames (all marked face_found = false)"
-        return f"{self.face_frames} of {self.frames} frames with a face, in {self.segments} segment(s); {self.mean_iterations:.2f} solver iterations per face frame"
+        solver = f"; {self.mean_iterations:.2f} solver iterations per face frame" if self.mean_iterations else ""  # a landmark method has no solver
+        return f"{self.face_frames} of {self.frames} frames with a face, in {self.segments} segment(s){solver}"
 
 
 def load_model(model: str, checkpoint: Path | None = None, device: str = "cpu") -> LDEQ:
