@@ -200,7 +200,7 @@ def test_bench_scores_methods_beside_a_model_and_reuses_their_landmarks(bench_wo
             "--filters", "ema", "--rwr-iters", "1", "--adaptive-tol", "0", "--slots", "2"]  # fmt: skip
     assert run_main(capsys, *args).returncode == 0
     table = pd.read_parquet(out / "per_video.parquet")
-    assert {"onnx(heatmaps)", "dlib68"} <= set(table["model"])
+    assert {"onnx heatmaps", "dlib68"} <= set(table["model"])
     videos = VideoSet(bench_world.videos)
     frames = np.stack(list(iter_frames(videos.video_path("h1"))))
     written = np.load(out / "methods" / "onnx_heatmaps" / "h1.npy")

@@ -79,9 +79,9 @@ def parse_method(text: str) -> tuple[str, dict[str, str]]:
 
 
 def method_label(text: str) -> str:
-    """A method's name in tables: NAME, or NAME(stem of each option value) where it has options, e.g. onnx(hrnet_demo)."""
+    """A method's name in tables: NAME, then the stem of each option value, e.g. "onnx hrnet_demo" (letters, digits and inner spaces, as method names go)."""
     name, options = parse_method(text)
-    return f"{name}({','.join(Path(value).stem for value in options.values())})" if options else name
+    return " ".join([name, *(Path(value).stem for value in options.values())])
 
 
 def method_from_text(text: str) -> LandmarkMethod:
