@@ -63,7 +63,7 @@ $(RUN)/ldeq/checkpoint.pth.tar: | setup
 	$(BIN)/wflwv train --data $(RUN)/data/stills --config ldeq_demo --out $(RUN)/ldeq
 
 # WFLW-V's construction on real face videos with real landmark models (pipelines/demo_real.toml), then its report; prints its time.
-demo-real: setup assets $(RUN)/ldeq/checkpoint.pth.tar
+demo-real: setup assets setup-methods $(RUN)/ldeq/checkpoint.pth.tar
 	@start=$$(date +%s); \
 	$(BIN)/wflwv run demo_real && $(BIN)/wflwv report runs/real/bench && \
 	echo "make demo-real: $$(( $$(date +%s) - start )) s after set-up"

@@ -94,3 +94,11 @@ def test_the_real_path_on_seconds_of_a_real_clip(cache, tmp_path, monkeypatch):
     against = score_videos(padded([points["dlib68"][i] for i in exported.ids("hard")]), padded([points["mediapipe478"][i] for i in exported.ids("hard")]))
     assert dlib["labels"] == "without dlib68" and np.isclose(dlib["nme_hard"], 100 * against.nme, rtol=1e-5)
     assert 0 < dlib["nme_hard"] < 15 and 0 < dlib["label_shift_hard"] < dlib["nme_hard"]  # two real models agree to a few % of the eye distance
+
+
+def test_the_packages_licence_is_accepted_only_where_the_source_names_it():
+    from wflwv.scrape.licence import LicencePolicy, decide
+
+    assert decide(real.LICENCE, None, None, LicencePolicy()).refusal == "licence 'MIT' is not an accepted Creative Commons licence"
+    assert decide(real.LICENCE, None, None, LicencePolicy(also_accept=(real.LICENCE,))).refusal is None
+    assert decide("MIT or GPL", None, None, LicencePolicy(also_accept=(real.LICENCE,))).refusal is not None
