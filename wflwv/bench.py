@@ -44,6 +44,7 @@ from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, re
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import VideoStream, is_deq, predict_videos
+from wflwv.members import fair_items, label_shift, load_member_points
 from wflwv.metrics import memory, padded, score_images, score_videos, temporal_scores
 from wflwv.models import load_checkpoint, multiply_adds, param_count
 from wflwv.predictions import MethodInfo, hold_missing, load_prediction_set, points_scheme, prediction_set_scheme, predictions_digest, read_method, write_prediction_set
@@ -209,19 +210,23 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
     entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
     entrants = [scored for entrant in entrants for scored in in_schemes(entrant, video_scheme, settings.schemes)]
     filters = filter_settings(settings)
+    members = load_member_points(root, list(items))  # the labelling ensemble's own points, where the video set has them
     rows, per_video, digests = [], [], {}
     for entrant in entrants:
-        truth = truth_in(items, video_scheme, entrant.scheme)
+        member = entrant.label.split(" @")[0]  # an entrant in an extra scheme is labelled "<label> @<scheme>" (in_schemes)
+        fair = fair_items(items, members, member)
+        truth, against = truth_in(fair, video_scheme, entrant.scheme), "ensemble" if fair is items else f"without {member}"
         raw = {i: hold_missing(points) for i, points in entrant.runs[0].landmarks.items()}
         for method, curve, run, landmarks in entrant_methods(entrant, raw, truth, filters):
             row, videos_scored = score_method({i: hold_missing(p) for i, p in landmarks.items()}, raw, truth, splits, settings)
             missing = {f"missing_{split}": missing_share(landmarks, ids) for split, ids in splits.items()}
-            named = {"model": entrant.label, "method": method, "curve": curve, "scheme": entrant.scheme, "normalisation": settings.norm}
+            named = {"model": entrant.label, "method": method, "curve": curve, "scheme": entrant.scheme, "normalisation": settings.norm, "labels": against}
             rows.append(named | row | missing | {"solver_iters_per_frame": run.iterations, "fps": run.fps, "causal": run.causal})
             per_video += [{"model": entrant.label, "method": method} | scores for scores in videos_scored]
             digests[entrant.label, method] = predictions_digest(landmarks)
     per_video = pd.DataFrame(per_video)
-    table = with_intervals(pd.DataFrame(rows), per_video, ["model", "method"], "split", ("nme", "nmf"), settings)
+    shifts = {f"label_shift_{split}": label_shift(members, {i: items[i].landmarks for i in ids}, ids, settings.norm) for split, ids in splits.items()}
+    table = with_intervals(pd.DataFrame(rows).assign(**shifts), per_video, ["model", "method"], "split", ("nme", "nmf"), settings)
     table = with_differences(table, per_video, splits, settings)
     board = video_leaderboard(table, settings.norm, settings.nmf_definition)
     board.write(out)

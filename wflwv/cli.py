@@ -117,6 +117,7 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @cli.command()
 @click.option("--model", "checkpoints", multiple=True, type=EXISTING_FILE, help="A checkpoint of any family (wflwv's, or the authors' LDEQ .pth.tar); repeat for several models.")
 @click.option("--predictions", multiple=True, callback=named_folders, help="NAME=DIR: a prediction set (docs/submission.md), any method's landmarks on --videos, benched beside the models; repeatable.")
+@click.option("--method", "methods", multiple=True, help="NAME[:KEY=VALUE,...]: a landmark method (wflwv.methods, docs/methods.md) run on --videos with their boxes and benched beside the models; repeatable.")
 @click.option("--videos", type=EXISTING_DIR, help="A WFLW-V-layout folder (videos/, landmarks/, bboxes/, <split>_video_IDs.txt) or a 300-VW one (<ID>/vid.avi, <ID>/annot/): the video leaderboard.")
 @click.option("--stills", type=EXISTING_DIR, help="A WFLW still set, official layout (WFLW_annotations/, WFLW_images/) or pre-cropped (test.txt, test/, test_<subset>...): the still-image leaderboard.")
 @click.option("--out", required=True, type=OUT_DIR, help="Where the leaderboards, predictions, plots and bench.json go.")
@@ -131,22 +132,23 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--scheme", "schemes", multiple=True, help="Also score every entrant on this point scheme (ibug68, ...) where it and the videos convert to it; repeatable (docs/metrics.md).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device the models run on (cpu, cuda, cuda:1...).")
 @click.option("--force", is_flag=True, help="Recompute predictions that already exist.")
-def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: Path | None, stills: Path | None, out: Path, slots: int | None, try_compile: bool, rwr_iters: tuple[int, ...], adaptive_tol: float | None, filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, schemes: tuple[str, ...], device: str, force: bool) -> None:
+def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], methods: tuple[str, ...], videos: Path | None, stills: Path | None, out: Path, slots: int | None, try_compile: bool, rwr_iters: tuple[int, ...], adaptive_tol: float | None, filters: tuple[str, ...], nmf_definition: str | None, protocol: str, norm: str, schemes: tuple[str, ...], device: str, force: bool) -> None:
     """Leaderboards of models and prediction sets: videos (raw, RwR, every filter's sweep) and/or stills (NME, FR10, AUC10, cost), with 95% intervals."""
     from wflwv.bench import BenchSettings, run_bench
     from wflwv.report import video_differences, video_summary
 
     if videos is None and stills is None:
         raise click.UsageError("give --videos, --stills or both")
-    if not checkpoints and not predictions:
-        raise click.UsageError("give --model, --predictions or both")
-    if predictions and videos is None:
-        raise click.UsageError("--predictions are scored on --videos: give them")
+    if not checkpoints and not predictions and not methods:
+        raise click.UsageError("give --model, --predictions, --method or several")
+    if (predictions or methods) and videos is None:
+        raise click.UsageError("--predictions and --method are scored on --videos: give them")
     if stills is not None and not checkpoints:
         raise click.UsageError("--stills scores models: give --model")
     nmf_definition = nmf_definition or ("released" if protocol == "released" else "paper")
     adaptive = {} if adaptive_tol is None else {"adaptive_tol": adaptive_tol or None}
     settings = BenchSettings(slots=slots, try_compile=try_compile, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol, schemes=schemes, **adaptive)
+    predictions = predictions | method_sets(methods, videos, out, force)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force, predictions=predictions)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)
@@ -154,6 +156,16 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], videos: P
         click.echo(video_summary(boards["videos"]).markdown)
         click.echo(video_differences(boards["videos"]).markdown)
     click.echo(f"leaderboards written to {out}; see them with: wflwv report {out}")
+
+
+def method_sets(methods: tuple[str, ...], videos: Path | None, out: Path, force: bool) -> dict[str, Path]:
+    """Each --method run on the videos as a prediction set under OUT/methods/, by its label."""
+    from wflwv.bench import slug
+    from wflwv.methods import method_from_text, method_label
+    from wflwv.methods.run import predict_video_set
+
+    loaded = {text: method_from_text(text) for text in methods}  # every method refused or loaded before any runs
+    return {method_label(text): predict_video_set(text, method, videos, out / "methods" / slug(method_label(text)), force) for text, method in loaded.items()}
 
 
 @cli.group()
@@ -360,21 +372,22 @@ def run(pipeline: str, only: tuple[str, ...], device: str, executor: str, addres
 @click.option("--build", required=True, type=EXISTING_DIR, help="Build folder: videos/<ID>.mp4 and stabilised bboxes/<ID>.npy; landmarks/ and variance/ are written.")
 @click.option("--members", multiple=True, type=EXISTING_FILE, help="A member checkpoint (repeat the option for each member).")
 @click.option("--ensemble-dir", type=EXISTING_DIR, help="A folder of member run folders, <name>/checkpoint.pth.tar each.")
+@click.option("--method", "methods", multiple=True, help="NAME[:KEY=VALUE,...]: a landmark method as a point-only member, averaged with the heatmap members' points (docs/methods.md); repeatable.")
 @click.option("--corrections", type=EXISTING_FILE, help="CSV video_id,member,first_frame,last_frame: members dropped on those frames (inclusive).")
 @click.option("--batch-size", default=64, show_default=True, type=POSITIVE, help="Frames per batch through each member.")
 @click.option("--device", default="cpu", show_default=True, help="torch device; with --executor ray and cuda, each labelling worker gets one GPU.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Label in this process or on Ray.")
 @click.option("--address", help="Ray: address of an existing cluster (default: start a local instance).")
 @click.option("--force", is_flag=True, help="Relabel videos already labelled.")
-def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, corrections: Path | None, batch_size: int, device: str, executor: str, address: str | None, force: bool) -> None:
+def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, methods: tuple[str, ...], corrections: Path | None, batch_size: int, device: str, executor: str, address: str | None, force: bool) -> None:
     """Label every video with the ensemble's averaged heatmaps, and keep the ensemble's variance."""
     from wflwv.label import find_members, label as run_label
     from wflwv.pipeline.stage import Executor
 
     checkpoints = find_members(members, ensemble_dir)
-    manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force)
+    manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force, methods)
     failed = manifest[manifest["status"] == "failed"]
-    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints)} members in {build}")
+    click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints) + len(methods)} members in {build}")
     exit_if_failed(manifest)
 
 
@@ -434,7 +447,8 @@ def verify(root: Path) -> None:
 
 @cli.command()
 @click.argument("video", type=click.Path(path_type=Path))
-@click.option("--model", required=True, help="An LDEQ checkpoint path (wflwv's or the authors' .pth.tar), or a shipped config name (models/; then --checkpoint).")
+@click.option("--model", help="An LDEQ checkpoint path (wflwv's or the authors' .pth.tar), or a shipped config name (models/; then --checkpoint).")
+@click.option("--method", help="NAME[:KEY=VALUE,...]: a landmark method (docs/methods.md) instead of --model, e.g. dlib68 or onnx:spec=model.toml.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="The weights for a config name given as --model.")
 @click.option("--out", type=OUT_FILE, help="Landmarks file, .parquet or .csv [default: VIDEO's name with .landmarks.parquet].")
 @click.option("--overlay", type=OUT_FILE, help="Also write this mp4: the video with the landmarks drawn.")
@@ -444,16 +458,31 @@ def verify(root: Path) -> None:
 @click.option("--max-gap", default=10, show_default=True, type=NON_NEGATIVE, help="Frames without a detection that are filled by interpolation; longer gaps are marked as no face.")
 @click.option("--smoothing", default=0.1, show_default=True, type=NON_NEGATIVE_FLOAT, help="Standard deviation in seconds of the Gaussian that smooths boxes over time (0: none).")
 @click.option("--protocol", type=click.Choice(["wflwv", "released"]), default="wflwv", show_default=True, help="wflwv's own inference, or the authors' release's: its crop, solver conventions and the RwR cap on first frames too (docs/protocol.md).")
-def predict(video: Path, model: str, checkpoint: Path | None, out: Path | None, overlay: Path | None, rwr_iters: int, device: str, max_side: int, max_gap: int, smoothing: float, protocol: str) -> None:
+def predict(video: Path, model: str | None, method: str | None, checkpoint: Path | None, out: Path | None, overlay: Path | None, rwr_iters: int, device: str, max_side: int, max_gap: int, smoothing: float, protocol: str) -> None:
     """Landmarks for every frame of any video (MTCNN boxes, stabilised; LDEQ + RwR), streamed in constant memory."""
     from wflwv.boxes import BoxSettings, TrackSettings
+    from wflwv.methods import method_from_text
     from wflwv.predict import PredictSettings, load_model, predict_video
 
+    if (model is None) == (method is None):
+        raise click.UsageError("give --model or --method")
     out = out or video.with_name(f"{video.stem}.landmarks.parquet")
     boxes = BoxSettings(device=device, max_side=max_side or None, smoothing=smoothing, track=TrackSettings(max_gap=max_gap))
-    summary = predict_video(video, load_model(model, checkpoint, device), out, overlay, PredictSettings(rwr_iters, device, boxes=boxes, protocol=protocol))
+    predictor = method_from_text(method) if method else load_model(model, checkpoint, device)
+    summary = predict_video(video, predictor, out, overlay, PredictSettings(rwr_iters, device, boxes=boxes, protocol=protocol))
     click.echo(f"{video}: {summary}")
     click.echo(f"landmarks: {out}" + (f"\noverlay: {overlay}" if overlay else ""))
+
+
+@cli.command("setup-method")
+@click.argument("names", nargs=-1, required=True)
+def setup_method(names: tuple[str, ...]) -> None:
+    """Set up landmark methods that run in their own environment (mediapipe478: a virtualenv; faceapi68: npm packages) under $WFLWV_CACHE."""
+    from wflwv.methods import method_factory
+
+    for name in names:
+        setup = getattr(method_factory(name), "setup", None)
+        click.echo(setup() if setup else f"{name}: nothing to set up (its extra is a pip install)")
 
 
 def main() -> None:

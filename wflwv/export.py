@@ -1,7 +1,8 @@
 """wflwv export and verify: the official WFLW-V layout out of a build folder, and the checks of any WFLW-V folder.
 
 The layout: videos/<ID>.mp4, landmarks/<ID>.npy (frames, N, 2) frame pixels (N: 98 WFLW or 68 iBUG, one scheme per set), bboxes/<ID>.npy
-(frames, >=4) x1 y1 x2 y2 first, hard_video_IDs.txt and easy_video_IDs.txt.
+(frames, >=4) x1 y1 x2 y2 first, hard_video_IDs.txt and easy_video_IDs.txt; members/<member>/<ID>.npy
+when the build has its labelling members' own points (wflwv.members).
 """
 
 import functools
@@ -15,6 +16,7 @@ from wflwv import io
 from wflwv.data.video import VideoInfo, count_decoded_frames, probe
 from wflwv.data.videoset import SPLITS, VideoSet, scheme_problems
 from wflwv.errors import WflwvError
+from wflwv.members import member_names, member_path
 from wflwv.pipeline.stage import Stage, run_stage
 
 
@@ -56,6 +58,8 @@ EXPORTED = (VideoSet.landmarks_path, VideoSet.boxes_path, VideoSet.video_path)  
 
 def export_item(source: VideoSet, target: VideoSet, video_id: str) -> dict:
     item = source.load(video_id)
+    for name in member_names(source.root):  # the members' own points, for leave-one-out scoring (wflwv.members)
+        io.copy_file(member_path(source.root, name, video_id), member_path(target.root, name, video_id))
     for path_of in EXPORTED:
         io.copy_file(path_of(source, video_id), path_of(target, video_id))
     return {"frames": item.n_frames}
@@ -63,7 +67,8 @@ def export_item(source: VideoSet, target: VideoSet, video_id: str) -> dict:
 
 def export_inputs(source: VideoSet, target: VideoSet, video_id: str) -> dict:
     """The item's three source files by content, and where they go (stage `export` keys each video by them)."""
-    return {"files": [path_of(source, video_id) for path_of in EXPORTED], "out": str(target.root.resolve())}
+    members = [member_path(source.root, name, video_id) for name in member_names(source.root)]
+    return {"files": [path_of(source, video_id) for path_of in EXPORTED], "members": members, "out": str(target.root.resolve())}
 
 
 @dataclass

@@ -11,6 +11,14 @@ Soft-argmax is linear in the map, and the resampling keeps each map's mean point
 also the mean of the kept members' points (to float precision when the heatmap sizes divide one
 another): averaging the heatmaps and averaging the points agree.
 
+A landmark method (wflwv.methods, `--method`) can be a member too. It gives points, not heatmaps: it
+enters as a heatmap with all its mass on its point (whose soft-argmax is that point), so that the
+label is the mean of every kept member's points, heatmap members' and point members' alike, each
+member weighing one. In numbers: with H heatmap members kept whose averaged maps read as point h, and
+point members p_1 ... p_P kept, the label is (H h + p_1 + ... + p_P) / (H + P). A point member's points
+are converted to the heatmap members' scheme (wflwv.schemes; a method with no map to it is refused), and
+a frame where it found no face drops it there, as a correction would.
+
 A corrections file drops members for frame ranges of a video, as the paper's authors fixed errors:
 a CSV with the header `video_id,member,first_frame,last_frame` (frames 0-based, inclusive). A
 video's row records a digest of what it was labelled from (the members' checkpoints, the video, its
@@ -21,7 +29,8 @@ at the label's batch (wflwv.tuning, once per architecture and process): the labe
 rounding only.
 
 Outputs: BUILD/landmarks/<ID>.npy (frames, 98, 2) float32 frame pixels, BUILD/variance/<ID>.npy
-(frames, 98) float32 frame pixels squared.
+(frames, 98) float32 frame pixels squared, BUILD/members/<member>/<ID>.npy each member's own points
+(wflwv.members: what leave-one-out scoring reads).
 """
 
 import csv
@@ -39,9 +48,12 @@ from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine,
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet, validate_id, variance_path
 from wflwv.errors import WflwvError
+from wflwv.members import member_folder, save_member_points
+from wflwv.methods import LandmarkMethod, method_from_text, method_label
 from wflwv.models import CHECKPOINT_NAME, load_checkpoint
 from wflwv.models.heatmaps import soft_argmax
 from wflwv.pipeline.stage import Executor, Stage, run_stage
+from wflwv.schemes import common_scheme, convert, get_scheme, scheme_for_points
 from wflwv.tuning import RunChoices, apply, choose, torch_threads
 
 CORRECTIONS_HEADER = ("video_id", "member", "first_frame", "last_frame")
@@ -123,13 +135,9 @@ def tuned_members(models: Sequence[torch.nn.Module], device: str, batch_size: in
     return choices
 
 
-def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str = "cpu",
-                    choices: Sequence[RunChoices] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (B, 98, 2) and variance (B, 98) of frames (B, H, W, 3) uint8 RGB with boxes (B, >=4).
-
-    keep (members, B) bool says which members each frame averages over; every frame keeps one at least.
-    choices: each member's layout and threads (tuned_members); None: contiguous input on the current threads.
-    """
+def heatmap_members(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str,
+                    choices: Sequence[RunChoices] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The heatmap members' labels (B, N, 2), the soft-argmax of their kept averaged maps, and their own points (M, B, N, 2)."""
     to_unit_crop = np.stack([box_to_affine(box, size=1) for box in boxes])  # frame pixels -> [0, 1] crop units
     size = max(model.args.heatmap_size for model in models)
     keep_tensor = torch.as_tensor(keep, dtype=torch.float32, device=device)
@@ -145,14 +153,48 @@ def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes
                 output = model(crops[side].to(device, memory_format=layout))
             total = total + kept[:, None, None, None] * resample_heatmaps(output.heatmaps.float(), size)
             points.append(output.landmarks.float().cpu().numpy())
-        labels = soft_argmax(total / keep_tensor.sum(dim=0)[:, None, None, None]).cpu().numpy()
+        labels = soft_argmax(total / keep_tensor[: len(models)].sum(dim=0)[:, None, None, None]).cpu().numpy()
     from_unit_crop = np.stack([invert_affine(affine) for affine in to_unit_crop])
     labels = transform_points(labels.astype(np.float64), from_unit_crop)
     members = transform_points(np.stack(points).astype(np.float64), from_unit_crop)  # (M, B, 98, 2)
+    return labels, members
+
+
+def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes: np.ndarray, keep: np.ndarray, device: str = "cpu",
+                    choices: Sequence[RunChoices] | None = None, methods: Sequence[LandmarkMethod] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (B, 98, 2), variance (B, 98) and each member's points (M, B, 98, 2; NaN where not kept) of frames (B, H, W, 3) uint8 RGB
+    with boxes (B, >=4).
+
+    keep (members, B) bool says which members each frame averages over, the models' rows first and then the
+    point-only methods'; every frame keeps one at least. choices: each model's layout and threads
+    (tuned_members); None: contiguous input on the current threads.
+    """
+    if models:
+        labels, members = heatmap_members(models, frames, boxes, keep, device, choices)
+        scheme = scheme_for_points(members.shape[2]).name
+    else:  # point members only: the labels are in their common scheme
+        scheme = common_scheme(method.scheme for method in methods)
+        members = np.zeros((0, len(frames), get_scheme(scheme).n_points, 2))
+        labels = members.sum(axis=0)
+    if methods:
+        labels, members, keep = with_point_members(labels, members, keep, methods, frames, boxes, scheme)
     weights = keep[:, :, None].astype(np.float64)
     mean = (weights[..., None] * members).sum(axis=0) / weights.sum(axis=0)[..., None]
     variance = (weights * ((members - mean) ** 2).sum(axis=-1)).sum(axis=0) / weights.sum(axis=0)
-    return labels, variance
+    return labels, variance, np.where(keep[..., None, None], members, np.nan)
+
+
+def with_point_members(labels: np.ndarray, members: np.ndarray, keep: np.ndarray, methods: Sequence[LandmarkMethod], frames: np.ndarray, boxes: np.ndarray,
+                       scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The heatmap members' labels (B, N, 2) and points (M, B, N, 2) joined by the methods' points in the same scheme: the labels
+    become the mean of every kept member's points (a point member is a Dirac heatmap), members (M + P, B, N, 2) and keep
+    (M + P, B) grow by the methods, a method dropped on the frames where it found no face. NaN points are never kept."""
+    heat = keep[: len(members)]
+    points = np.stack([convert(method.predict(frames, boxes[:, :4]), method.scheme, scheme) for method in methods])  # (P, B, N, 2)
+    kept = keep[len(members) :] & np.isfinite(points).all(axis=(2, 3))
+    total = heat.sum(axis=0) + kept.sum(axis=0)
+    weighted = heat.sum(axis=0)[:, None, None] * np.nan_to_num(labels) + (kept[..., None, None] * np.nan_to_num(points)).sum(axis=0)
+    return weighted / total[:, None, None], np.nan_to_num(np.concatenate([members, points])), np.concatenate([heat, kept])
 
 
 def read_corrections(path: Path, members: Sequence[str], frame_count: Callable[[str], int]) -> Corrections:
@@ -207,28 +249,37 @@ def keep_mask(members: Sequence[str], corrections: Iterable[tuple[str, int, int]
     return keep
 
 
-def label_video(build: Path, checkpoints: tuple[Path, ...], corrections: Corrections, device: str, batch_size: int, video_id: str) -> dict:
+@functools.lru_cache(maxsize=1)
+def load_methods(texts: tuple[str, ...]) -> list[LandmarkMethod]:
+    """The point-only members (--method NAME[:KEY=VALUE,...]), loaded once per process."""
+    return [method_from_text(text) for text in texts]
+
+
+def label_video(build: Path, checkpoints: tuple[Path, ...], corrections: Corrections, device: str, batch_size: int, video_id: str, methods: tuple[str, ...] = ()) -> dict:
     """Label one video of BUILD (the label stage's item); returns its row."""
     videos = VideoSet(build)
     boxes = videos.load_boxes(video_id)
     models = load_members(checkpoints, device)
     choices = tuned_members(models, device, batch_size)
-    keep = keep_mask([member_name(p) for p in checkpoints], corrections.get(video_id, ()), len(boxes))
-    labels, variances, start = [], [], 0
+    keep = keep_mask(all_names(checkpoints, methods), corrections.get(video_id, ()), len(boxes))
+    labels, variances, points, start = [], [], [], 0
     for frames in _batches(iter_frames(videos.video_path(video_id)), batch_size):
         stop = start + len(frames)
         if stop > len(boxes):
             raise WflwvError(videos.video_path(video_id), f"video has more frames than its {len(boxes)} boxes")
-        batch_labels, batch_variance = ensemble_frames(models, np.stack(frames), boxes[start:stop], keep[:, start:stop], device, choices)
+        batch_labels, batch_variance, batch_points = ensemble_frames(models, np.stack(frames), boxes[start:stop], keep[:, start:stop], device, choices,
+                                                                     load_methods(methods))
         labels.append(batch_labels)
+        points.append(batch_points)
         variances.append(batch_variance)
         start = stop
     if start != len(boxes):
         raise WflwvError(videos.boxes_path(video_id), f"video has {start} frames, boxes have {len(boxes)}")
     variance = np.concatenate(variances).astype(np.float32)
+    save_member_points(build, all_names(checkpoints, methods), video_id, np.concatenate(points, axis=1))
     io.save_npy(variance_path(build, video_id), variance)
     io.save_npy(videos.landmarks_path(video_id), np.concatenate(labels).astype(np.float32))
-    return {"frames": start, "members": len(checkpoints), "corrected_frames": int((~keep).any(axis=0).sum()), "mean_variance": float(variance.mean())}
+    return {"frames": start, "members": len(checkpoints) + len(methods), "corrected_frames": int((~keep).any(axis=0).sum()), "mean_variance": float(variance.mean())}
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:
@@ -236,10 +287,18 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-def label_inputs(build: Path, checkpoints: Sequence[Path], corrections: Corrections, video_id: str) -> dict:
-    """What a video's labels are made from: the members' checkpoints, the video, its boxes and its corrections."""
+def all_names(checkpoints: Sequence[Path], methods: Sequence[str]) -> list[str]:
+    """The members' names: the checkpoints' (member_name), then the methods' (method_label)."""
+    return [member_name(path) for path in checkpoints] + [method_label(text) for text in methods]
+
+
+def label_inputs(build: Path, checkpoints: Sequence[Path], corrections: Corrections, video_id: str, methods: tuple[str, ...] = ()) -> dict:
+    """What a video's labels are made from: the members' checkpoints and methods, the video, its boxes and its corrections."""
+    from wflwv.methods.run import method_identity
+
     videos = VideoSet(build)
     members = [[member_name(path), Path(path)] for path in checkpoints]
+    members += [[method_label(text), method_identity(text, method)] for text, method in zip(methods, load_methods(methods))]
     return {"members": members, "video": videos.video_path(video_id), "boxes": videos.boxes_path(video_id), "corrections": corrections.get(video_id, [])}
 
 
@@ -251,9 +310,12 @@ def label(
     device: str = "cpu",
     batch_size: int = 64,
     force: bool = False,
+    methods: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Label every video of BUILD/videos (those not labelled yet under the same inputs); returns the stage's manifest."""
-    build, checkpoints = Path(build), find_members(checkpoints)
+    """Label every video of BUILD/videos (those not labelled yet under the same inputs); returns the stage's manifest.
+    methods: point-only members, NAME[:KEY=VALUE,...] as wflwv.methods takes them."""
+    build, methods = Path(build), tuple(methods)
+    checkpoints = find_members(checkpoints) if checkpoints or not methods else ()  # methods alone can label: the real models
     if batch_size < 1:
         raise WflwvError(None, f"batch size must be 1 or more, got {batch_size}")
     videos = VideoSet(build)
@@ -262,15 +324,18 @@ def label(
         raise WflwvError(build / "videos", "no videos to label (expected videos/<ID>.mp4)")
     if executor.kind == "local":  # load the members before the first video: a bad checkpoint is one error, not a failure per video
         load_members(checkpoints, device)
-    names = [member_name(p) for p in checkpoints]
+    load_methods(methods)  # a missing extra or setup refused before any video
+    names = all_names(checkpoints, methods)
+    if len(set(names)) < len(names):
+        raise WflwvError(None, f"two members are named alike: {', '.join(names)}")
     corrections = {} if corrections_path is None else read_corrections(corrections_path, names, functools.cache(functools.partial(_frame_count, videos)))
     stage = Stage(
         "label",
         build / "stages" / "label",
-        functools.partial(label_video, build, checkpoints, corrections, device, batch_size),
+        functools.partial(label_video, build, checkpoints, corrections, device, batch_size, methods=methods),
         resources={"num_gpus": 1} if device.startswith("cuda") else {},
-        inputs=functools.partial(label_inputs, build, checkpoints, corrections),
-        outputs=(build / "landmarks", build / "variance"),
+        inputs=functools.partial(label_inputs, build, checkpoints, corrections, methods=methods),
+        outputs=(build / "landmarks", build / "variance", *(member_folder(build, name) for name in names)),
     )
     return run_stage(stage, ids, executor, force=force)
 

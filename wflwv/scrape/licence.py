@@ -56,6 +56,7 @@ class LicencePolicy:
     allow_nc: bool = False  # accept NonCommercial licences too
     allow_nd: bool = False  # accept NoDerivatives licences too
     trust_search: bool = False  # with no licence anywhere, a Creative Commons search result counts as CC BY
+    also_accept: tuple[str, ...] = ()  # other licences accepted by exact name, as a known source's ("MIT": wflwv.real's videos)
 
     def accepted(self) -> set[str]:
         extra = {name for name, elements in KNOWN.items() if ("nc" not in elements or self.allow_nc) and ("nd" not in elements or self.allow_nd)}
@@ -79,6 +80,8 @@ def decide(metadata_licence: str | None, list_licence: str | None, query: str | 
         licence, evidence = SEARCH_LICENCE, "search"
     else:
         return LicenceDecision(None, None, "no licence in the metadata")
+    if normalise(licence) in {normalise(other) for other in policy.also_accept}:
+        return LicenceDecision(licence, evidence, None)
     name = licence_name(licence)
     if name is None:
         return LicenceDecision(licence, evidence, f"licence {licence!r} is not an accepted Creative Commons licence")

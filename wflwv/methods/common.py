@@ -1,0 +1,35 @@
+"""What the built-in methods share: their optional extras and running per face."""
+
+import importlib
+from collections.abc import Callable
+
+import numpy as np
+
+from wflwv.errors import WflwvError
+
+
+def require(module: str, method: str, extra: str):
+    """`module` imported, or a one-line refusal naming the pip command that installs the method's extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise missing_extra(module, method, extra) from None
+
+
+def missing_extra(module: str, method: str, extra: str) -> WflwvError:
+    return WflwvError(method, f"needs the optional extra {extra!r} ({module} is not installed): pip install 'wflwv[{extra}]'")
+
+
+def has_face(boxes: np.ndarray) -> np.ndarray:
+    """(n,) bool: which frames have a box (no NaN in x1 y1 x2 y2)."""
+    return np.isfinite(np.asarray(boxes, dtype=np.float64)[:, :4]).all(axis=1)
+
+
+def per_face(frames: np.ndarray, boxes: np.ndarray, n_points: int, predict_one: Callable[[np.ndarray, np.ndarray], np.ndarray | None]) -> np.ndarray:
+    """(n, n_points, 2) landmarks from predict_one(frame, box) on each frame with a box; NaN rows elsewhere or where it returns None."""
+    landmarks = np.full((len(frames), n_points, 2), np.nan)
+    for index in np.flatnonzero(has_face(boxes)):
+        points = predict_one(frames[index], np.asarray(boxes[index][:4], dtype=np.float64))
+        if points is not None:
+            landmarks[index] = points
+    return landmarks
