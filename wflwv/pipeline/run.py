@@ -41,9 +41,9 @@ from wflwv.configs import PIPELINES, named_or_path
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS
 from wflwv.pipeline.stage import Executor
-from wflwv.schemes import scheme_names
 from wflwv.real import LICENCE as REAL_LICENCE
 from wflwv.real import VIDEOS as REAL_VIDEOS
+from wflwv.schemes import scheme_names
 
 STEPS = ("world", "members", "scrape", "boxes", "label", "split", "export", "oracle", "bench")
 PATH = "a path"  # a string, read relative to the pipeline file's folder
