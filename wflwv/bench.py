@@ -196,7 +196,7 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
     splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": all_ids}
     items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
     inputs = {video_id: input_digests(videos, video_id) for video_id in items}
-    entrants = [set_entrant(label, folder, items) for label, folder in predictions.items()]  # checked before any model runs
+    entrants = [set_entrant(label, folder, items, root) for label, folder in predictions.items()]  # checked before any model runs
     entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
     filters = filter_settings(settings)
     rows, per_video, digests = [], [], {}
@@ -300,19 +300,27 @@ def with_differences(table: pd.DataFrame, per_video: pd.DataFrame, splits: dict[
 
 
 def write_entries(path: Path, board: Leaderboard, digests: dict[tuple[str, str], str], video_set: str, splits: dict[str, list[str]], settings: BenchSettings) -> None:
-    """One leaderboard entry per method (JSON lines): its row with intervals, the digests of its predictions and of the video set, the version."""
+    """One leaderboard entry per method (JSON lines): its row with intervals, the digests of its predictions and of the video set, the version,
+    and the entry's own digest (an edit of its row is detected; `wflwv leaderboard merge --verify` recomputes the row)."""
     entries = []
     for row in board.table.to_dict("records"):
-        entries.append({"model": row["model"], "method": row["method"], "row": {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()},
-                        "norm": board.norm, "nmf_definition": board.nmf_definition, "prediction_set": digests[row["model"], row["method"]],
-                        "video_set": video_set, "splits": {name: len(ids) for name, ids in splits.items()},
-                        "bootstrap": {"resamples": settings.resamples, "seed": settings.seed}, "wflwv_version": __version__})  # fmt: skip
+        entry = {"model": row["model"], "method": row["method"], "row": {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()},
+                 "norm": board.norm, "nmf_definition": board.nmf_definition, "prediction_set": digests[row["model"], row["method"]],
+                 "video_set": video_set, "splits": {name: len(ids) for name, ids in splits.items()},
+                 "bootstrap": {"resamples": settings.resamples, "seed": settings.seed}, "wflwv_version": __version__}  # fmt: skip
+        entries.append(entry | {"entry_digest": entry_digest(json.loads(json.dumps(entry)))})
     io.save_text(path, "".join(json.dumps(entry) + "\n" for entry in entries))
 
 
-def set_entrant(label: str, folder: Path, items: dict[str, VideoItem]) -> Entrant:
-    """A prediction set as an entrant: its landmarks, checked against the videos, as its raw run."""
-    landmarks = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()})
+def entry_digest(entry: dict) -> str:
+    """A digest of a leaderboard entry (as read back from JSON) without its own digest: binds its row to its prediction and video-set digests."""
+    fields = {key: value for key, value in entry.items() if key != "entry_digest"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def set_entrant(label: str, folder: Path, items: dict[str, VideoItem], videos: Path) -> Entrant:
+    """A prediction set as an entrant: its landmarks, checked against the videos (and not linked into them), as its raw run."""
+    landmarks = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()}, videos)
     method = read_method(folder)
     return Entrant(label, False, [RunPredictions("raw", landmarks, np.nan, np.nan, warm_start=False, causal=method.causal)], {"raw": str(folder.resolve())})
 

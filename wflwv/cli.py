@@ -99,15 +99,18 @@ def filter_list(ctx, param, value: str) -> tuple[str, ...]:
 
 def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
     """--predictions NAME=DIR (or DIR: the name of its method.json, else of the folder) as {name: folder}."""
-    from wflwv.predictions import read_method
+    from wflwv.predictions import read_method, validate_method_name
 
     sets = {}
     for value in values:
-        name, _, folder = value.partition("=") if "=" in value else ("", "", value)
+        name, _, folder = value.partition("=") if "=" in value else (None, "", value)
         path = Path(folder)
         if not path.is_dir():
             raise WflwvError(path, "no such prediction set folder")
-        name = name or read_method(path).name
+        try:
+            name = validate_method_name(read_method(path).name if name is None else name)
+        except WflwvError as error:
+            raise click.BadParameter(error.problem if error.path is None else str(error)) from None
         if name in sets:
             raise click.BadParameter(f"two prediction sets are named {name!r}: give them NAME=DIR")
         sets[name] = path
@@ -162,13 +165,16 @@ def leaderboard() -> None:
 
 @leaderboard.command("merge")
 @click.argument("runs", nargs=-1, required=True, type=EXISTING_DIR)
-@click.option("--out", required=True, type=OUT_DIR, help="Where the merged video leaderboard and summary go (.md, .csv, .parquet).")
-def merge(runs: tuple[Path, ...], out: Path) -> None:
+@click.option("--out", required=True, type=OUT_DIR, help="Where the merged video leaderboard and summary go (.md, .csv, .parquet); not one of the RUNS.")
+@click.option("--verify", "videos", type=EXISTING_DIR, help="The video set the runs were scored on: recompute each entry's NME and NMF from its prediction set where the run holds it.")
+def merge(runs: tuple[Path, ...], out: Path, videos: Path | None) -> None:
     """One video leaderboard from the entries of several `wflwv bench` runs on the same video set."""
     from wflwv.leaderboard import merge_entries
     from wflwv.report import video_summary
 
-    board = merge_entries(list(runs))
+    if any(out.resolve() == run.resolve() for run in runs):
+        raise click.BadParameter(f"{out} is one of the runs: its own tables would be overwritten", param_hint="--out")
+    board = merge_entries(list(runs), videos)
     board.write(out)
     video_summary(board).write(out)
     click.echo(video_summary(board).markdown)
