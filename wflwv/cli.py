@@ -184,7 +184,7 @@ def merge(runs: tuple[Path, ...], out: Path, videos: Path | None) -> None:
 @cli.command()
 @click.option("--world", required=True, type=EXISTING_DIR, help="A world from `wflwv synth` (stills/ and videos/).")
 @click.option("--out", required=True, type=OUT_DIR, help="Study folder: seeds/<seed>/ (training runs and bench), the tables over seeds, manifest.parquet.")
-@click.option("--seeds", default="0,1,2", show_default=True, callback=comma_separated(NON_NEGATIVE), help="Training seeds (comma-separated): every config is trained once per seed.")
+@click.option("--seeds", default="0,1,2", show_default=True, callback=comma_separated(click.IntRange(0, 2**32 - 1)), help="Training seeds (comma-separated): every config is trained once per seed.")
 @click.option("--configs", default="ldeq_demo,hrnet_demo", show_default=True, callback=comma_separated(str), help="Model configs (comma-separated): names in models/ or TOML paths.")
 @click.option("--epochs", type=POSITIVE, help="Override every config's number of epochs.")
 @click.option("--force", is_flag=True, help="Retrain and rebench every seed.")

@@ -48,6 +48,9 @@ MANIFEST_NAME = "manifest.parquet"
 EQUILIBRIUM_NAME = "equilibrium.parquet"  # in a training run's folder: diagnose's table for an LDEQ
 
 
+MAX_SEED = 2**32 - 1  # torch's and numpy's seeds fit in 32 bits; larger ones overflow the manifest's int64 too
+
+
 @dataclass(frozen=True)
 class StudySettings:
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -60,6 +63,9 @@ class StudySettings:
 def run_study(world: Path, out: Path, settings: StudySettings = StudySettings(), force: bool = False) -> dict[str, Leaderboard]:
     """Train and bench every seed not done yet, then write the tables over seeds; returns them by name."""
     stills, videos = world / "stills", world / "videos"
+    repeated = next((seed for seed in settings.seeds if settings.seeds.count(seed) > 1), None)
+    if repeated is not None or not all(0 <= seed <= MAX_SEED for seed in settings.seeds):
+        raise WflwvError(None, f"seeds must be distinct integers from 0 to {MAX_SEED}: {repeated if repeated is not None else max(settings.seeds)} is not")
     for needed in (stills, videos):
         if not needed.is_dir():
             raise WflwvError(needed, "a study needs a world with stills/ and videos/ (wflwv synth)")
