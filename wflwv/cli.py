@@ -107,10 +107,11 @@ def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
         path = Path(folder)
         if not path.is_dir():
             raise WflwvError(path, "no such prediction set folder")
+        named_in = "" if name is not None else f"{path / 'method.json'}: "
         try:
             name = validate_method_name(read_method(path).name if name is None else name)
         except WflwvError as error:
-            raise click.BadParameter(error.problem if error.path is None else str(error)) from None
+            raise click.BadParameter(named_in + error.problem if error.path is None else str(error)) from None
         if name in sets:
             raise click.BadParameter(f"two prediction sets are named {name!r}: give them NAME=DIR")
         sets[name] = path

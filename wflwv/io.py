@@ -133,6 +133,14 @@ def _read_array(path: Path, f, max_bytes: int, check) -> np.ndarray:
     return array.T if fortran else array
 
 
+def require_writable(folder: str | Path) -> None:
+    """check_writable, failing with one line naming the folder."""
+    try:
+        check_writable(folder)
+    except OSError as error:
+        raise WflwvError(folder, f"cannot be written ({error.strerror or error})") from None
+
+
 def save_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

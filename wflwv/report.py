@@ -320,6 +320,7 @@ def write_report(run: Path) -> Path:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WflwvError(manifest_path, f"not a readable bench manifest ({error}): rerun wflwv bench") from None
+    io.require_writable(run)  # a read-only bench folder fails now, before any clip is drawn
     sections = []
     if manifest.get("stills"):
         board = read_leaderboard(run / "still_leaderboard.parquet")

@@ -193,10 +193,7 @@ def run_pipeline(path: str | Path, executor: Executor = Executor(), device: str 
     build = Build(path, read_pipeline(path), executor, device, force)
     steps = [step for step in STEPS if step in build.spec and (not only or step in only)]
     for output in [build.root] + [Path(build.table(step)["out"]) for step in steps if "out" in build.table(step)]:
-        try:
-            io.check_writable(output)  # every output tried now, not after the members have trained
-        except OSError as error:
-            raise WflwvError(output, f"cannot be written ({error.strerror or error})") from None
+        io.require_writable(output)  # every output tried now, not after the members have trained
     if "scrape" in steps and build.table("scrape").get("source") == "ids":
         from wflwv.scrape import read_ids
 
