@@ -172,10 +172,16 @@ def verify(make_videos: Callable) -> Callable:
     return lambda tmp, world: ["verify", make_videos(tmp, world)]
 
 
-def train(make_stills: Callable | None = None, *extra, config: str | None = None) -> Callable:
+def train(make_stills: Callable | None = None, *extra, config: str | None = None, args: tuple[str, str] | None = None) -> Callable:
+    """train on the world's stills (or `make_stills`'); `config`: ldeq_demo with this [train] table; `args`: with this (old, new) line of [args]."""
+    edit = args
+
     def args(tmp: Path, world) -> list:
         stills = make_stills(tmp, world) if make_stills else world.stills
         chosen = ["--config", write_config(tmp, config)] if config else []
+        if edit:
+            chosen = ["--config", tmp / "model.toml"]
+            (tmp / "model.toml").write_text((MODELS / "ldeq_demo.toml").read_text().replace(*edit))
         return ["train", "--data", stills, "--out", tmp / "run", *chosen, *extra]
 
     return args
@@ -357,6 +363,11 @@ def renamed_entry(entries: list[dict]) -> list[str]:
     return [json.dumps(entry)]
 
 
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def fixed(*args) -> Callable:
     return lambda tmp, world: [a(tmp, world) if callable(a) else a for a in args]
 
@@ -495,6 +506,11 @@ CASES = [
     Case("train", "truncated JPEG training image", train(first_image_as(truncated, "train")), "faces/0.jpg: truncated JPEG"),
     Case("train", "missing training image", train(with_annotation(lambda text: text.replace("faces/1.png", "faces/missing.png"), "train")), "faces/missing.png: no such image"),
     Case("train", "image path with ../", train(with_annotation(line_values(image_path_up), "train")), "list_98pt_rect_attr_train.txt: line 1: image path '../../outside.png' leaves WFLW_images/"),
+    Case("train", "max_iters = -3 in the config's [args]", train(args=("max_iters = 6", "max_iters = -3")), r"model.toml: invalid ldeq args: max_iters: -3 is not >= 1"),
+    Case("train", "unknown key in the config's [args]", train(args=("max_iters = 6", "max_iter = 6")), r"model.toml: \[args\] max_iter: not an option of the ldeq family"),
+    # study
+    Case("study", "--seeds 0,0", lambda tmp, world: ["study", "--world", tmp, "--out", tmp / "out", "--seeds", "0,0"], "seeds must be distinct integers from 0 to 4294967295: 0 is not"),
+    Case("study", "--seeds 99999999999999999999", lambda tmp, world: ["study", "--world", tmp, "--out", tmp / "out", "--seeds", "99999999999999999999"], f"'--seeds': 99999999999999999999 {RANGE}"),
     # diagnose
     Case("diagnose", "--pairs 0", fixed("diagnose", "--videos", videos_of, "--model", model_of, "--pairs", "0"), f"'--pairs': 0 {RANGE}"),
     Case("diagnose", "raw-pickle checkpoint", lambda tmp, world: ["diagnose", "--videos", world.videos, "--model", raw_pickle(tmp, world)], "not a PyTorch checkpoint"),
@@ -517,6 +533,8 @@ CASES = [
     Case("scrape", "--backoff -1", fixed("scrape", "--out", unused, "--queries", "q.txt", "--backoff", "-1"), f"'--backoff': -1.0 {RANGE}"),
     Case("scrape", "--out under /proc", fixed("scrape", "--out", "/proc/x", "--queries", "q.txt"), f"/proc/x: {UNWRITABLE}"),
     Case("scrape", "--rate-limit fast", fixed("scrape", "--out", unused, "--queries", "q.txt", "--rate-limit", "fast"), "'fast' is not a rate in bytes per second"),
+    Case("scrape", "non-UTF-8 URL list", lambda tmp, world: ["scrape", "--out", tmp / "out", "--urls", write_bytes(tmp / "urls.csv", b"url,licence\nhttp://x/\xe9,cc-by\n")],
+         r"urls.csv: not UTF-8 text \(byte 21\)"),
     Case("synth", "--workers 0", fixed("synth", "--out", unused, "--workers", "0"), f"'--workers': 0 {RANGE}"),
     Case("export", "duplicate ID", lambda tmp, world: ["export", "--build", with_list(b"h1\nh1\n")(tmp, world), "--out", tmp / "exported"], "line 2: h1 is listed twice"),
     # click's own usage errors, as one line
@@ -543,6 +561,7 @@ CASES = [
     Case("run", "members epochs 0", run('[members]\nepochs = 0'), "pipeline.toml: members.epochs: 0 is not >= 1"),
     Case("run", "invalid TOML", run("[split\nk = 1"), "pipeline.toml: invalid TOML"),
     Case("run", "no such file", fixed("run", "no_such.toml"), "no_such.toml: no such pipeline file"),
+    Case("run", "world.out that cannot be written", run('[world]\nout = "/proc/x/world"\npreset = "tiny"'), "/proc/x/world: cannot be written"),
     # report
     Case("report", "truncated bench.json", report({"bench.json": b'{"videos": "/x", "sp'}), r"bench.json: not a readable bench manifest .*: rerun wflwv bench"),
     Case("report", "non-UTF-8 bench.json", report({"bench.json": b'{"videos": "\xff"}'}), "bench.json: not a readable bench manifest"),
