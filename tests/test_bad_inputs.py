@@ -8,11 +8,14 @@ report their problems on stdout and exit 1.
 import argparse
 import errno
 import html
+import io as io_module
 import json
 import os
 import re
 import shutil
 import stat
+import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -637,3 +640,87 @@ def test_stages_with_failed_items_give_the_summary_then_exit_1(tmp_path, capsys)
     result = run_main(capsys, "boxes", "--build", build)
     assert result.returncode == 1 and "0 of 1 videos have boxes" in result.stdout
     assert "failed: " in result.stderr and "x.mp4: not a video file" in result.stderr
+
+
+def test_prediction_file_headers_are_read_before_any_data(world, tmp_path, capsys, monkeypatch):
+    """A file claiming 2,000,000 frames, or a member decompressing to 4 GB, is refused from its header: numpy never reads its data."""
+    read_array = np.lib.format.read_array
+
+    def read_ground_truth_only(fp, *args, **kwargs):
+        assert "preds" not in str(getattr(fp, "name", "")) and not isinstance(fp, zipfile.ZipExtFile), f"the data of {fp} was read"
+        return read_array(fp, *args, **kwargs)
+
+    cases = {"the predictions have 2000000": npy_claiming(2_000_000), "decompresses to 4000000000 bytes": npz_decompressing_to(4_000_000_000)}
+    commands = {problem: bench_set(prediction_set(make))(make_folder(tmp_path / str(number)), world) for number, (problem, make) in enumerate(cases.items())}
+    monkeypatch.setattr(np.lib.format, "read_array", read_ground_truth_only)
+    for problem, command in commands.items():
+        result = run_main(capsys, *command)
+        assert result.returncode == 2 and problem in result.stderr, result.stderr
+
+
+class ReadOnlyUnder:
+    """wflwv.io's tempfile, where creating a file under `folder` fails as on a read-only file system."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder.resolve()
+
+    def refuse(self, dir) -> None:
+        if Path(dir).resolve().is_relative_to(self.folder):
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+
+    def mkstemp(self, dir, **kwargs):
+        self.refuse(dir)
+        return tempfile.mkstemp(dir=dir, **kwargs)
+
+    def TemporaryFile(self, dir, **kwargs):  # noqa: N802 (tempfile's name)
+        self.refuse(dir)
+        return tempfile.TemporaryFile(dir=dir, **kwargs)
+
+
+def test_report_on_a_read_only_bench_folder_is_one_line_and_writes_nothing(world, tmp_path, capsys, monkeypatch):
+    run = Path(shutil.copytree(world.run, tmp_path / "ro"))
+    before = sorted(path.relative_to(run) for path in run.rglob("*"))
+    monkeypatch.setattr(io, "tempfile", ReadOnlyUnder(run))  # tests run as root, whom chmod does not stop
+    result = run_main(capsys, "report", run)
+    assert result.returncode == 2 and result.stderr == f"error: {run}: cannot be written (Read-only file system)\n"
+    assert sorted(path.relative_to(run) for path in run.rglob("*")) == before
+
+
+def test_a_full_disk_ends_in_one_line_leaving_no_half_written_file(world, tmp_path, capsys, monkeypatch):
+    """The first array written fills the disk halfway through (as np.save's 'N requested and M written' or ENOSPC)."""
+    write_array = np.lib.format.write_array
+
+    def half_then_full(fp, array, *args, **kwargs):
+        whole = io_module.BytesIO()
+        write_array(whole, array, *args, **kwargs)
+        fp.write(whole.getvalue()[: len(whole.getvalue()) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "write_array", half_then_full)
+    result = run_main(capsys, *bench(videos_of, "--slots", "1")(tmp_path, world))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert re.fullmatch(r"error: .*\.np[yz]: cannot be written \(No space left on device\); nothing was left half-written\n", result.stderr), result.stderr
+    written = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
+    assert not [path for path in written if path.name.startswith(io.PARTIAL_PREFIX) or path.suffix in (".npy", ".npz")], written
+
+
+def test_a_url_that_yt_dlp_refuses_is_a_failed_item(tmp_path, capsys):
+    urls = write_bytes(tmp_path / "urls.csv", b"url,licence\nfile:///etc/passwd,cc-by\n")
+    result = run_main(capsys, "scrape", "--out", tmp_path / "out", "--urls", urls)
+    assert result.returncode == 1 and "failed 1" in result.stdout, (result.stdout, result.stderr)
+    assert "failed: file:// URLs are disabled" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_counts_the_cookies_yt_dlp_loads(tmp_path, capsys):
+    header = "# Netscape HTTP Cookie File\n"
+    bad = write_bytes(tmp_path / "bad.txt", (header + ".youtube.com\tTRUE\t/\tTRUE\tnotanumber\tSID\tabc\n").encode())
+    good = write_bytes(tmp_path / "good.txt", (header + ".youtube.com\tTRUE\t/\tTRUE\t2000000000\tSID\tabc\n").encode())
+    refused = run_main(capsys, "doctor", "--cookies", bad)
+    assert f"MISSING cookies file: yt-dlp loads no cookie from {bad} (skipping cookie file entry due to invalid expires at notanumber)" in refused.stdout
+    assert refused.returncode == 1 and "WARNING" not in refused.stderr
+    assert f"cookies file: {good}, readable, 1 cookies as yt-dlp loads them" in run_main(capsys, "doctor", "--cookies", good).stdout
+
+
+def make_folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
