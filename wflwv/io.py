@@ -20,8 +20,9 @@ import pandas as pd
 from wflwv.errors import WflwvError
 
 PARTIAL_PREFIX = ".partial."
-# a write that fails with one of these ends in one line naming the file (its temporary file removed)
-FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+# a write that fails with one of these (a full disk, a file-size limit, a file system remounted read-only) ends in one
+# line naming the file, its temporary file removed; a folder that cannot be written at all fails before, at mkstemp
+FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def current_umask() -> int:
