@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import VIDEO_LENGTHS, ldeq_checkpoint, run_cli, run_main, write_official_stills, write_wflwv
 
@@ -725,3 +726,13 @@ def test_doctor_counts_the_cookies_yt_dlp_loads(tmp_path, capsys):
 def make_folder(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_merge_verify_recomputes_every_genuine_row(bench_run, bench_world, world, tmp_path, capsys):
+    """--verify accepts what bench wrote: raw, filter and RwR rows of models and prediction sets, recomputed from their sets."""
+    for run, videos in ((world.run, world.videos), (bench_run[0], bench_world.videos)):
+        result = run_main(capsys, "leaderboard", "merge", run, "--verify", videos, "--out", tmp_path / run.name)
+        assert result.returncode == 0, result.stderr
+        assert len(pd.read_parquet(tmp_path / run.name / "video_leaderboard.parquet")) == len(pd.read_parquet(run / "video_leaderboard.parquet"))
+    refused = run_main(capsys, "leaderboard", "merge", world.run, "--verify", bench_world.videos, "--out", tmp_path / "other")
+    assert refused.returncode == 2 and "is not the video set the entries of" in refused.stderr

@@ -189,13 +189,7 @@ def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
 
 
 def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
-    videos = VideoSet(root)
-    all_ids = videos.ids()
-    if not all_ids:
-        raise WflwvError(root, "no videos found (expected videos/<ID>.mp4)")
-    splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": all_ids}
-    items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
-    inputs = {video_id: input_digests(videos, video_id) for video_id in items}
+    splits, items, inputs = load_videos(root)
     entrants = [set_entrant(label, folder, items, root) for label, folder in predictions.items()]  # checked before any model runs
     entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
     filters = filter_settings(settings)
@@ -219,6 +213,17 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
     plot_nme_vs_nmf(board, out / "nme_vs_nmf.png")
     plot_worst_flicker(board, per_video, entrants, items, out, filters, next(iter(splits)))
     return board, splits
+
+
+def load_videos(root: Path) -> tuple[dict[str, list[str]], dict[str, VideoItem], dict[str, dict[str, str]]]:
+    """A video set as benched: its splits (hard and easy, else all), every listed video, and the digests of each one's files."""
+    videos = VideoSet(root)
+    all_ids = videos.ids()
+    if not all_ids:
+        raise WflwvError(root, "no videos found (expected videos/<ID>.mp4)")
+    splits = {name: videos.ids(name) for name in ("hard", "easy") if videos.has_split(name)} or {"all": all_ids}
+    items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
+    return splits, items, {video_id: input_digests(videos, video_id) for video_id in items}
 
 
 def input_digests(videos: VideoSet, video_id: str) -> dict[str, str]:

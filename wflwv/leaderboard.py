@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from wflwv import io
-from wflwv.bench import ENTRIES_FILE, BenchSettings, entry_digest, filter_settings, input_digests, score_method, video_set_digest
-from wflwv.data.videoset import VideoSet
+from wflwv.bench import ENTRIES_FILE, BenchSettings, entry_digest, filter_settings, load_videos, score_method, video_set_digest
 from wflwv.errors import WflwvError
 from wflwv.predictions import hold_missing, load_prediction_set, predictions_digest
 from wflwv.report import Leaderboard, video_leaderboard
@@ -111,10 +110,8 @@ def point_figures(row: dict) -> dict:
 def verify_entries(run: Path, entries: list[dict], videos: Path) -> None:
     """Recompute each entry's NME and NMF per split from its prediction set (a run of the run's bench.json, or a filter
     over its raw run) on `videos`, refusing any that differ; entries whose set the run no longer holds are left as they are."""
-    videoset = VideoSet(videos)
-    splits = {name: videoset.ids(name) for name in ("hard", "easy") if videoset.has_split(name)} or {"all": videoset.ids()}
-    items = {i: videoset.load(i) for i in sorted({i for ids in splits.values() for i in ids})}
-    if video_set_digest({i: input_digests(videoset, i) for i in items}, splits) != entries[0]["video_set"]:
+    splits, items, inputs = load_videos(videos)
+    if video_set_digest(inputs, splits) != entries[0]["video_set"]:
         raise WflwvError(videos, f"is not the video set the entries of {run} were scored on")
     folders = run_folders(run)
     filters = filter_settings(BenchSettings())

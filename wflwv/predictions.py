@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from wflwv import io
-from wflwv.data.videoset import validate_id
+from wflwv.data.videoset import VideoSet, validate_id
 from wflwv.errors import WflwvError
 from wflwv.landmarks import N_LANDMARKS
 
@@ -151,7 +151,7 @@ def load_prediction_set(folder: Path, frame_counts: dict[str, int], videos: Path
     for video_id, frames in frame_counts.items():
         path = prediction_file(folder, video_id)
         if videos is not None:
-            check_outside(path, Path(videos))
+            check_outside(path, VideoSet(videos), video_id)
         points = read_landmarks(path, frames)
         if np.isnan(points).any(axis=(1, 2)).all():
             always = np.flatnonzero(np.isnan(points).any(axis=2).all(axis=0))
@@ -161,10 +161,10 @@ def load_prediction_set(folder: Path, frame_counts: dict[str, int], videos: Path
     return landmarks
 
 
-def check_outside(path: Path, videos: Path) -> None:
-    """Refuse a prediction file that resolves (through symlinks, or as a hard link) into the video set folder."""
-    target = path.resolve()
-    if target.is_relative_to(videos.resolve()) or any(target.samefile(truth) for truth in (videos / "landmarks").glob(f"{path.name.split('.')[0]}.*")):
+def check_outside(path: Path, videos: VideoSet, video_id: str) -> None:
+    """Refuse a prediction file that resolves (through symlinks) into the video set folder, or is a hard link to its landmarks."""
+    target, truth = path.resolve(), videos.landmarks_path(video_id)
+    if target.is_relative_to(videos.root.resolve()) or (truth.is_file() and target.samefile(truth)):
         raise WflwvError(path, f"is the video set's own file {target}: a prediction set must not link to the ground truth")
 
 
