@@ -58,7 +58,7 @@ def entry_problem(entry) -> str | None:
         return f"expected a JSON object, got {type(entry).__name__}"
     missing = [key for key in ("model", "method", "row", "prediction_set", *SHARED, "entry_digest") if key not in entry]
     if missing:
-        return f"lacks {', '.join(missing)}"
+        return f"lacks {', '.join(missing)}" + (" (an older wflwv bench wrote it: rerun the bench, which reuses its cached predictions)" if missing == ["entry_digest"] else "")
     if not all(isinstance(entry[key], str) and len(entry[key]) <= MAX_TEXT for key in ("model", "method", "prediction_set", *SHARED, "entry_digest")):
         return f"model, method, prediction_set, {', '.join(SHARED)} and entry_digest must be text of at most {MAX_TEXT} characters"
     row = entry["row"]
