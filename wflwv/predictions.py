@@ -29,6 +29,8 @@ METHOD_NAME_RULE = "letters, digits, '_', '-', '.', '@', '+' and inner spaces (n
 MAX_METHOD_JSON_BYTES, MAX_METHOD_JSON_DEPTH = 64 * 1024, 16
 # what one prediction file may hold once read or decompressed: 1 GiB, 680,000 frames of float64 landmarks
 MAX_PREDICTION_BYTES = 1 << 30
+# a landmark this far outside any frame is a bug, and its square overflows the scores
+MAX_COORDINATE = 1e6
 SUFFIXES = (".npy", ".npz", ".parquet", ".csv", ".landmarks.parquet", ".landmarks.csv")
 METHOD_FILE = "method.json"
 # `wflwv predict`'s landmark columns, in the order of the 98 points
@@ -102,10 +104,6 @@ def read_landmarks(path: Path, frames: int | None = None) -> np.ndarray:
         frame = int(np.flatnonzero(huge.any(axis=(1, 2)))[0])
         raise WflwvError(path, f"landmarks of frame {frame} are {'infinite' if np.isinf(landmarks[frame]).any() else 'beyond ±1e6 px'} (use NaN for no landmarks)")
     return landmarks
-
-
-# a landmark this far outside any frame is a bug, and its square overflows the scores
-MAX_COORDINATE = 1e6
 
 
 def check_shape(path: Path, shape: tuple, dtype: np.dtype, frames: int | None) -> None:
