@@ -142,7 +142,7 @@ def table_landmarks(path: Path, table: pd.DataFrame) -> np.ndarray:
 
 def load_prediction_set(folder: Path, frame_counts: dict[str, int], videos: Path | None = None) -> dict[str, np.ndarray]:
     """Each video's landmarks (frames, 98, 2) from a prediction set, checked against the video set's frame counts;
-    a file that is (a link to) a file of the video set folder `videos` is refused: it would score the truth itself."""
+    a file that is (a link to) the ground truth of the video set `videos` is refused: it would score the truth itself."""
     if not folder.is_dir():
         raise WflwvError(folder, "no such prediction set folder")
     landmarks = {}
@@ -160,9 +160,9 @@ def load_prediction_set(folder: Path, frame_counts: dict[str, int], videos: Path
 
 
 def check_outside(path: Path, videos: VideoSet, video_id: str) -> None:
-    """Refuse a prediction file that resolves (through symlinks) into the video set folder, or is a hard link to its landmarks."""
+    """Refuse a prediction file that resolves (through symlinks) into the video set's ground truth, or is a hard link to it."""
     target, truth = path.resolve(), videos.landmarks_path(video_id)
-    if target.is_relative_to(videos.root.resolve()) or (truth.is_file() and target.samefile(truth)):
+    if target.is_relative_to(truth.parent.resolve()) or (truth.is_file() and target.samefile(truth)):
         raise WflwvError(path, f"is the video set's own file {target}: a prediction set must not link to the ground truth")
 
 
