@@ -286,12 +286,12 @@ def npz_decompressing_to(size: int) -> Callable[[Path], None]:
     return write
 
 
-def linked_set(tmp: Path, world) -> Path:
-    """A prediction set whose files are symlinks to the video set's ground truth."""
+def linked_set(tmp: Path, world, link=Path.symlink_to) -> Path:
+    """A prediction set whose files are symlinks (or, with Path.hardlink_to, hard links) to the video set's ground truth."""
     folder = tmp / "linked"
     folder.mkdir()
     for video_id in VIDEO_LENGTHS:
-        (folder / f"{video_id}.npy").symlink_to(VideoSet(world.videos).landmarks_path(video_id).resolve())
+        link(folder / f"{video_id}.npy", VideoSet(world.videos).landmarks_path(video_id).resolve())
     return folder
 
 
@@ -453,6 +453,8 @@ CASES = [
     Case("bench", ".npy header claiming 2,000,000 frames", bench_set(prediction_set(npy_claiming(2_000_000))), "preds/h1.npy: the video has 7 frames, the predictions have 2000000"),
     Case("bench", ".npz decompressing to 4 GB", bench_set(prediction_set(npz_decompressing_to(4_000_000_000))), r"preds/h1.npz: 'landmarks' decompresses to 4000000000 bytes, more than the 1073741824 allowed"),
     Case("bench", "set linked to the ground truth", bench_set(linked_set), r"linked/e1.npy: is the video set's own file .*landmarks/e1.npy: a prediction set must not link to the ground truth"),
+    Case("bench", "set hard-linked to the ground truth", bench_set(lambda tmp, world: linked_set(tmp, world, Path.hardlink_to)),
+         r"linked/e1.npy: is the video set's own file .*landmarks/e1.npy: a prediction set must not link to the ground truth"),
     Case("bench", "method name with a path", with_set_name("../../escape/x={set}"), r"'--predictions': method name '../../escape/x' must be 1 to 64 letters"),
     Case("bench", "empty method name", with_set_name("={set}"), r"'--predictions': method name '' must be 1 to 64 letters"),
     Case("bench", "method.json name with markup", unnamed_set(prediction_set(method_json('{"name": "<b>x</b>"}'))), r"'--predictions': .*method.json: method name '<b>x</b>' must be"),
