@@ -163,7 +163,7 @@ def check_outside(path: Path, videos: VideoSet, video_id: str) -> None:
     """Refuse a prediction file that resolves (through symlinks) into the video set's ground truth, or is a hard link to it."""
     target, truth = path.resolve(), videos.landmarks_path(video_id)
     if target.is_relative_to(truth.parent.resolve()) or (truth.is_file() and target.samefile(truth)):
-        raise WflwvError(path, f"is the video set's own file {target}: a prediction set must not link to the ground truth")
+        raise WflwvError(path, f"is the video set's own file {truth}: a prediction set must not link to the ground truth")
 
 
 def hold_missing(landmarks: np.ndarray) -> np.ndarray:
