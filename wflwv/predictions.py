@@ -162,8 +162,9 @@ def load_prediction_set(folder: Path, frame_counts: dict[str, int], videos: Path
 def check_outside(path: Path, videos: VideoSet, video_id: str) -> None:
     """Refuse a prediction file that resolves (through symlinks) into the video set's ground truth, or is a hard link to it."""
     target, truth = path.resolve(), videos.landmarks_path(video_id)
-    if target.is_relative_to(truth.parent.resolve()) or (truth.is_file() and target.samefile(truth)):
-        raise WflwvError(path, f"is the video set's own file {truth}: a prediction set must not link to the ground truth")
+    linked = target if target.is_relative_to(truth.parent.resolve()) else truth if truth.is_file() and target.samefile(truth) else None
+    if linked is not None:
+        raise WflwvError(path, f"is the video set's own file {linked}: a prediction set must not link to the ground truth")
 
 
 def hold_missing(landmarks: np.ndarray) -> np.ndarray:
