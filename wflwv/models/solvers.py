@@ -65,9 +65,12 @@ def anderson(
 
     # Only the running samples are kept below: rows maps them to the batch, the histories of past
     # values f(x) and residuals f(x) - x shrink with them. The last iteration's values are never
-    # mixed, so a cap of k needs at most k - 1 of them.
+    # mixed, so a cap of k needs at most k - 1 of them. A memory of one keeps none: its next iterate is
+    # f(x) - (1 - beta) g, plain iteration for beta = 1, whose every extra full-size copy or product would
+    # cost as much as the release's whole loop outside f (4 of them were 16 ms a frame at the paper's
+    # geometry: benchmarks/RESULTS.md, "Against the authors' loop").
     rows, x = torch.arange(batch, device=z0.device), z0.flatten(1)
-    history = min(m, int(caps.max()) - 1)
+    history = min(m, int(caps.max()) - 1) if m > 1 else 0
     past_f, past_g = z0.new_empty(batch, history, x.shape[1]), z0.new_empty(batch, history, x.shape[1])
     for k in range(int(caps.max())):
         fx = f(x.reshape(-1, *shape), rows).flatten(1).to(z0.dtype)  # under autocast f and the mixing run in bf16
@@ -86,9 +89,15 @@ def anderson(
                 break
             running = ~done
             rows, fx, g, past_f, past_g = rows[running], fx[running], g[running], past_f[running], past_g[running]
-        past_f[:, k % m], past_g[:, k % m] = fx, g
-        memory = min(k + 1, m)
-        x = fx if k + 1 < skip else _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta).to(z0.dtype)
+        if m > 1:
+            past_f[:, k % m], past_g[:, k % m] = fx, g
+        if k + 1 < skip or (m == 1 and beta == 1.0):
+            x = fx
+        elif m == 1:
+            x = fx - (1 - beta) * g
+        else:
+            memory = min(k + 1, m)
+            x = _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta).to(z0.dtype)
     return FixedPointResult(solution.view_as(z0), iterations, residuals)
 
 
