@@ -47,13 +47,15 @@ def anderson(
     beta: float = 1.0,
     skip: int = 0,
     keep_lowest: bool = False,
+    keep_input: bool = False,
 ) -> FixedPointResult:
     """Anderson acceleration with memory m, Tikhonov regularisation lam and mixing beta (1: undamped).
 
     max_iters is one cap for the batch or a (B,) tensor of per-sample caps, each at least 1 (more
     than `skip`). The authors' release needs two options: `skip` plain, undamped evaluations come
     first and can neither stop a sample nor be its solution; with `keep_lowest` the solution is the
-    output of the evaluation with the lowest residual rather than of the last one.
+    output of the evaluation with the lowest residual rather than of the last one, and with keep_input
+    as well its input, the iterate itself.
     """
     batch, shape = len(z0), z0.shape[1:]
     caps = torch.as_tensor(max_iters, device=z0.device).expand(batch)
@@ -78,7 +80,7 @@ def anderson(
         r = _residual(g, fx, stop_mode)
         if keep_lowest and k >= skip:
             lower = (r < residuals[rows]) | (k == skip)
-            solution[rows[lower]], residuals[rows[lower]] = fx[lower], r[lower]
+            solution[rows[lower]], residuals[rows[lower]] = (x if keep_input else fx)[lower], r[lower]
         done = (~(r >= tol) | (caps[rows] <= k + 1)) & (k >= skip)  # a NaN residual stops too
         if done.any():
             finished = rows[done]
@@ -113,21 +115,26 @@ RELEASED_ANDERSON_SKIP = 2  # the release's Anderson evaluates f twice before it
 
 
 @torch.no_grad()
-def released_solve(solver: str, solve: Callable[..., FixedPointResult], f: FixedPointFunction, z0: torch.Tensor, max_iters: int | torch.Tensor) -> FixedPointResult:
-    """`solve` (a solver of SOLVERS with its options bound) under the authors' release's conventions.
+def released_solve(solver: str, solve: Callable[..., FixedPointResult], f: FixedPointFunction, z0: torch.Tensor, max_iters: int | torch.Tensor,
+                   extra_step: bool = True, **options) -> FixedPointResult:
+    """`solve` (a solver of SOLVERS with its options bound; `options`, such as tol, passed on) under the authors' release's conventions.
 
     A cap of k runs k iterations and then applies f once more: plain iteration returns f of its last
     iterate, f^(k+1)(z0) (k + 1 evaluations); Anderson first spends two plain evaluations, then up to
     k iterations, and returns f of its iterate with the lowest residual, which is that iterate's
-    evaluation already made (counted, k + 3 evaluations, but not repeated). Iterations count every
-    evaluation. Every sample stops on its own, as in the release's one-frame-at-a-time evaluation.
+    evaluation already made (counted, k + 3 evaluations, but not repeated). Without extra_step (the
+    release's take_one_less_inference_step) plain iteration returns its last iterate and Anderson its
+    lowest-residual iterate itself. Iterations count every evaluation. Every sample stops on its own,
+    as in the release's one-frame-at-a-time evaluation.
     """
     if solver == "fpi":
-        result = solve(f, z0, max_iters)
+        result = solve(f, z0, max_iters, **options)
+        if not extra_step:
+            return result
         return FixedPointResult(f(result.z, torch.arange(len(z0), device=z0.device)), result.iterations + 1, result.residual)
     caps = torch.as_tensor(max_iters, device=z0.device).expand(len(z0)) + RELEASED_ANDERSON_SKIP
-    result = solve(f, z0, caps, skip=RELEASED_ANDERSON_SKIP, keep_lowest=True)
-    return FixedPointResult(result.z, result.iterations + 1, result.residual)
+    result = solve(f, z0, caps, skip=RELEASED_ANDERSON_SKIP, keep_lowest=True, keep_input=not extra_step, **options)
+    return FixedPointResult(result.z, result.iterations + extra_step, result.residual)
 
 
 def _residual(g: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> torch.Tensor:
