@@ -28,7 +28,6 @@ from benchmarks import authors_loop
 from benchmarks.common import Table, options, parse, print_tables
 from wflwv.data.video import iter_frames, write_video
 from wflwv.inference import VideoStream, predict_videos
-from wflwv.models.solvers import released_solve
 from wflwv.models import LDEQ, load_checkpoint, load_config
 from wflwv.tuning import apply, choose, torch_threads
 
@@ -81,8 +80,8 @@ def solver_operations(model: LDEQ) -> Table:
     cell = model.deq_layer.cell
     solves = {"7 evaluations of the cell alone": lambda: [cell(z0, injection) for _ in range(args.max_iters + 1)],
               "authors' loop": lambda: authors_loop.plain_iteration(lambda z: cell(z, injection), z0, args.max_iters, 0.0, True),
-              "wflwv --protocol released": lambda: released_solve("fpi", model.deq_layer.solve, lambda z, rows: cell(z, injection[rows]), z0, args.max_iters, tol=0.0)}
-    names = ("aten::sub", "aten::mul", "aten::add", "aten::copy_", "aten::linalg_vector_norm", "aten::index_put_")
+              "wflwv --protocol released": lambda: model.deq_layer(injection, z0, protocol="released", tol=0.0)}
+    names = ("aten::sub", "aten::mul", "aten::add", "aten::copy_", "aten::linalg_vector_norm", "aten::index", "aten::index_put_")
     counts = {}
     with torch.inference_mode():
         for label, solve in solves.items():
@@ -97,7 +96,9 @@ def solver_operations(model: LDEQ) -> Table:
     table.rows += [[label, *(n - c for n, c in zip(found, cell_alone))] for label, found in counts.items()]
     table.notes.append("Each sub, mul or add here runs over a whole state (98 x 64 x 64 floats, 1.6 MB). Before 2026-12-06 wflwv's plain iteration "
                        "(Anderson with a memory of one) stored each f(x) and residual in its history and mixed them, f(x) - 0 x g: per frame 5 subs, "
-                       "5 muls and 15 copies more than now (torch.profiler, same run), the ~10 ms a frame it lost to the authors' loop.")
+                       "5 muls and 15 copies more than now (torch.profiler, same run), and the DEQ layer gathered the running rows' injection "
+                       "(B x injection_width x 64 x 64) for each evaluation even when every row ran: 7 index copies more (16 then, 9 now): "
+                       "together the ~10 ms a frame it lost to the authors' loop.")
     return table
 
 

@@ -263,10 +263,12 @@ class DEQLayer(nn.Module):
             return self._unrolled(injection, z0, self.explicit_depth if max_iters is None else max_iters)
         max_iters = self.max_iters if max_iters is None else max_iters
         tolerance = {} if tol is None else {"tol": tol}
+        # the running rows' injection; all of them (one frame at a time, always) without a copy per evaluation
+        f = lambda z, rows: self.cell(z, injection if len(rows) == len(injection) else injection[rows])
         if protocol == "released" and not self.training:
-            solution = self.solve_released(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters, extra_step, **tolerance)
+            solution = self.solve_released(f, z0, max_iters, extra_step, **tolerance)
         else:
-            solution = self.solve(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters, **tolerance)
+            solution = self.solve(f, z0, max_iters, **tolerance)
         if not self.training:
             return DEQSolution(solution.z, solution.iterations, solution.residual)
         z_star = solution.z.detach().requires_grad_()
