@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wflwv.models.heatmaps import normalize_heatmaps, probabilities, soft_argmax
+from wflwv.models.heatmaps import expected_points, normalize_heatmaps, probabilities
 from wflwv.models.options import require_options
 from wflwv.models.solvers import SOLVERS, STOP_MODES, FixedPointResult, anderson, fixed_point_iteration, released_solve, residual
 
@@ -323,5 +323,5 @@ class LDEQ(nn.Module):
             take_one_less = bool(getattr(self.args, "take_one_less_inference_step", False))
         solution = self.deq_layer(injection, z0, max_iters, protocol, jacobian_vectors, tol, spectral_steps, unrolled, extra_step=not take_one_less)
         eps = RELEASED_HEATMAP_EPS if protocol == "released" and not self.training else 0.0
-        keypoint_maps = solution.z[:, : self.args.n_keypoints]
-        return LDEQOutput(soft_argmax(keypoint_maps, eps), solution.z.detach(), solution.iterations, solution.residual, probabilities(keypoint_maps, eps), solution.jacobian, solution.spectral_radius)
+        heatmaps = probabilities(solution.z[:, : self.args.n_keypoints], eps)  # normalised once, for the landmarks too
+        return LDEQOutput(expected_points(heatmaps), solution.z.detach(), solution.iterations, solution.residual, heatmaps, solution.jacobian, solution.spectral_radius)
