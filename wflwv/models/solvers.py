@@ -86,7 +86,7 @@ def anderson(
             finished = rows[done]
             iterations[finished] = k + 1
             if not keep_lowest:
-                solution[finished], residuals[finished] = fx[done], r[done]
+                solution[finished], residuals[finished] = (fx, r) if done.all() else (fx[done], r[done])  # no masked copy when all stop
             if done.all():
                 break
             running = ~done
