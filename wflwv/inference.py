@@ -223,9 +223,11 @@ def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, o
     if not deq:
         return model(images).landmarks.float().cpu().numpy(), [0] * len(occupied), [float("nan")] * len(occupied)
     index = torch.tensor(occupied, device=images.device)
+    every = len(occupied) == len(states)  # then in slot order: the states themselves, no gathered copy to fault in
     # the release's RwR script sets take_one_less_inference_step to its own rwr_take_one_less_inference_step, False by default
     take_one_less = False if warm_start and protocol == "released" else None
-    output = model(images, z0=states[index] if warm_start else None, max_iters=torch.tensor(caps, device=images.device), protocol=protocol, tol=tol, take_one_less=take_one_less)
+    z0 = (states if every else states[index]) if warm_start else None
+    output = model(images, z0=z0, max_iters=torch.tensor(caps, device=images.device), protocol=protocol, tol=tol, take_one_less=take_one_less)
     if warm_start:
         states[index] = output.z_star
     return output.landmarks.float().cpu().numpy(), output.iterations.tolist(), output.residual.tolist()  # float: bf16 under autocast
