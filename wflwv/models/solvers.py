@@ -104,6 +104,7 @@ def anderson(
         else:
             memory = min(k + 1, m)
             x = _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta).to(z0.dtype)
+        del g  # not kept alive through the next evaluation of f: one full-size buffer less for the allocator to map anew
     return FixedPointResult(solution.view_as(z0), iterations, residuals)
 
 
