@@ -68,9 +68,8 @@ def anderson(
     # Only the running samples are kept below: rows maps them to the batch, the histories of past
     # values f(x) and residuals f(x) - x shrink with them. The last iteration's values are never
     # mixed, so a cap of k needs at most k - 1 of them. A memory of one keeps none: its next iterate is
-    # f(x) - (1 - beta) g, plain iteration for beta = 1, whose every extra full-size copy or product would
-    # cost as much as the release's whole loop outside f (4 of them were 16 ms a frame at the paper's
-    # geometry: benchmarks/RESULTS.md, "Against the authors' loop").
+    # f(x) - (1 - beta) g, plain iteration for beta = 1: each full-size copy or product more an iteration
+    # costs about as much as the release's whole loop outside f (benchmarks/authors.py's profile table).
     rows, x = torch.arange(batch, device=z0.device), z0.flatten(1)
     history = min(m, int(caps.max()) - 1) if m > 1 else 0
     past_f, past_g = z0.new_empty(batch, history, x.shape[1]), z0.new_empty(batch, history, x.shape[1])
