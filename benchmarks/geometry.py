@@ -40,7 +40,7 @@ from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine,
 from wflwv.data.video import iter_frames
 from wflwv.inference import VideoStream, predict_videos
 from wflwv.models import create_model, forward_cost, load_checkpoint, load_config, save_checkpoint
-from wflwv.tuning import Candidate, RunChoices, apply, best_seconds, candidate_call, choose, synchronize, torch_threads
+from wflwv.tuning import Candidate, RunChoices, apply, best_seconds, choose, synchronize, torch_threads
 
 SMALL_WIDTHS = {"injection_width": 32, "cell_base_width": 32, "cell_width_increment": 8}  # the demo's widths
 # Random weights at the paper's beta (0.4), and still at 0.1, give a cell without a fixed point to converge to (the
@@ -140,11 +140,30 @@ def _keeping(found: dict, key: str, run: Callable[[], dict]) -> Callable[[], Non
     return go
 
 
+def model_call(model: torch.nn.Module, candidate: Candidate, device: str, cap: int) -> Callable[[], None]:
+    """One call of the bare model under a candidate's settings on a batch of random crops, warm-started from its own
+    solution when it is a DEQ; run once here, to warm up."""
+    size = model.args.im_size
+    images = torch.randn(candidate.batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last if candidate.channels_last else torch.contiguous_format)
+    deq = hasattr(model, "deq_layer")
+
+    @torch.inference_mode()
+    def call() -> None:
+        with torch_threads(candidate.threads):
+            model(images, z0=z0, max_iters=cap) if deq else model(images)
+            synchronize(device)
+
+    with torch.inference_mode(), torch_threads(candidate.threads):
+        z0 = model(images, max_iters=cap).z_star if deq else None
+    call()
+    return call
+
+
 def model_alone_gain(model: torch.nn.Module, choices: RunChoices, device: str) -> float:
     """Frames/s of the bare model at the chosen settings over frames/s at batch 1, contiguous, the current threads."""
     threads = torch.get_num_threads()
     chosen, single = Candidate(choices.channels_last, choices.batch, choices.threads), Candidate(False, 1, threads)
-    calls = {candidate: candidate_call(apply(copy.deepcopy(model), RunChoices(candidate.channels_last, 1, candidate.threads, False, 0.0)), candidate, device, RWR_CAP) for candidate in {chosen, single}}
+    calls = {candidate: model_call(apply(copy.deepcopy(model), RunChoices(candidate.channels_last, 1, candidate.threads, False, 0.0)), candidate, device, RWR_CAP) for candidate in {chosen, single}}
     seconds = best_seconds(calls, rounds=3)
     return (chosen.batch / seconds[chosen]) / (1 / seconds[single])
 

@@ -17,7 +17,8 @@ from wflwv import io
 
 SUITES = {"schedules": "Video inference schedules", "rwr": "RwR against cold start", "train_memory": "Training memory",
           "label_throughput": "Labelling throughput", "limit": "The limit",
-          "geometry": "Geometry sweep: the full video path at the demo's and the paper's geometry"}  # module: its section's title
+          "geometry": "Geometry sweep: the full video path at the demo's and the paper's geometry",
+          "authors": "Against the authors' loop: the full path at the paper's geometry, one frame at a time"}  # module: its section's title
 
 
 def machine(device: str) -> str:

@@ -123,6 +123,7 @@ class RunPredictions:
     fps: float  # NaN for a prediction set
     warm_start: bool
     causal: bool | None
+    residual: float = np.nan  # the solver's final residual, median over frames; NaN for a prediction set or a model that is not a DEQ
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class Entrant:
     runs: list[RunPredictions]
     folders: dict[str, str]  # run name -> its prediction set
     scheme: str = "wflw98"  # the point scheme of its landmarks
+    converged: bool | None = None  # a DEQ's cold start meets its solver's tolerance (see `converges`); None for the others
 
 
 def load_models(checkpoints: list[Path], device: str) -> list[BenchModel]:
@@ -189,8 +191,18 @@ def run_bench(checkpoints: list[Path], out: Path, videos: Path | None = None, st
         boards["stills"] = bench_stills(models, stills, out, settings)
     if videos is not None:
         boards["videos"], manifest["splits"] = bench_videos(models, predictions, videos, out, settings, force)
+        with_residuals(manifest["models"], boards["videos"].table)
     io.save_text(out / "bench.json", json.dumps(manifest, indent=2) + "\n")
     return boards
+
+
+def with_residuals(entries: list[dict], table: pd.DataFrame) -> None:
+    """Each model's entry of bench.json given its runs' final solver residuals (median over frames) and whether it converges."""
+    for entry in entries:
+        rows = table[(table["model"] == entry["label"]) & table["method"].isin(list(entry["runs"]))]
+        entry["final_residual"] = {row.method: None if np.isnan(row.final_residual) else float(row.final_residual) for row in rows.itertuples()}
+        converged = None if rows.empty else rows["converged"].iloc[0]
+        entry["converged"] = None if converged is None or pd.isna(converged) else bool(converged)
 
 
 def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
@@ -216,7 +228,8 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
             row, videos_scored = score_method({i: hold_missing(p) for i, p in landmarks.items()}, raw, truth, splits, settings)
             missing = {f"missing_{split}": missing_share(landmarks, ids) for split, ids in splits.items()}
             named = {"model": entrant.label, "method": method, "curve": curve, "scheme": entrant.scheme, "normalisation": settings.norm, "labels": against}
-            rows.append(named | row | missing | {"solver_iters_per_frame": run.iterations, "fps": run.fps, "causal": run.causal})
+            solver = {"solver_iters_per_frame": run.iterations, "fps": run.fps, "causal": run.causal, "final_residual": run.residual, "converged": entrant.converged}
+            rows.append(named | row | missing | solver)
             per_video += [{"model": entrant.label, "method": method} | scores for scores in videos_scored]
             digests[entrant.label, method] = predictions_digest(landmarks)
     per_video = pd.DataFrame(per_video)
@@ -377,8 +390,20 @@ def model_entrant(bench_model: BenchModel, items: dict[str, VideoItem], inputs: 
         write_prediction_set(out / folders[run.name], landmarks, method)
         frames = sum(len(p) for p in landmarks.values())
         iterations = np.mean(np.concatenate([p["iterations"] for p in predictions.values()]))
-        runs.append(RunPredictions(run.name, landmarks, iterations, frames / sum(float(p["seconds"]) for p in predictions.values()), run.warm_start, causal=True))
-    return Entrant(bench_model.label, is_deq(bench_model.model), runs, folders, points_scheme(runs[0].landmarks))
+        residual = float(np.median(np.concatenate([p["residuals"] for p in predictions.values()])))
+        runs.append(RunPredictions(run.name, landmarks, iterations, frames / sum(float(p["seconds"]) for p in predictions.values()), run.warm_start, causal=True, residual=residual))
+    scheme = points_scheme(runs[0].landmarks)
+    return Entrant(bench_model.label, is_deq(bench_model.model), runs, folders, scheme, converges(bench_model.model, runs[0].residual))
+
+
+def converges(model: torch.nn.Module, cold_residual: float) -> bool | None:
+    """Whether a DEQ's cold start (its raw run, the config's full cap) meets its solver's own tolerance on the median frame; None
+    for a model that is not a DEQ. One that does not has no fixed point it reaches: float rounding then decides its landmarks,
+    most of all along RwR's chain of frames (20 px between two weight layouts of the same random checkpoint), so its ranks are noise."""
+    if not is_deq(model):
+        return None
+    args = model.args
+    return bool(cold_residual <= (args.rel_diff_target if args.stop_mode == "rel" else args.abs_diff_target))
 
 
 def prediction_key(bench_model: BenchModel, run: ModelRun, protocol: str, inputs: dict[str, str]) -> str:

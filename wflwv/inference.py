@@ -151,9 +151,11 @@ def predict_frames(
     solver on every frame but a warm-started video's first, which gets first_frame_max_iters; None
     means the config's max_iters. protocol "released" evaluates as the authors' release does: its
     crop, its solver conventions, and the RwR cap on the first frame too (first_frame_max_iters must
-    then be None). tol, when given, replaces the config's solver tolerance on every frame: with
-    max_iters=2 it is the paper's adaptive rule, one iteration where the residual from the previous
-    frame's z* is already below tol (consecutive frames almost identical), two elsewhere.
+    then be None; a checkpoint's take_one_less_inference_step holds in cold start only, as in the
+    release's evaluation script). tol, when given, replaces the config's solver tolerance on every
+    frame, in both protocols: with max_iters=2 it is the paper's adaptive rule, one iteration where the
+    residual from the previous frame's z* is already below tol (consecutive frames almost identical),
+    two elsewhere (under the released protocol each followed by the release's extra evaluation).
     The model is put in eval mode and must already be on `device`;
     its convolution weights are put in the memory layout asked for (channels-last or contiguous),
     in place, and the crops are made in the same (which is faster depends on the model and the
@@ -221,7 +223,11 @@ def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, o
     if not deq:
         return model(images).landmarks.float().cpu().numpy(), [0] * len(occupied), [float("nan")] * len(occupied)
     index = torch.tensor(occupied, device=images.device)
-    output = model(images, z0=states[index] if warm_start else None, max_iters=torch.tensor(caps, device=images.device), protocol=protocol, tol=tol)
+    every = len(occupied) == len(states)  # then in slot order: the states themselves, no gathered copy to fault in
+    # the release's RwR script sets take_one_less_inference_step to its own rwr_take_one_less_inference_step, False by default
+    take_one_less = False if warm_start and protocol == "released" else None
+    z0 = (states if every else states[index]) if warm_start else None
+    output = model(images, z0=z0, max_iters=torch.tensor(caps, device=images.device), protocol=protocol, tol=tol, take_one_less=take_one_less)
     if warm_start:
         states[index] = output.z_star
     return output.landmarks.float().cpu().numpy(), output.iterations.tolist(), output.residual.tolist()  # float: bf16 under autocast

@@ -149,8 +149,19 @@ def video_leaderboard(table: pd.DataFrame, norm: str, nmf_definition: str) -> Le
     temporal = {f"nmf_mouth_{splits[0]}": (f"NMF mouth {splits[0]}", ".3f"), f"nmf_eyes_{splits[0]}": (f"NMF eyes {splits[0]}", ".3f"), f"lag_{splits[0]}": (f"lag {splits[0]}", ".2f")}
     columns |= {name: shown for name, shown in temporal.items() if name in table.columns}
     columns |= {"solver_iters_per_frame": ("solver iters/frame", ".2f"), "fps": ("frames/s", ".1f")}
-    note = VIDEO_NOTE + (FAIR_LABELS_NOTE if fair else "") + excluded_frames_note(table, splits)
-    return Leaderboard("video_leaderboard", table, columns, norm, nmf_definition, note)
+    columns |= {"final_residual": ("final residual", ".1e")} if "final_residual" in table.columns else {}
+    return Leaderboard("video_leaderboard", table, columns, norm, nmf_definition, nonconvergence_note(table) + VIDEO_NOTE + (FAIR_LABELS_NOTE if fair else "") + excluded_frames_note(table, splits))
+
+
+def nonconvergence_note(table: pd.DataFrame) -> str:
+    """A warning naming the DEQs whose cold start does not meet their solver's tolerance (wflwv.bench.converges); "" when none."""
+    if "converged" not in table.columns:
+        return ""
+    models = list(dict.fromkeys(table.loc[table["converged"].eq(False), "model"]))
+    if not models:
+        return ""
+    return (f"WARNING: {', '.join(models)} does not converge (its cold start ends above its solver's tolerance: final residual column), "
+            "so float rounding decides its landmarks and its rankings are noise. ")
 
 
 def excluded_frames_note(table: pd.DataFrame, splits: list[str]) -> str:
@@ -337,7 +348,9 @@ def write_report(run: Path) -> Path:
         sections.append(section("Still images", manifest["stills"], board, ["ced.png"]))
     if manifest.get("videos"):
         board = read_leaderboard(run / "video_leaderboard.parquet")
-        sections.append(section("Videos", manifest["videos"], video_summary(board), ["nme_vs_nmf.png", "flicker.png"], board, prediction_sets(manifest)))
+        warning = nonconvergence_note(board.table)
+        intro = (f'<p class="warning"><b>{html.escape(warning)}</b></p>' if warning else "") + prediction_sets(manifest)
+        sections.append(section("Videos", manifest["videos"], video_summary(board), ["nme_vs_nmf.png", "flicker.png"], board, intro))
         sections.append(f'<h2>Differences</h2><div class="scroll">{video_differences(board).html}</div>\n')
         sections.append(clips_section(run, manifest, board))
     title = f"wflwv benchmark: {html.escape(run.resolve().name)}"

@@ -41,10 +41,14 @@ def soft_argmax(heatmaps: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     value * crop size, as in the authors' release (which divides by 1e-4 + the sum; sigma's peak of 1
     already keeps the sum away from zero, so wflwv's protocol divides by the sum exactly).
     """
-    height, width = heatmaps.shape[-2:]
-    weights = probabilities(heatmaps, eps)
-    columns = torch.arange(width, dtype=heatmaps.dtype, device=heatmaps.device) / width
-    rows = torch.arange(height, dtype=heatmaps.dtype, device=heatmaps.device) / height
+    return expected_points(probabilities(heatmaps, eps))
+
+
+def expected_points(weights: torch.Tensor) -> torch.Tensor:
+    """soft_argmax of heatmaps already divided by (eps +) their sums: the weights (B, L, H, W) as they are."""
+    height, width = weights.shape[-2:]
+    columns = torch.arange(width, dtype=weights.dtype, device=weights.device) / width
+    rows = torch.arange(height, dtype=weights.dtype, device=weights.device) / height
     x = weights.sum(dim=2) @ columns
     y = weights.sum(dim=3) @ rows
     return torch.stack((x, y), dim=-1)

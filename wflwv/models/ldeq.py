@@ -1,9 +1,10 @@
 """LDEQ: landmarks as the fixed point z* = f(z*, x) of a heatmap refinement, f(z, x) = sigma(h([z, x])).
 
 The module layout, parameter names and shapes match the authors' released checkpoints, and the
-model is built from their argparse options (see OPTIONS). Released options that only steered their
-training script or debugging (stochastic_max_iters, JFB, take_one_less_inference_step,
-verbose_solver, ...) are not interpreted.
+model is built from their argparse options (see OPTIONS). Two released options change inference and
+are followed as the release does: cell_learn_softargmax_beta (Cell) and take_one_less_inference_step
+(the released protocol, LDEQ.forward). Options that only steered their training script or debugging
+(JFB, verbose_solver, ...) are not interpreted.
 
 At inference, wflwv's own protocol (the default) counts an iteration as one evaluation of f and
 returns the last evaluation's output, so a cap of k costs exactly k evaluations. protocol="released"
@@ -22,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wflwv.models.heatmaps import normalize_heatmaps, probabilities, soft_argmax
+from wflwv.models.heatmaps import expected_points, normalize_heatmaps, probabilities
 from wflwv.models.options import require_options
 from wflwv.models.solvers import SOLVERS, STOP_MODES, FixedPointResult, anderson, fixed_point_iteration, released_solve, residual
 from wflwv.schema import NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT
@@ -164,11 +165,21 @@ class Cell(nn.Module):
         self.tail = ConvBlock(args.z_width + args.injection_width, args.cell_base_width, 1, norm=norm)
         self.hourglass = Hourglass(args.cell_base_width, args.cell_width_increment, norm)
         self.head = ConvBlock(args.cell_base_width, args.z_width, 1, activation=False)
-        self.beta = args.cell_softargmax_beta
+        self.beta = released_beta(args)
 
     def forward(self, z: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
         features = self.head(self.hourglass(self.tail(torch.cat((z, injection), dim=1))))
         return normalize_heatmaps(features, self.beta)
+
+
+def released_beta(args: argparse.Namespace) -> float:
+    """sigma's factor: cell_softargmax_beta, or softplus of it where cell_learn_softargmax_beta is set.
+
+    The release's "learned" beta is a view of a Parameter, a plain tensor that no module registers:
+    it is in no state_dict and no optimiser moves it, so every heatmap keeps softplus(beta) for good.
+    """
+    beta = args.cell_softargmax_beta
+    return float(F.softplus(torch.tensor(float(beta), dtype=torch.float64))) if getattr(args, "cell_learn_softargmax_beta", False) else beta
 
 
 class _ImplicitGradient(torch.autograd.Function):
@@ -253,7 +264,7 @@ class DEQLayer(nn.Module):
         self.max_iters, self.explicit_depth = args.max_iters, args.explicit_depth
 
     def forward(self, injection: torch.Tensor, z0: torch.Tensor, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None,
-                spectral_steps: int = 0, unrolled: bool = False) -> DEQSolution:
+                spectral_steps: int = 0, unrolled: bool = False, extra_step: bool = True) -> DEQSolution:
         if (jacobian_vectors or spectral_steps) and not (self.training and self.model_mode == "implicit"):
             raise ValueError("the Jacobian estimates are computed in implicit training only")
         if unrolled:
@@ -261,11 +272,13 @@ class DEQLayer(nn.Module):
         if self.training and self.model_mode == "explicit":
             return self._unrolled(injection, z0, self.explicit_depth if max_iters is None else max_iters)
         max_iters = self.max_iters if max_iters is None else max_iters
+        tolerance = {} if tol is None else {"tol": tol}
+        # the running rows' injection; all of them (one frame at a time, always) without a copy per evaluation
+        f = lambda z, rows: self.cell(z, injection if len(rows) == len(injection) else injection[rows])
         if protocol == "released" and not self.training:
-            solution = self.solve_released(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters)
+            solution = self.solve_released(f, z0, max_iters, extra_step, **tolerance)
         else:
-            tolerance = {} if tol is None else {"tol": tol}
-            solution = self.solve(lambda z, rows: self.cell(z, injection[rows]), z0, max_iters, **tolerance)
+            solution = self.solve(f, z0, max_iters, **tolerance)
         if not self.training:
             return DEQSolution(solution.z, solution.iterations, solution.residual)
         z_star = solution.z.detach().requires_grad_()
@@ -298,15 +311,17 @@ class LDEQ(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, images: torch.Tensor, z0: torch.Tensor | None = None, max_iters: int | torch.Tensor | None = None, protocol: str = "wflwv", jacobian_vectors: int = 0, tol: float | None = None,
-                spectral_steps: int = 0, unrolled: bool = False) -> LDEQOutput:
+                spectral_steps: int = 0, unrolled: bool = False, take_one_less: bool | None = None) -> LDEQOutput:
         """images (B, 3, im_size, im_size), ImageNet-normalised; z0 None means zeros.
 
         max_iters overrides the config's cap (explicit training: its depth) for this call; at
         evaluation it may be a (B,) tensor of per-sample caps. protocol (one of PROTOCOLS) picks the
         evaluation's conventions; training ignores it. tol overrides the config's solver tolerance for
-        this call (wflwv's protocol); jacobian_vectors and spectral_steps: see DEQLayer. unrolled: max_iters
+        this call (in both protocols); jacobian_vectors and spectral_steps: see DEQLayer. unrolled: max_iters
         plain evaluations of f from z0, with the gradient through each (as explicit training unrolls them),
-        whatever model_mode.
+        whatever model_mode. take_one_less (released protocol): skip the release's extra evaluation of f
+        after the solve; None means the checkpoint's take_one_less_inference_step (the release's
+        evaluation script replaces it under RwR by its own option, False by default: wflwv.inference).
         """
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}, expected one of {PROTOCOLS}")
@@ -314,7 +329,9 @@ class LDEQ(nn.Module):
         if z0 is None:
             size = self.args.heatmap_size
             z0 = injection.new_zeros(len(images), self.args.z_width, size, size)
-        solution = self.deq_layer(injection, z0, max_iters, protocol, jacobian_vectors, tol, spectral_steps, unrolled)
+        if take_one_less is None:
+            take_one_less = bool(getattr(self.args, "take_one_less_inference_step", False))
+        solution = self.deq_layer(injection, z0, max_iters, protocol, jacobian_vectors, tol, spectral_steps, unrolled, extra_step=not take_one_less)
         eps = RELEASED_HEATMAP_EPS if protocol == "released" and not self.training else 0.0
-        keypoint_maps = solution.z[:, : self.args.n_keypoints]
-        return LDEQOutput(soft_argmax(keypoint_maps, eps), solution.z.detach(), solution.iterations, solution.residual, probabilities(keypoint_maps, eps), solution.jacobian, solution.spectral_radius)
+        heatmaps = probabilities(solution.z[:, : self.args.n_keypoints], eps)  # normalised once, for the landmarks too
+        return LDEQOutput(expected_points(heatmaps), solution.z.detach(), solution.iterations, solution.residual, heatmaps, solution.jacobian, solution.spectral_radius)

@@ -47,48 +47,63 @@ def anderson(
     beta: float = 1.0,
     skip: int = 0,
     keep_lowest: bool = False,
+    keep_input: bool = False,
 ) -> FixedPointResult:
     """Anderson acceleration with memory m, Tikhonov regularisation lam and mixing beta (1: undamped).
 
     max_iters is one cap for the batch or a (B,) tensor of per-sample caps, each at least 1 (more
     than `skip`). The authors' release needs two options: `skip` plain, undamped evaluations come
     first and can neither stop a sample nor be its solution; with `keep_lowest` the solution is the
-    output of the evaluation with the lowest residual rather than of the last one.
+    output of the evaluation with the lowest residual rather than of the last one, and with keep_input
+    as well its input, the iterate itself.
     """
     batch, shape = len(z0), z0.shape[1:]
     caps = torch.as_tensor(max_iters, device=z0.device).expand(batch)
     if batch == 0 or caps.min() < 1 + skip:
         raise ValueError(f"need a non-empty batch and max_iters of at least {1 + skip}, got {batch} samples and max_iters {max_iters}")
-    solution = torch.empty_like(z0).flatten(1)
+    solution = None  # allocated at the first partial write; where every sample stops at once, that evaluation's output itself
     iterations = torch.zeros(batch, dtype=torch.long, device=z0.device)
     residuals = torch.full((batch,), torch.inf, dtype=z0.dtype, device=z0.device)
 
     # Only the running samples are kept below: rows maps them to the batch, the histories of past
     # values f(x) and residuals f(x) - x shrink with them. The last iteration's values are never
-    # mixed, so a cap of k needs at most k - 1 of them.
+    # mixed, so a cap of k needs at most k - 1 of them. A memory of one keeps none: its next iterate is
+    # f(x) - (1 - beta) g, plain iteration for beta = 1: each full-size copy or product more an iteration
+    # costs about as much as the release's whole loop outside f (benchmarks/authors.py's profile table).
     rows, x = torch.arange(batch, device=z0.device), z0.flatten(1)
-    history = min(m, int(caps.max()) - 1)
+    history = min(m, int(caps.max()) - 1) if m > 1 else 0
     past_f, past_g = z0.new_empty(batch, history, x.shape[1]), z0.new_empty(batch, history, x.shape[1])
     for k in range(int(caps.max())):
         fx = f(x.reshape(-1, *shape), rows).flatten(1).to(z0.dtype)  # under autocast f and the mixing run in bf16
         g = fx - x
         r = _residual(g, fx, stop_mode)
         if keep_lowest and k >= skip:
+            solution = z0.new_empty(batch, x.shape[1]) if solution is None else solution
             lower = (r < residuals[rows]) | (k == skip)
-            solution[rows[lower]], residuals[rows[lower]] = fx[lower], r[lower]
+            solution[rows[lower]], residuals[rows[lower]] = (x if keep_input else fx)[lower], r[lower]
         done = (~(r >= tol) | (caps[rows] <= k + 1)) & (k >= skip)  # a NaN residual stops too
         if done.any():
             finished = rows[done]
             iterations[finished] = k + 1
-            if not keep_lowest:
-                solution[finished], residuals[finished] = fx[done], r[done]
+            if not keep_lowest and solution is None and len(finished) == batch:
+                solution, residuals = fx, r  # no fresh 1.6 MB buffer a frame to fault in page by page (benchmarks/authors.py)
+            elif not keep_lowest:
+                solution = z0.new_empty(batch, x.shape[1]) if solution is None else solution
+                solution[finished], residuals[finished] = (fx, r) if done.all() else (fx[done], r[done])
             if done.all():
                 break
             running = ~done
             rows, fx, g, past_f, past_g = rows[running], fx[running], g[running], past_f[running], past_g[running]
-        past_f[:, k % m], past_g[:, k % m] = fx, g
-        memory = min(k + 1, m)
-        x = fx if k + 1 < skip else _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta).to(z0.dtype)
+        if m > 1:
+            past_f[:, k % m], past_g[:, k % m] = fx, g
+        if k + 1 < skip or (m == 1 and beta == 1.0):
+            x = fx
+        elif m == 1:
+            x = fx - (1 - beta) * g
+        else:
+            memory = min(k + 1, m)
+            x = _anderson_mix(past_f[:, :memory], past_g[:, :memory], lam, beta).to(z0.dtype)
+        del g  # not kept alive through the next evaluation of f: one full-size buffer less for the allocator to map anew
     return FixedPointResult(solution.view_as(z0), iterations, residuals)
 
 
@@ -104,21 +119,26 @@ RELEASED_ANDERSON_SKIP = 2  # the release's Anderson evaluates f twice before it
 
 
 @torch.no_grad()
-def released_solve(solver: str, solve: Callable[..., FixedPointResult], f: FixedPointFunction, z0: torch.Tensor, max_iters: int | torch.Tensor) -> FixedPointResult:
-    """`solve` (a solver of SOLVERS with its options bound) under the authors' release's conventions.
+def released_solve(solver: str, solve: Callable[..., FixedPointResult], f: FixedPointFunction, z0: torch.Tensor, max_iters: int | torch.Tensor,
+                   extra_step: bool = True, **options) -> FixedPointResult:
+    """`solve` (a solver of SOLVERS with its options bound; `options`, such as tol, passed on) under the authors' release's conventions.
 
     A cap of k runs k iterations and then applies f once more: plain iteration returns f of its last
     iterate, f^(k+1)(z0) (k + 1 evaluations); Anderson first spends two plain evaluations, then up to
     k iterations, and returns f of its iterate with the lowest residual, which is that iterate's
-    evaluation already made (counted, k + 3 evaluations, but not repeated). Iterations count every
-    evaluation. Every sample stops on its own, as in the release's one-frame-at-a-time evaluation.
+    evaluation already made (counted, k + 3 evaluations, but not repeated). Without extra_step (the
+    release's take_one_less_inference_step) plain iteration returns its last iterate and Anderson its
+    lowest-residual iterate itself. Iterations count every evaluation. Every sample stops on its own,
+    as in the release's one-frame-at-a-time evaluation.
     """
     if solver == "fpi":
-        result = solve(f, z0, max_iters)
+        result = solve(f, z0, max_iters, **options)
+        if not extra_step:
+            return result
         return FixedPointResult(f(result.z, torch.arange(len(z0), device=z0.device)), result.iterations + 1, result.residual)
     caps = torch.as_tensor(max_iters, device=z0.device).expand(len(z0)) + RELEASED_ANDERSON_SKIP
-    result = solve(f, z0, caps, skip=RELEASED_ANDERSON_SKIP, keep_lowest=True)
-    return FixedPointResult(result.z, result.iterations + 1, result.residual)
+    result = solve(f, z0, caps, skip=RELEASED_ANDERSON_SKIP, keep_lowest=True, keep_input=not extra_step, **options)
+    return FixedPointResult(result.z, result.iterations + extra_step, result.residual)
 
 
 def _residual(g: torch.Tensor, fz: torch.Tensor, stop_mode: str) -> torch.Tensor:
