@@ -27,7 +27,7 @@ from wflwv.report import Leaderboard, video_leaderboard
 
 # what every merged entry must share with the first one
 SHARED = {"video_set": "video set", "norm": "NME normalisation", "nmf_definition": "NMF definition"}
-TEXT_COLUMNS = ("model", "method", "curve", "causal", "scheme", "normalisation", "labels")
+TEXT_COLUMNS = ("model", "method", "curve", "causal", "converged", "scheme", "normalisation", "labels")
 MAX_ENTRY_BYTES, MAX_ENTRY_DEPTH, MAX_TEXT = 256 * 1024, 4, 256
 MAX_SCORE = 1e6  # no NME, NMF, share or speed comes near; a larger number is an edit or a bug
 
