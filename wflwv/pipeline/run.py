@@ -43,6 +43,7 @@ from wflwv.filters import FILTERS
 from wflwv.pipeline.stage import Executor
 from wflwv.real import LICENCE as REAL_LICENCE
 from wflwv.real import VIDEOS as REAL_VIDEOS
+from wflwv.schemes import scheme_names
 
 STEPS = ("world", "members", "scrape", "boxes", "label", "split", "export", "oracle", "bench")
 PATH = "a path"  # a string, read relative to the pipeline file's folder
@@ -72,7 +73,7 @@ SCHEMA = {
     "bench": {"models": [MODEL], "predictions": PATHS_BY_NAME, "out": PATH, "videos": PATH, "stills": PATH, "epochs": schema.POSITIVE,
               "slots": schema.POSITIVE, "try_compile": bool, "rwr_iters": [schema.POSITIVE], "adaptive_tol": schema.NON_NEGATIVE_FLOAT,
               "filters": [tuple(FILTERS)], "nmf": ("paper", "released"), "norm": ("interocular", "interpupil", "diagonal"),
-              "protocol": ("wflwv", "released")},
+              "protocol": ("wflwv", "released"), "schemes": [tuple(scheme_names())]},
 }  # fmt: skip
 console = Console()
 
@@ -398,7 +399,7 @@ def bench(build: Build) -> None:
         slots=table.get("slots", default.slots), try_compile=table.get("try_compile", default.try_compile), rwr_iters=tuple(table.get("rwr_iters", default.rwr_iters)),
         adaptive_tol=(table["adaptive_tol"] or None) if "adaptive_tol" in table else default.adaptive_tol, filters=tuple(table.get("filters", default.filters)),
         nmf_definition=table.get("nmf", "released" if protocol == "released" else default.nmf_definition), norm=table.get("norm", default.norm),
-        device=build.device, protocol=protocol,
+        device=build.device, protocol=protocol, schemes=tuple(table.get("schemes", default.schemes)),
     )
     stills = Path(table["stills"]) if "stills" in table else None
     boards = run_bench(models, Path(build.require("bench", "out")), videos=videos, stills=stills, predictions=predictions, settings=settings, force=build.force)
