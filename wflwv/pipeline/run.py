@@ -56,7 +56,7 @@ SCHEMA = {
     "world": {"out": PATH, "preset": str, "seed": schema.NON_NEGATIVE, "workers": schema.POSITIVE},
     "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE, "train_splits": [("train", "test")], "backend": ("nccl", "gloo")},
     "scrape": {
-        "source": ("loopback", "real", "queries", "ids", "urls", "info_json"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
+        "source": ("loopback", "queries", "ids", "urls", "info_json", "real"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
         "per_query": schema.POSITIVE, "window_seconds": schema.POSITIVE_FLOAT, "keep_downloads": bool,
         "real_videos": [tuple(REAL_VIDEOS)], "windows_per_video": schema.POSITIVE,
         "fetch": {"max_height": schema.POSITIVE, "cookies": PATH, "timeout": schema.POSITIVE_FLOAT, "retries": schema.NON_NEGATIVE,
