@@ -288,3 +288,19 @@ def test_the_documented_plugin_is_found_by_its_entry_point_and_runs(tmp_path, mo
     np.testing.assert_array_equal(smoothed[0], dlib[0])
     np.testing.assert_allclose(smoothed[1], (dlib[1] + dlib[0]) / 2)
     np.testing.assert_allclose(smoothed[2], (dlib[2] + smoothed[1]) / 2)
+
+
+def test_setup_method_is_done_once_and_names_what_needs_none(capsys, monkeypatch):
+    monkeypatch.setenv("WFLWV_CACHE", str(CACHE))
+    result = run_main(capsys, "setup-method", "mediapipe478", "faceapi68", "onnx")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"mediapipe478: set up already in {CACHE / 'mediapipe478'}", f"faceapi68: set up already in {CACHE / 'faceapi68'}",
+                                          "onnx: nothing to set up (its extra is a pip install)"]  # fmt: skip
+
+
+def test_setting_up_faceapi_without_npm_is_refused_with_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WFLWV_CACHE", str(tmp_path))
+    monkeypatch.setenv("PATH", "")
+    result = run_main(capsys, "setup-method", "faceapi68")
+    assert (result.returncode, result.stderr) == (2, "error: faceapi68: needs npm, which is not on the PATH: install Node 18 or later (Debian: apt-get install nodejs npm)\n")
+    assert not (tmp_path / "faceapi68").exists()
