@@ -378,7 +378,7 @@ def clips_section(run: Path, manifest: dict, board: Leaderboard, count: int = 3)
     raw = per_video[(per_video["method"] == "raw") & (per_video["split"] == split)]
     hardest = raw.groupby("id")["nme"].mean().sort_values(ascending=False).index[:count]
     model = (manifest["models"] + manifest.get("predictions", []))[0]
-    methods = ["raw"] + [best_method(board.table, model["label"], "rwr", split)] * model["deq"]
+    methods = ["raw"] + ([best_method(board.table, model["label"], "rwr", split)] if model["deq"] else [])  # a prediction set has no RwR
     legend = ", ".join(f"{name} ({colour})" for name, colour in zip(["ground truth", *methods], ["green", "red", "blue"]))
     figures = []
     for video_id in hardest:
