@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from wflwv.errors import WflwvError
 from wflwv.members import load_member_points
 from wflwv.metrics import padded, score_videos
 from wflwv.pipeline.run import run_pipeline
-from wflwv.report import read_leaderboard
+from wflwv.report import read_leaderboard, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("WFLWV_CACHE") or REPO / ".cache")
@@ -94,6 +95,22 @@ def test_the_real_path_on_seconds_of_a_real_clip(cache, tmp_path, monkeypatch):
     against = score_videos(padded([points["dlib68"][i] for i in exported.ids("hard")]), padded([points["mediapipe478"][i] for i in exported.ids("hard")]))
     assert dlib["labels"] == "without dlib68" and np.isclose(dlib["nme_hard"], 100 * against.nme, rtol=1e-5)
     assert 0 < dlib["nme_hard"] < 15 and 0 < dlib["label_shift_hard"] < dlib["nme_hard"]  # two real models agree to a few % of the eye distance
+    check_report_in_chromium(tmp_path / "bench", exported.ids("hard"), tmp_path / "profile")
+
+
+def check_report_in_chromium(bench: Path, hard: list[str], profile: Path) -> None:
+    """The real run's report in a real browser: every image loads, the hard real clip's overlay is there, the fair labels are said."""
+    from test_report import IMAGE_PROBE, TableRows, chromium
+
+    probe = bench / "report_probe.html"
+    probe.write_text(write_report(bench).read_text().replace("</body>", IMAGE_PROBE + "</body>"))
+    dom = chromium(probe, profile, "--virtual-time-budget=10000", "--dump-dom")
+    assert re.search(r'data-broken="none"', dom) and sorted(p.stem for p in (bench / "clips").glob("*.gif")) == hard
+    parser = TableRows()
+    parser.feed(dom)
+    summary = parser.tables["video_summary"]
+    column = summary[0].index("scored against")
+    assert {row[0]: row[column] for row in summary[1:] if row[1] == "raw"} == {"dlib68": "without dlib68", "mediapipe478": "without mediapipe478"}
 
 
 def test_the_packages_licence_is_accepted_only_where_the_source_names_it():

@@ -56,7 +56,7 @@ SCHEMA = {
     "world": {"out": PATH, "preset": str, "seed": schema.NON_NEGATIVE, "workers": schema.POSITIVE},
     "members": {"ensemble": str, "stills": PATH, "epochs": schema.POSITIVE, "train_splits": [("train", "test")], "backend": ("nccl", "gloo")},
     "scrape": {
-        "source": ("loopback", "real", "queries", "ids", "urls", "info_json"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
+        "source": ("loopback", "queries", "ids", "urls", "info_json", "real"), "queries": PATH, "ids": PATH, "urls": PATH, "info_json": PATH,
         "per_query": schema.POSITIVE, "window_seconds": schema.POSITIVE_FLOAT, "keep_downloads": bool,
         "real_videos": [tuple(REAL_VIDEOS)], "windows_per_video": schema.POSITIVE,
         "fetch": {"max_height": schema.POSITIVE, "cookies": PATH, "timeout": schema.POSITIVE_FLOAT, "retries": schema.NON_NEGATIVE,
@@ -70,7 +70,7 @@ SCHEMA = {
     "split": {"k": schema.POSITIVE},
     "export": {"out": PATH},
     "oracle": {},
-    "bench": {"models": [MODEL], "predictions": PATHS_BY_NAME, "out": PATH, "videos": PATH, "stills": PATH, "epochs": schema.POSITIVE,
+    "bench": {"models": [MODEL], "predictions": PATHS_BY_NAME, "methods": [str], "out": PATH, "videos": PATH, "stills": PATH, "epochs": schema.POSITIVE,
               "slots": schema.POSITIVE, "try_compile": bool, "rwr_iters": [schema.POSITIVE], "adaptive_tol": schema.NON_NEGATIVE_FLOAT,
               "filters": [tuple(FILTERS)], "nmf": ("paper", "released"), "norm": ("interocular", "interpupil", "diagonal"),
               "protocol": ("wflwv", "released"), "schemes": [tuple(scheme_names())]},
@@ -391,10 +391,14 @@ def bench(build: Build) -> None:
 
     table = build.table("bench")
     videos = Path(table.get("videos") or build.require("export", "out"))
-    if "models" not in table and "predictions" not in table:
-        raise WflwvError(build.path, "[bench] needs `models` or `predictions`")
+    if not {"models", "predictions", "methods"} & set(table):
+        raise WflwvError(build.path, "[bench] needs `models` or `predictions` (or `methods`)")
     models = [bench_model(build, entry) for entry in table.get("models", [])]
     predictions = {name: Path(folder) for name, folder in table.get("predictions", {}).items()}
+    if "methods" in table:  # each landmark method run on the videos as a prediction set, as `wflwv bench --method` does
+        from wflwv.cli import method_sets
+
+        predictions |= method_sets(tuple(table["methods"]), videos, Path(build.require("bench", "out")), build.force)
     default = BenchSettings()
     protocol = table.get("protocol", default.protocol)
     settings = BenchSettings(
