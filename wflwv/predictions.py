@@ -34,11 +34,13 @@ class MethodInfo:
     parameters: dict = field(default_factory=dict)
     causal: bool | None = None  # None: not said
     scheme: str | None = None  # the point scheme; None: the one with the files' point count
+    fps: float | None = None  # frames per second wflwv measured running the method (wflwv.methods.run); None: not measured
 
     def to_json(self) -> dict:
-        return {"name": self.name, "description": self.description, "parameters": self.parameters, "causal": self.causal} | (
-            {"scheme": self.scheme} if self.scheme else {}
-        )
+        optional = {"scheme": self.scheme, "fps": self.fps}
+        return {"name": self.name, "description": self.description, "parameters": self.parameters, "causal": self.causal} | {
+            key: value for key, value in optional.items() if value is not None
+        }
 
 
 def read_method(folder: Path) -> MethodInfo:
@@ -50,18 +52,18 @@ def read_method(folder: Path) -> MethodInfo:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise WflwvError(path, f"not valid JSON ({error})") from None
-    expected = {"name": str, "description": str, "parameters": dict, "causal": bool, "scheme": str}
+    expected = {"name": str, "description": str, "parameters": dict, "causal": bool, "scheme": str, "fps": (int, float)}
     if not isinstance(data, dict):
         raise WflwvError(path, "expected a JSON object with name, description, parameters, causal")
     for key, kind in expected.items():
         if key in data and not (isinstance(data[key], kind) or (key == "causal" and data[key] is None)):
-            raise WflwvError(path, f"{key!r} must be a {kind.__name__}")
+            raise WflwvError(path, f"{key!r} must be a {'number' if key == 'fps' else kind.__name__}")
     if "scheme" in data:
         try:
             get_scheme(data["scheme"])
         except WflwvError as error:
             raise WflwvError(path, error.problem) from None
-    fields = (data.get("description", ""), data.get("parameters", {}), data.get("causal"), data.get("scheme"))
+    fields = (data.get("description", ""), data.get("parameters", {}), data.get("causal"), data.get("scheme"), data.get("fps"))
     return MethodInfo(data.get("name") or folder.resolve().name, *fields)
 
 
