@@ -33,7 +33,8 @@ def world(tmp_path_factory) -> argparse.Namespace:
     for seed, video_id in enumerate(("001", "002")):
         write_vw300_video(root / "vw", video_id, 6, list(range(1, 7)), seed)
     torch.manual_seed(0)
-    hrnet = save_checkpoint(root / "hrnet.pth.tar", create_model(load_config("hrnet_demo")))
+    hrnet = root / "hrnet.pth.tar"
+    save_checkpoint(hrnet, create_model(load_config("hrnet_demo")))
     return argparse.Namespace(vw=root / "vw", videos=write_wflwv(root / "videos"), checkpoint=ldeq_checkpoint(root / "ldeq.pth.tar", 0), spec=export_onnx(hrnet, root / "onnx"))
 
 
