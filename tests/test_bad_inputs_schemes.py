@@ -16,10 +16,9 @@ import torch
 
 from conftest import ldeq_checkpoint, run_main, write_sideways, write_wflwv
 from test_vw300 import format_pts, ibug_points, write_vw300_video
-from wflwv import io, schemes
+from wflwv import io, methods, schemes
 from wflwv.data.video import probe, read_video
 from wflwv.data.videoset import VideoSet
-from wflwv.methods import register_method
 from wflwv.methods.export_onnx import export_onnx
 from wflwv.models import create_model, load_config, save_checkpoint
 
@@ -93,20 +92,46 @@ def boxes_cut(tmp: Path, world, cut: Callable[[np.ndarray], np.ndarray]) -> list
     return ["bench", "--method", "dlib68", "--videos", videos, "--out", tmp / "out"]
 
 
-def sideways_build(tmp: Path, world) -> list:
+def sideways_build(tmp: Path, world, monkeypatch) -> list:
     build = copy(tmp, world.videos)
     path = VideoSet(build).video_path("h1")
     write_sideways(path, read_video(path), probe(path).fps)
     return ["export", "--build", build, "--out", tmp / "out", "--format", "300vw"]
 
 
-def scheme_file(tmp: Path, monkeypatch, name: str, text: str) -> list:
-    """The shipped schemes and a user's `name`.toml, then `bench --scheme ibug68` (which reads them all)."""
+def scheme_file(tmp: Path, world, monkeypatch, text: str) -> list:
+    """The shipped schemes and a user's five.toml, then `bench --scheme ibug68` (which reads them all)."""
     folder = Path(shutil.copytree(schemes.SCHEMES, tmp / "schemes"))
-    (folder / f"{name}.toml").write_text(text)
+    (folder / "five.toml").write_text(text)
     monkeypatch.setattr(schemes, "SCHEMES", folder)
     schemes._all_schemes.cache_clear()
-    return ["bench", "--model", tmp / "none.pth.tar", "--scheme", "ibug68", "--videos", tmp, "--out", tmp / "out"]
+    return ["bench", "--model", world.checkpoint, "--scheme", "ibug68", "--videos", world.videos, "--out", tmp / "out"]
+
+
+def listing_a_missing_video(tmp: Path, world, monkeypatch) -> list:
+    vw = copy(tmp, world.vw)
+    VideoSet(vw).write_split("hard", ["001", "003"])
+    return ["verify", vw]
+
+
+def not_onnx(tmp: Path, world) -> list:
+    command = spec(tmp, world, "", "")
+    (tmp / "onnx" / "hrnet.onnx").write_bytes(b"not onnx")
+    return command
+
+
+def node_only(tmp: Path, monkeypatch) -> None:
+    """A PATH with Node and nothing else."""
+    (tmp / "bin").mkdir()
+    (tmp / "bin" / "node").symlink_to(shutil.which("node"))
+    monkeypatch.setenv("PATH", str(tmp / "bin"))
+
+
+def five_points(tmp: Path, world) -> list:
+    """`bench` of a prediction set of 5 points per face."""
+    for video_id in VideoSet(world.videos).ids():
+        io.save_npy(tmp / "five" / f"{video_id}.npy", np.zeros((VideoSet(world.videos).load_landmarks(video_id).shape[0], 5, 2)))
+    return ["bench", "--predictions", f"five={tmp / 'five'}", "--videos", world.videos, "--out", tmp / "out"]
 
 
 SCHEME = 'name = "five"\nn_points = 5\ndescription = "five points"\n[normalisations]\ninterocular = ["0", "1"]\n'
@@ -145,7 +170,7 @@ CASES = [
     # methods
     Case("predict", "unknown method", lambda t, w, m: ["predict", t / "any.mp4", "--method", "nope"], "unknown method 'nope': known are .*dlib68.*"),
     Case("predict", "option not KEY=VALUE", lambda t, w, m: ["predict", t / "any.mp4", "--method", "onnx:spec"], "--method 'onnx:spec': options are KEY=VALUE, comma-separated (e.g. onnx:spec=model.toml)"),
-    Case("predict", "plugin without the contract", lambda t, w, m: register_method("not_a_method", NotAMethod) or ["predict", t / "any.mp4", "--method", "not_a_method"], "method 'not_a_method' is a NotAMethod: it needs name, scheme and predict(frames, boxes)"),
+    Case("predict", "plugin without the contract", lambda t, w, m: m.setitem(methods._registered, "not_a_method", NotAMethod) or ["predict", t / "any.mp4", "--method", "not_a_method"], "method 'not_a_method' is a NotAMethod: it needs name, scheme and predict(frames, boxes)"),
     Case("predict", "extra not installed", lambda t, w, m: m.setitem(sys.modules, "onnxruntime", None) or ["predict", t / "any.mp4", "--method", f"onnx:spec={w.spec}"], "onnx: needs the optional extra 'onnx' (onnxruntime is not installed): pip install 'wflwv[onnx]'"),
     Case("predict", "no Node on the PATH", lambda t, w, m: m.setenv("PATH", str(t)) or ["predict", t / "any.mp4", "--method", "faceapi68"], "faceapi68: needs Node, which is not on the PATH: .*"),
     Case("setup-method", "no npm on the PATH", lambda t, w, m: node_only(t, m) or m.setenv("WFLWV_CACHE", str(t / "cache")) or ["setup-method", "faceapi68"], "faceapi68: needs npm, which is not on the PATH: .*"),
@@ -170,40 +195,15 @@ CASES = [
     Case("predict", "ONNX spec of another scheme", lambda t, w, m: spec(t, w, '"wflw98"', '"ibug68"'), "<tmp>/onnx/hrnet.toml: output 'coordinates' of scheme ibug68 (68 points) does not match the model's first output of shape ['batch', 98, 2]"),
     Case("export-onnx", "a DEQ", lambda t, w, m: ["export-onnx", w.checkpoint, "--out", t / "onnx"], "<ckpt>: a DEQ's solver loop does not export to ONNX (its iteration count depends on the input)"),
     # point schemes: prediction sets and the videos, --scheme, and a user's scheme file
-    Case("bench", "prediction set of 5 points", lambda t, w, m: five_points(t, w), "<tmp>/five/h1.npy: .*no point scheme has 5 points, expected one of .*"),
+    Case("bench", "prediction set in a scheme with no map", lambda t, w, m: scheme_file(t, w, m, SCHEME) and five_points(t, w), "<tmp>/five: point schemes five, wflw98 have no common scheme to score on: its landmarks are five, the videos' wflw98"),
     Case("bench", "--scheme no entrant reaches", lambda t, w, m: ["bench", "--model", w.checkpoint, "--scheme", "mediapipe478", "--videos", w.videos, "--out", t / "out"], "<videos>: --scheme mediapipe478: no entrant can be scored on it (the videos are wflw98, the entrants wflw98)"),
-    Case("bench", "scheme file: unreadable point", lambda t, w, m: scheme_file(t, m, "five", SCHEME.replace('"0", "1"', '"0", "x"')), "five.toml: normalisation interocular: cannot read 'x' as a point, range or sum"),
-    Case("bench", "scheme file: a sum outside a map", lambda t, w, m: scheme_file(t, m, "five", SCHEME.replace('"0", "1"', '"0", "1+2"')), "five.toml: normalisation interocular: a sum 'a+b' is allowed only in a map"),
-    Case("bench", "scheme file: point out of range", lambda t, w, m: scheme_file(t, m, "five", SCHEME.replace('"0", "1"', '"0", "7"')), "five.toml: normalisation interocular names a point outside 0-4"),
-    Case("bench", "scheme file: flip not a permutation", lambda t, w, m: scheme_file(t, m, "five", SCHEME + '[flip]\npermutation = "0-3, 3"\n'), "five.toml: flip is not a permutation of the 5 points"),
-    Case("bench", "scheme file: uneven sums in a map", lambda t, w, m: scheme_file(t, m, "five", SCHEME + '[to.ibug68]\npoints = "0+1+2, 3+4"\n'), "five.toml: map to ibug68: every sum must have the same number of points, or one that divides it"),
-    Case("bench", "scheme file: map of the wrong length", lambda t, w, m: scheme_file(t, m, "five", SCHEME + '[to.ibug68]\npoints = "0-4"\n'), "five.toml: its map to ibug68 does not fit the two schemes"),
+    Case("bench", "scheme file: unreadable point", lambda t, w, m: scheme_file(t, w, m, SCHEME.replace('"0", "1"', '"0", "x"')), "five.toml: normalisation interocular: cannot read 'x' as a point, range or sum"),
+    Case("bench", "scheme file: a sum outside a map", lambda t, w, m: scheme_file(t, w, m, SCHEME.replace('"0", "1"', '"0", "1+2"')), "five.toml: normalisation interocular: a sum 'a+b' is allowed only in a map"),
+    Case("bench", "scheme file: point out of range", lambda t, w, m: scheme_file(t, w, m, SCHEME.replace('"0", "1"', '"0", "7"')), "five.toml: normalisation interocular names a point outside 0-4"),
+    Case("bench", "scheme file: flip not a permutation", lambda t, w, m: scheme_file(t, w, m, SCHEME + '[flip]\npermutation = "0-3, 3"\n'), "five.toml: flip is not a permutation of the 5 points"),
+    Case("bench", "scheme file: uneven sums in a map", lambda t, w, m: scheme_file(t, w, m, SCHEME + '[to.ibug68]\npoints = "0+1+2, 3+4"\n'), "five.toml: map to ibug68: every sum must have the same number of points, or one that divides it"),
+    Case("bench", "scheme file: map of the wrong length", lambda t, w, m: scheme_file(t, w, m, SCHEME + '[to.ibug68]\npoints = "0-4"\n'), "five.toml: its map to ibug68 does not fit the two schemes"),
 ]  # fmt: skip
-
-
-def listing_a_missing_video(tmp: Path, world, monkeypatch) -> list:
-    vw = copy(tmp, world.vw)
-    VideoSet(vw).write_split("hard", ["001", "003"])
-    return ["verify", vw]
-
-
-def not_onnx(tmp: Path, world) -> list:
-    command = spec(tmp, world, "", "")
-    (tmp / "onnx" / "hrnet.onnx").write_bytes(b"not onnx")
-    return command
-
-
-def node_only(tmp: Path, monkeypatch) -> None:
-    """A PATH with Node and nothing else."""
-    (tmp / "bin").mkdir()
-    (tmp / "bin" / "node").symlink_to(shutil.which("node"))
-    monkeypatch.setenv("PATH", str(tmp / "bin"))
-
-
-def five_points(tmp: Path, world) -> list:
-    for video_id in VideoSet(world.videos).ids():
-        io.save_npy(tmp / "five" / f"{video_id}.npy", np.zeros((VideoSet(world.videos).load_landmarks(video_id).shape[0], 5, 2)))
-    return ["bench", "--predictions", f"five={tmp / 'five'}", "--videos", world.videos, "--out", tmp / "out"]
 
 
 @pytest.fixture(autouse=True)
