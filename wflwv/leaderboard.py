@@ -17,7 +17,7 @@ from wflwv.report import Leaderboard, video_leaderboard
 
 # what every merged entry must share with the first one
 SHARED = {"video_set": "video set", "norm": "NME normalisation", "nmf_definition": "NMF definition"}
-TEXT_COLUMNS = ("model", "method", "curve", "causal", "scheme", "normalisation")
+TEXT_COLUMNS = ("model", "method", "curve", "causal", "scheme", "normalisation", "labels")
 
 
 def read_entries(run: Path) -> list[dict]:
