@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ldeq_checkpoint, run_main
+from conftest import face_video, ldeq_checkpoint, run_main
 from wflwv import io
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet
+from wflwv.inference import VideoStream, predict_videos
 from wflwv.methods import load_method
 from wflwv.models import create_model, load_config, save_checkpoint
 from wflwv.schemes import convert, distance, get_scheme
@@ -91,3 +92,14 @@ def test_mediapipe_mapped_to_68_lands_on_the_synthetic_68_point_truth(world, mon
     assert (np.median(errors, axis=1) < 0.1).mean() >= 0.5
     per_point = np.median(errors, axis=0)
     assert per_point.max() < 0.25 and per_point[36:48].max() < 0.06
+
+
+def test_export_onnx_gives_the_torch_models_landmarks(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = create_model(load_config("hrnet_demo")).eval()
+    save_checkpoint(tmp_path / "hrnet.pth.tar", model)
+    assert run_main(capsys, "export-onnx", tmp_path / "hrnet.pth.tar", "--out", tmp_path / "onnx").returncode == 0
+    frames, _, boxes = face_video(4, seed=1)
+    points = load_method("onnx", spec=tmp_path / "onnx" / "hrnet.toml").predict(frames, boxes)
+    (torch_points,) = predict_videos(model, [VideoStream("v", frames, boxes)], slots=1, warm_start=False, prefetch=False)
+    np.testing.assert_allclose(points, torch_points.landmarks, atol=2e-4)  # frame pixels; faces span ~40 px

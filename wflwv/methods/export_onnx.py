@@ -30,10 +30,14 @@ class LandmarksOnly(torch.nn.Module):
         return self.model(images).landmarks
 
 
+def toml_numbers(values) -> str:
+    return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
+
+
 def spec_text(model_file: str, size: int) -> str:
-    numbers = lambda values: "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"  # noqa: E731
-    return (f'model = "{model_file}"\ninput_size = {size}\ncrop_scale = {CROP_EXTRA_SCALE}\ncolour = "rgb"\nmean = {numbers(IMAGENET_MEAN)}\n'
-            f'std = {numbers(IMAGENET_STD)}\noutput = "coordinates"\nscheme = "{scheme_for_points(N_LANDMARKS).name}"\n')  # fmt: skip
+    """The onnx method's spec of an exported wflwv model: wflwv's crop, colour order and normalisation, landmarks out."""
+    return (f'model = "{model_file}"\ninput_size = {size}\ncrop_scale = {CROP_EXTRA_SCALE}\ncolour = "rgb"\nmean = {toml_numbers(IMAGENET_MEAN)}\n'
+            f'std = {toml_numbers(IMAGENET_STD)}\noutput = "coordinates"\nscheme = "{scheme_for_points(N_LANDMARKS).name}"\n')  # fmt: skip
 
 
 def export_onnx(checkpoint: Path, out: Path) -> Path:
