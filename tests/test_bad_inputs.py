@@ -6,20 +6,27 @@ report their problems on stdout and exit 1.
 """
 
 import argparse
+import errno
 import html
+import io as io_module
+import json
 import os
 import re
 import shutil
 import stat
+import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from conftest import ldeq_checkpoint, run_cli, run_main, write_official_stills, write_wflwv
+from conftest import VIDEO_LENGTHS, ldeq_checkpoint, run_cli, run_main, write_official_stills, write_wflwv
 
 from wflwv import io
+from wflwv.bench import BenchSettings, entry_digest, run_bench
 from wflwv.data.videoset import VideoSet
 from wflwv.data.wflw import IMAGES_DIR, WflwStills, write_image
 from wflwv.metrics import score_videos
@@ -39,11 +46,17 @@ class Case:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> argparse.Namespace:
-    """A WFLW-V folder (hard h1 h2, easy e1 e2), an official still set with train and test, an LDEQ checkpoint."""
+    """A WFLW-V folder (hard h1 h2, easy e1 e2), an official still set with train and test, an LDEQ checkpoint, a
+    prediction set (the truth + 1 px of noise, .npy) and a bench of it alone (its leaderboard entries)."""
     root = tmp_path_factory.mktemp("bad_inputs")
     stills = write_official_stills(root / "stills")
     shutil.copyfile(WflwStills(stills).annotation_path("test"), WflwStills(stills).annotation_path("train"))
-    return argparse.Namespace(videos=write_wflwv(root / "videos"), stills=stills, checkpoint=ldeq_checkpoint(root / "ldeq.pth.tar", 0))
+    videos = write_wflwv(root / "videos")
+    rng = np.random.default_rng(0)
+    for video_id in VIDEO_LENGTHS:
+        io.save_npy(root / "preds" / f"{video_id}.npy", VideoSet(videos).load_landmarks(video_id) + rng.normal(0, 1, (VIDEO_LENGTHS[video_id], 98, 2)))
+    run_bench([], root / "bench", videos=videos, settings=BenchSettings(filters=("ema",)), predictions={"m": root / "preds"})
+    return argparse.Namespace(videos=videos, stills=stills, checkpoint=ldeq_checkpoint(root / "ldeq.pth.tar", 0), predictions=root / "preds", run=root / "bench")
 
 
 def copy_videos(tmp: Path, world) -> Path:
@@ -176,10 +189,16 @@ def verify(make_videos: Callable) -> Callable:
     return lambda tmp, world: ["verify", make_videos(tmp, world)]
 
 
-def train(make_stills: Callable | None = None, *extra, config: str | None = None) -> Callable:
+def train(make_stills: Callable | None = None, *extra, config: str | None = None, args: tuple[str, str] | None = None) -> Callable:
+    """train on the world's stills (or `make_stills`'); `config`: ldeq_demo with this [train] table; `args`: with this (old, new) line of [args]."""
+    edit = args
+
     def args(tmp: Path, world) -> list:
         stills = make_stills(tmp, world) if make_stills else world.stills
         chosen = ["--config", write_config(tmp, config)] if config else []
+        if edit:
+            chosen = ["--config", tmp / "model.toml"]
+            (tmp / "model.toml").write_text((MODELS / "ldeq_demo.toml").read_text().replace(*edit))
         return ["train", "--data", stills, "--out", tmp / "run", *chosen, *extra]
 
     return args
@@ -219,6 +238,149 @@ def report(files: dict[str, bytes]) -> Callable:
     return args
 
 
+def prediction_set(change: Callable[[Path], None]) -> Callable:
+    """A copy of the world's prediction set, changed."""
+
+    def make(tmp: Path, world) -> Path:
+        folder = Path(shutil.copytree(world.predictions, tmp / "preds"))
+        change(folder)
+        return folder
+
+    return make
+
+
+def bench_set(make_set: Callable, name: str = "m") -> Callable:
+    def args(tmp: Path, world) -> list:
+        return ["bench", "--predictions", f"{name}={make_set(tmp, world)}", "--videos", world.videos, "--out", tmp / "out", "--filters", "ema"]
+
+    return args
+
+
+def set_landmarks(change: Callable[[np.ndarray], None], video_id: str = "h1") -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        landmarks = np.load(folder / f"{video_id}.npy")
+        change(landmarks)
+        np.save(folder / f"{video_id}.npy", landmarks)
+
+    return apply
+
+
+def method_json(text: str) -> Callable[[Path], None]:
+    return lambda folder: (folder / "method.json").write_text(text)
+
+
+def no_complete_frame(landmarks: np.ndarray) -> None:
+    landmarks[np.arange(len(landmarks)), np.arange(len(landmarks)) % 98] = np.nan  # a different point missing in each frame
+
+
+def npy_claiming(frames: int) -> Callable[[Path], None]:
+    """h1.npy whose header claims `frames` frames, with one frame of data."""
+
+    def write(folder: Path) -> None:
+        with open(folder / "h1.npy", "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (frames, 98, 2)})
+            f.write(np.zeros((98, 2)).tobytes())
+
+    return write
+
+
+def npz_decompressing_to(size: int) -> Callable[[Path], None]:
+    """h1.npz instead of h1.npy, whose zip directory says `landmarks.npy` decompresses to `size` bytes."""
+
+    def write(folder: Path) -> None:
+        landmarks = np.load(folder / "h1.npy")
+        (folder / "h1.npy").unlink()
+        np.savez_compressed(folder / "h1.npz", landmarks=landmarks)
+        data = bytearray((folder / "h1.npz").read_bytes())
+        central = data.index(b"PK\x01\x02")  # the central directory entry: its uncompressed size at offset 24
+        data[central + 24 : central + 28] = size.to_bytes(4, "little")
+        (folder / "h1.npz").write_bytes(bytes(data))
+
+    return write
+
+
+def linked_set(tmp: Path, world, link=Path.symlink_to) -> Path:
+    """A prediction set whose files are symlinks (or, with Path.hardlink_to, hard links) to the video set's ground truth."""
+    folder = tmp / "linked"
+    folder.mkdir()
+    for video_id in VIDEO_LENGTHS:
+        link(folder / f"{video_id}.npy", VideoSet(world.videos).landmarks_path(video_id).resolve())
+    return folder
+
+
+def with_set_name(value: str) -> Callable:
+    return lambda tmp, world: ["bench", "--predictions", value.format(set=world.predictions), "--videos", world.videos, "--out", tmp / "out", "--filters", "ema"]
+
+
+def unnamed_set(make_set: Callable) -> Callable:
+    """--predictions DIR: the name from its method.json."""
+    return lambda tmp, world: ["bench", "--predictions", make_set(tmp, world), "--videos", world.videos, "--out", tmp / "out"]
+
+
+def predict_onto_input(name: str, option: str) -> Callable:
+    """predict on a copy of a video named `name`, with `option` (--out or --overlay) naming that copy."""
+
+    def args(tmp: Path, world) -> list:
+        video = Path(shutil.copyfile(world.videos / "videos" / "h1.mp4", tmp / name))
+        return ["predict", video, "--model", world.checkpoint, *(["--out", tmp / "x.parquet"] if option == "--overlay" else []), option, video]
+
+    return args
+
+
+def edited_entries(change: Callable[[list[dict]], list[str]]) -> Callable:
+    """A copy of the world's bench whose leaderboard_entries.jsonl is `change`d (it returns the new lines)."""
+
+    def make(tmp: Path, world) -> Path:
+        run = Path(shutil.copytree(world.run, tmp / "bench"))
+        path = run / "leaderboard_entries.jsonl"
+        path.write_text("".join(line + "\n" for line in change([json.loads(line) for line in path.read_text().splitlines()])))
+        return run
+
+    return make
+
+
+def merge(make_run: Callable, *extra, with_world_run: bool = False) -> Callable:
+    def args(tmp: Path, world) -> list:
+        return ["leaderboard", "merge", *([world.run] if with_world_run else []), make_run(tmp, world), "--out", tmp / "out", *extra]
+
+    return args
+
+
+def raw_entry(entries: list[dict]) -> dict:
+    return next(entry for entry in entries if entry["method"] == "raw")
+
+
+def set_row(key: str, value, redigest: bool = False, model: str | None = None) -> Callable[[list[dict]], list[str]]:
+    """The raw entry with row[key] = value (and, to forge it, another model name and its digest recomputed)."""
+
+    def change(entries: list[dict]) -> list[str]:
+        entry = raw_entry(entries)
+        entry["row"][key] = value
+        if model is not None:
+            entry["model"] = entry["row"]["model"] = model
+        if redigest:
+            entry["entry_digest"] = entry_digest(entry)
+        return [json.dumps(entry)]
+
+    return change
+
+
+def infinite_score(entries: list[dict]) -> list[str]:
+    """nme_hard written as 1e999, which JSON parses as infinity."""
+    return [line.replace('"INF"', "1e999") for line in set_row("nme_hard", "INF")(entries)]
+
+
+def renamed_entry(entries: list[dict]) -> list[str]:
+    entry = raw_entry(entries)
+    entry["model"] = "zzz"  # its row still says m
+    return [json.dumps(entry)]
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def fixed(*args) -> Callable:
     return lambda tmp, world: [a(tmp, world) if callable(a) else a for a in args]
 
@@ -229,6 +391,11 @@ def video_of(tmp: Path, world) -> Path:
 
 def videos_of(tmp: Path, world) -> Path:
     return world.videos
+
+
+def unused(tmp: Path, world) -> Path:
+    """An --out that a refused command line must leave empty: in the test's own folder."""
+    return tmp / "unused"
 
 
 def model_of(tmp: Path, world) -> Path:
@@ -284,15 +451,52 @@ CASES = [
     Case("bench", "unknown filter", bench(videos_of, "--filters", "ema,butterworth"), "unknown filter 'butterworth'"),
     Case("bench", "--out under /proc", fixed("bench", "--model", model_of, "--videos", videos_of, "--out", "/proc/x/out"), f"/proc/x/out: {UNWRITABLE}"),
     Case("bench", "--out under a file", lambda tmp, world: ["bench", "--model", world.checkpoint, "--videos", world.videos, "--out", file_in(tmp) / "out"], UNWRITABLE),
-    Case("bench", "neither --videos nor --stills", fixed("bench", "--model", model_of, "--out", "/tmp/unused"), "give --videos, --stills or both"),
-    Case("bench", "missing checkpoint", fixed("bench", "--model", "no_such.pth.tar", "--videos", videos_of, "--out", "/tmp/unused"), "'no_such.pth.tar' does not exist"),
+    Case("bench", "neither --videos nor --stills", fixed("bench", "--model", model_of, "--out", unused), "give --videos, --stills or both"),
+    Case("bench", "missing checkpoint", fixed("bench", "--model", "no_such.pth.tar", "--videos", videos_of, "--out", unused), "'no_such.pth.tar' does not exist"),
     Case("bench", "raw-pickle checkpoint", lambda tmp, world: ["bench", "--model", raw_pickle(tmp, world), "--videos", world.videos, "--out", tmp / "out"], r"raw.pth.tar: not a PyTorch checkpoint \(UnpicklingError\)"),
     Case("bench", "unknown --nmf", bench(videos_of, "--nmf", "other"), "'--nmf': 'other' is not one of 'paper', 'released'"),
     Case("bench", "truncated JPEG still", bench(make_stills=first_image_as(truncated)), "faces/0.jpg: truncated JPEG: no end-of-image marker"),
     Case("bench", "still that is not an image", bench(make_stills=first_image_as(lambda path: b"not an image")), r"faces/0.jpg: not a readable image"),
     Case("bench", "still path leaving the images folder", bench(make_stills=with_annotation(line_values(image_path_up))), r"line 1: image path '../../outside.png' leaves WFLW_images/"),
     Case("bench", "still with zero inter-ocular distance", bench(make_stills=with_annotation(line_values(eyes_together))), r"list_98pt_rect_attr_test.txt: line 1: points 60 and 72 coincide"),
+    # bench: prediction sets
+    Case("bench", "method.json nested 1,000 levels deep", bench_set(prediction_set(method_json("[" * 1000))), r"preds/method.json: not valid JSON \(nested deeper than 16 levels\)"),
+    Case("bench", "method.json of 100,000 bytes", bench_set(prediction_set(method_json("[" * 100_000))), "preds/method.json: 100000 bytes, more than the 65536 allowed"),
+    Case("bench", "set with one point NaN in every frame", bench_set(prediction_set(set_landmarks(lambda a: a.__setitem__((slice(None), 5, 0), np.nan)))),
+         r"preds/h1.npy: no landmarks in any frame of video 'h1' \(a frame with any NaN point has none; point 5 is NaN in every frame\)"),
+    Case("bench", "set with no complete frame", bench_set(prediction_set(set_landmarks(no_complete_frame))), r"preds/h1.npy: no landmarks in any frame of video 'h1' \(a frame with any NaN point has none\)"),
+    Case("bench", "set with a huge finite landmark", bench_set(prediction_set(set_landmarks(lambda a: a.__setitem__(3, 1e308)))), "preds/h1.npy: landmarks of frame 3 are beyond ±1e6 px"),
+    Case("bench", ".npy header claiming 2,000,000 frames", bench_set(prediction_set(npy_claiming(2_000_000))), "preds/h1.npy: the video has 7 frames, the predictions have 2000000"),
+    Case("bench", ".npz decompressing to 4 GB", bench_set(prediction_set(npz_decompressing_to(4_000_000_000))), r"preds/h1.npz: 'landmarks' decompresses to 4000000000 bytes, more than the 1073741824 allowed"),
+    Case("bench", "set linked to the ground truth", bench_set(linked_set), r"linked/e1.npy: is the video set's own file .*landmarks/e1.npy: a prediction set must not link to the ground truth"),
+    Case("bench", "set hard-linked to the ground truth", bench_set(lambda tmp, world: linked_set(tmp, world, Path.hardlink_to)),
+         r"linked/e1.npy: is the video set's own file .*landmarks/e1.npy: a prediction set must not link to the ground truth"),
+    Case("bench", "method name with a path", with_set_name("../../escape/x={set}"), r"'--predictions': method name '../../escape/x' must be 1 to 64 letters"),
+    Case("bench", "empty method name", with_set_name("={set}"), r"'--predictions': method name '' must be 1 to 64 letters"),
+    Case("bench", "method.json name with markup", unnamed_set(prediction_set(method_json('{"name": "<b>x</b>"}'))), r"'--predictions': .*method.json: method name '<b>x</b>' must be"),
+    Case("bench", "ground truth with one NaN point", bench(with_landmarks(lambda a: a.__setitem__((3, 7, 1), np.nan))), r"landmarks/h1.npy: landmarks of frame 3: 1 of 98 points are NaN"),
+    Case("verify", "ground truth with one NaN point", verify(with_landmarks(lambda a: a.__setitem__((3, 7, 1), np.nan))), r"landmarks/h1.npy: landmarks of frame 3: 1 of 98 points are NaN", 1),
+    # leaderboard merge
+    Case("merge", "a JSON number as an entry", merge(edited_entries(lambda entries: ["5"])), "leaderboard_entries.jsonl: entry 1: expected a JSON object, got int"),
+    Case("merge", "a JSON list as an entry", merge(edited_entries(lambda entries: ['["model", "method", "row"]'])), "entry 1: expected a JSON object, got list"),
+    Case("merge", "row not an object", merge(edited_entries(lambda entries: [json.dumps(raw_entry(entries) | {"row": "notadict"})])), "entry 1: row must be a JSON object, got str"),
+    Case("merge", "text in a number", merge(edited_entries(set_row("nme_hard", "abc"))), "entry 1: row nme_hard: 'abc' is not a finite number"),
+    Case("merge", "a list in a number", merge(edited_entries(set_row("nme_hard", [1, 2]))), r"entry 1: row nme_hard: '\[1, 2\]' is not a finite number"),
+    Case("merge", "entry nested 100,000 levels", merge(edited_entries(lambda entries: ['{"model": ' + "[" * 100_000])), r"entry 1: not a JSON entry \(nested deeper than 4 levels\)"),
+    Case("merge", "a 300 kB string in the row", merge(edited_entries(set_row("description", "x" * 300_000))), "entry 1: longer than 262144 bytes"),
+    Case("merge", "NaN score", merge(edited_entries(set_row("nme_hard", float("nan")))), "entry 1: row nme_hard: 'nan' is not a finite number"),
+    Case("merge", "infinite score (1e999)", merge(edited_entries(infinite_score)), "entry 1: row nme_hard: 'inf' is not a finite number"),
+    Case("merge", "huge score", merge(edited_entries(set_row("nme_hard", 1e300))), "entry 1: row nme_hard: '1e[+]300' is not a finite number below 1e[+]06"),
+    Case("merge", "tampered row, digests unchanged", merge(edited_entries(set_row("nme_hard", 0.001))), "entry 1: m / raw does not match its entry_digest: the entry was edited"),
+    Case("merge", "an entry that names itself twice", merge(edited_entries(renamed_entry)), "entry 1: its row names 'm' / 'raw', the entry 'zzz' / 'raw'"),
+    Case("merge", "forged row beside its genuine twin", merge(edited_entries(set_row("nme_hard", 0.001, redigest=True, model="forged")), with_world_run=True),
+         "bench/leaderboard_entries.jsonl: forged / raw has the predictions of m / raw but other scores"),
+    Case("merge", "forged row, --verify", lambda tmp, world: merge(edited_entries(set_row("nme_hard", 0.001, redigest=True)), "--verify", world.videos)(tmp, world),
+         r"m / raw: nme_hard is 0.001, its predictions score \d"),
+    Case("merge", "--out one of the runs", lambda tmp, world: ["leaderboard", "merge", world.run, "--out", world.run], "Invalid value for --out: .* is one of the runs"),
     # predict
+    Case("predict", "--overlay naming the input", predict_onto_input("h1.mp4", "--overlay"), r"h1.mp4: is the input video"),
+    Case("predict", "--out naming the input", predict_onto_input("clip.parquet", "--out"), r"clip.parquet: is the input video"),
     Case("predict", "--smoothing -1", predict("--smoothing", "-1"), f"'--smoothing': -1.0 {RANGE}"),
     Case("predict", "--max-side -5", predict("--max-side", "-5"), f"'--max-side': -5 {RANGE}"),
     Case("predict", "--max-gap -1", predict("--max-gap", "-1"), f"'--max-gap': -1 {RANGE}"),
@@ -320,6 +524,11 @@ CASES = [
     Case("train", "truncated JPEG training image", train(first_image_as(truncated, "train")), "faces/0.jpg: truncated JPEG"),
     Case("train", "missing training image", train(with_annotation(lambda text: text.replace("faces/1.png", "faces/missing.png"), "train")), "faces/missing.png: no such image"),
     Case("train", "image path with ../", train(with_annotation(line_values(image_path_up), "train")), "list_98pt_rect_attr_train.txt: line 1: image path '../../outside.png' leaves WFLW_images/"),
+    Case("train", "max_iters = -3 in the config's [args]", train(args=("max_iters = 6", "max_iters = -3")), r"model.toml: invalid ldeq args: max_iters: -3 is not >= 1"),
+    Case("train", "unknown key in the config's [args]", train(args=("max_iters = 6", "max_iter = 6")), r"model.toml: \[args\] max_iter: not an option of the ldeq family"),
+    # study
+    Case("study", "--seeds 0,0", lambda tmp, world: ["study", "--world", tmp, "--out", tmp / "out", "--seeds", "0,0"], "seeds must be distinct integers from 0 to 4294967295: 0 is not"),
+    Case("study", "--seeds 99999999999999999999", lambda tmp, world: ["study", "--world", tmp, "--out", tmp / "out", "--seeds", "99999999999999999999"], f"'--seeds': 99999999999999999999 {RANGE}"),
     # diagnose
     Case("diagnose", "--pairs 0", fixed("diagnose", "--videos", videos_of, "--model", model_of, "--pairs", "0"), f"'--pairs': 0 {RANGE}"),
     Case("diagnose", "raw-pickle checkpoint", lambda tmp, world: ["diagnose", "--videos", world.videos, "--model", raw_pickle(tmp, world)], "not a PyTorch checkpoint"),
@@ -333,16 +542,18 @@ CASES = [
     Case("label", "--batch-size 0", fixed("label", "--build", videos_of, "--members", model_of, "--batch-size", "0"), f"'--batch-size': 0 {RANGE}"),
     Case("split", "--k 0", fixed("split", "--build", videos_of, "--k", "0"), f"'--k': 0 {RANGE}"),
     Case("split", "--k eight", fixed("split", "--build", videos_of, "--k", "eight"), "'--k': 'eight' is not a valid integer"),
-    Case("scrape", "--per-query 0", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--per-query", "0"), f"'--per-query': 0 {RANGE}"),
-    Case("scrape", "--retries -1", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--retries", "-1"), f"'--retries': -1 {RANGE}"),
-    Case("scrape", "--timeout 0", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--timeout", "0"), f"'--timeout': 0.0 {RANGE}"),
-    Case("scrape", "--window-seconds 0", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--window-seconds", "0"), f"'--window-seconds': 0.0 {RANGE}"),
-    Case("scrape", "--max-height 0", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--max-height", "0"), f"'--max-height': 0 {RANGE}"),
-    Case("scrape", "--min-interval -1", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--min-interval", "-1"), f"'--min-interval': -1.0 {RANGE}"),
-    Case("scrape", "--backoff -1", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--backoff", "-1"), f"'--backoff': -1.0 {RANGE}"),
+    Case("scrape", "--per-query 0", fixed("scrape", "--out", unused, "--queries", "q.txt", "--per-query", "0"), f"'--per-query': 0 {RANGE}"),
+    Case("scrape", "--retries -1", fixed("scrape", "--out", unused, "--queries", "q.txt", "--retries", "-1"), f"'--retries': -1 {RANGE}"),
+    Case("scrape", "--timeout 0", fixed("scrape", "--out", unused, "--queries", "q.txt", "--timeout", "0"), f"'--timeout': 0.0 {RANGE}"),
+    Case("scrape", "--window-seconds 0", fixed("scrape", "--out", unused, "--queries", "q.txt", "--window-seconds", "0"), f"'--window-seconds': 0.0 {RANGE}"),
+    Case("scrape", "--max-height 0", fixed("scrape", "--out", unused, "--queries", "q.txt", "--max-height", "0"), f"'--max-height': 0 {RANGE}"),
+    Case("scrape", "--min-interval -1", fixed("scrape", "--out", unused, "--queries", "q.txt", "--min-interval", "-1"), f"'--min-interval': -1.0 {RANGE}"),
+    Case("scrape", "--backoff -1", fixed("scrape", "--out", unused, "--queries", "q.txt", "--backoff", "-1"), f"'--backoff': -1.0 {RANGE}"),
     Case("scrape", "--out under /proc", fixed("scrape", "--out", "/proc/x", "--queries", "q.txt"), f"/proc/x: {UNWRITABLE}"),
-    Case("scrape", "--rate-limit fast", fixed("scrape", "--out", "/tmp/unused", "--queries", "q.txt", "--rate-limit", "fast"), "'fast' is not a rate in bytes per second"),
-    Case("synth", "--workers 0", fixed("synth", "--out", "/tmp/unused", "--workers", "0"), f"'--workers': 0 {RANGE}"),
+    Case("scrape", "--rate-limit fast", fixed("scrape", "--out", unused, "--queries", "q.txt", "--rate-limit", "fast"), "'fast' is not a rate in bytes per second"),
+    Case("scrape", "non-UTF-8 URL list", lambda tmp, world: ["scrape", "--out", tmp / "out", "--urls", write_bytes(tmp / "urls.csv", b"url,licence\nhttp://x/\xe9,cc-by\n")],
+         r"urls.csv: not UTF-8 text \(byte 21\)"),
+    Case("synth", "--workers 0", fixed("synth", "--out", unused, "--workers", "0"), f"'--workers': 0 {RANGE}"),
     Case("export", "duplicate ID", lambda tmp, world: ["export", "--build", with_list(b"h1\nh1\n")(tmp, world), "--out", tmp / "exported"], "line 2: h1 is listed twice"),
     # click's own usage errors, as one line
     Case("cli", "unknown option", fixed("bench", "--bogus"), "No such option '--bogus'"),
@@ -356,7 +567,7 @@ CASES = [
     Case("run", "value out of range", run("[split]\nk = 0"), "pipeline.toml: split.k: 0 is not >= 1"),
     Case("run", "unknown key in [scrape.fetch]", run('[scrape]\nsource = "ids"\n[scrape.fetch]\nmax_heigth = 720'), "pipeline.toml: unknown key 'scrape.fetch.max_heigth'"),
     Case("run", "unknown table", run("[bogus]"), "pipeline.toml: unknown key 'bogus'"),
-    Case("run", "unknown scrape source", run('[scrape]\nsource = "ftp"'), "pipeline.toml: scrape.source: 'ftp' is not one of loopback, queries, ids, urls"),
+    Case("run", "unknown scrape source", run('[scrape]\nsource = "ftp"'), "pipeline.toml: scrape.source: 'ftp' is not one of loopback, real, queries, ids, urls"),
     Case("run", "boolean for a number", run("[boxes]\nmin_face = true"), "pipeline.toml: boxes.min_face: True is not a number"),
     Case("run", "min_face above 1", run("[boxes]\nmin_face = 2.0"), "pipeline.toml: boxes.min_face: 2.0 is not <= 1"),
     Case("run", "negative smoothing", run("[boxes]\nsmoothing = -0.1"), "pipeline.toml: boxes.smoothing: -0.1 is not >= 0"),
@@ -368,6 +579,7 @@ CASES = [
     Case("run", "members epochs 0", run('[members]\nepochs = 0'), "pipeline.toml: members.epochs: 0 is not >= 1"),
     Case("run", "invalid TOML", run("[split\nk = 1"), "pipeline.toml: invalid TOML"),
     Case("run", "no such file", fixed("run", "no_such.toml"), "no_such.toml: no such pipeline file"),
+    Case("run", "world.out that cannot be written", run('[world]\nout = "/proc/x/world"\npreset = "tiny"'), "/proc/x/world: cannot be written"),
     # report
     Case("report", "truncated bench.json", report({"bench.json": b'{"videos": "/x", "sp'}), r"bench.json: not a readable bench manifest .*: rerun wflwv bench"),
     Case("report", "non-UTF-8 bench.json", report({"bench.json": b'{"videos": "\xff"}'}), "bench.json: not a readable bench manifest"),
@@ -443,3 +655,98 @@ def test_stages_with_failed_items_give_the_summary_then_exit_1(tmp_path, capsys)
     result = run_main(capsys, "boxes", "--build", build)
     assert result.returncode == 1 and "0 of 1 videos have boxes" in result.stdout
     assert "failed: " in result.stderr and "x.mp4: not a video file" in result.stderr
+
+
+def test_prediction_file_headers_are_read_before_any_data(world, tmp_path, capsys, monkeypatch):
+    """A file claiming 2,000,000 frames, or a member decompressing to 4 GB, is refused from its header: numpy never reads its data."""
+    read_array = np.lib.format.read_array
+
+    def read_ground_truth_only(fp, *args, **kwargs):
+        assert "preds" not in str(getattr(fp, "name", "")) and not isinstance(fp, zipfile.ZipExtFile), f"the data of {fp} was read"
+        return read_array(fp, *args, **kwargs)
+
+    cases = {"the predictions have 2000000": npy_claiming(2_000_000), "decompresses to 4000000000 bytes": npz_decompressing_to(4_000_000_000)}
+    commands = {problem: bench_set(prediction_set(make))(make_folder(tmp_path / str(number)), world) for number, (problem, make) in enumerate(cases.items())}
+    monkeypatch.setattr(np.lib.format, "read_array", read_ground_truth_only)
+    for problem, command in commands.items():
+        result = run_main(capsys, *command)
+        assert result.returncode == 2 and problem in result.stderr, result.stderr
+
+
+class ReadOnlyUnder:
+    """wflwv.io's tempfile, where creating a file under `folder` fails as on a read-only file system."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder.resolve()
+
+    def refuse(self, dir) -> None:
+        if Path(dir).resolve().is_relative_to(self.folder):
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+
+    def mkstemp(self, dir, **kwargs):
+        self.refuse(dir)
+        return tempfile.mkstemp(dir=dir, **kwargs)
+
+    def TemporaryFile(self, dir, **kwargs):  # noqa: N802 (tempfile's name)
+        self.refuse(dir)
+        return tempfile.TemporaryFile(dir=dir, **kwargs)
+
+
+def test_report_on_a_read_only_bench_folder_is_one_line_and_writes_nothing(world, tmp_path, capsys, monkeypatch):
+    run = Path(shutil.copytree(world.run, tmp_path / "ro"))
+    before = sorted(path.relative_to(run) for path in run.rglob("*"))
+    monkeypatch.setattr(io, "tempfile", ReadOnlyUnder(run))  # tests run as root, whom chmod does not stop
+    result = run_main(capsys, "report", run)
+    assert result.returncode == 2 and result.stderr == f"error: {run}: cannot be written (Read-only file system)\n"
+    assert sorted(path.relative_to(run) for path in run.rglob("*")) == before
+
+
+@pytest.mark.parametrize("full", [OSError(errno.ENOSPC, "No space left on device"), OSError("29204 requested and 14832 written")], ids=["ENOSPC", "numpy's short write"])
+def test_a_full_disk_ends_in_one_line_leaving_no_half_written_file(full, world, tmp_path, capsys, monkeypatch):
+    """The first array written fills the disk halfway through: the OSError of a write (ENOSPC), or of numpy's tofile (no errno)."""
+    write_array = np.lib.format.write_array
+
+    def half_then_full(fp, array, *args, **kwargs):
+        whole = io_module.BytesIO()
+        write_array(whole, array, *args, **kwargs)
+        fp.write(whole.getvalue()[: len(whole.getvalue()) // 2])
+        raise full
+
+    monkeypatch.setattr(np.lib.format, "write_array", half_then_full)
+    result = run_main(capsys, *bench(videos_of, "--slots", "1")(tmp_path, world))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert re.fullmatch(r"error: .*\.np[yz]: cannot be written \(No space left on device.*\); nothing was left half-written\n", result.stderr), result.stderr
+    written = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
+    assert not [path for path in written if path.name.startswith(io.PARTIAL_PREFIX) or path.suffix in (".npy", ".npz")], written
+
+
+def test_a_url_that_yt_dlp_refuses_is_a_failed_item(tmp_path, capsys):
+    urls = write_bytes(tmp_path / "urls.csv", b"url,licence\nfile:///etc/passwd,cc-by\n")
+    result = run_main(capsys, "scrape", "--out", tmp_path / "out", "--urls", urls)
+    assert result.returncode == 1 and "failed 1" in result.stdout, (result.stdout, result.stderr)
+    assert "failed: file:// URLs are disabled" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_counts_the_cookies_yt_dlp_loads(tmp_path, capsys):
+    header = "# Netscape HTTP Cookie File\n"
+    bad = write_bytes(tmp_path / "bad.txt", (header + ".youtube.com\tTRUE\t/\tTRUE\tnotanumber\tSID\tabc\n").encode())
+    good = write_bytes(tmp_path / "good.txt", (header + ".youtube.com\tTRUE\t/\tTRUE\t2000000000\tSID\tabc\n").encode())
+    refused = run_main(capsys, "doctor", "--cookies", bad)
+    assert f"MISSING cookies file: yt-dlp loads no cookie from {bad} (skipping cookie file entry due to invalid expires at notanumber)" in refused.stdout
+    assert refused.returncode == 1 and "WARNING" not in refused.stderr
+    assert f"cookies file: {good}, readable, 1 cookies as yt-dlp loads them" in run_main(capsys, "doctor", "--cookies", good).stdout
+
+
+def make_folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_merge_verify_recomputes_every_genuine_row(bench_run, bench_world, world, tmp_path, capsys):
+    """--verify accepts what bench wrote: raw, filter and RwR rows of models and prediction sets, recomputed from their sets."""
+    for run, videos in ((world.run, world.videos), (bench_run[0], bench_world.videos)):
+        result = run_main(capsys, "leaderboard", "merge", run, "--verify", videos, "--out", tmp_path / run.name)
+        assert result.returncode == 0, result.stderr
+        assert len(pd.read_parquet(tmp_path / run.name / "video_leaderboard.parquet")) == len(pd.read_parquet(run / "video_leaderboard.parquet"))
+    refused = run_main(capsys, "leaderboard", "merge", world.run, "--verify", bench_world.videos, "--out", tmp_path / "other")
+    assert refused.returncode == 2 and "is not the video set the entries of" in refused.stderr

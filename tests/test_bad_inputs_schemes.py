@@ -3,6 +3,7 @@ naming the file and the problem, exit status 2 (1 for `verify`'s problems, on st
 "Point schemes, 300-VW and methods", lists the same cases."""
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -127,6 +128,14 @@ def node_only(tmp: Path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp / "bin"))
 
 
+def fps_set(tmp: Path, world, fps) -> list:
+    """`bench` of the ground truth as a prediction set whose method.json claims `fps`."""
+    for video_id in VideoSet(world.videos).ids():
+        io.save_npy(tmp / "set" / f"{video_id}.npy", VideoSet(world.videos).load_landmarks(video_id))
+    (tmp / "set" / "method.json").write_text(json.dumps({"name": "set", "fps": fps}))
+    return ["bench", "--predictions", f"set={tmp / 'set'}", "--videos", world.videos, "--out", tmp / "out"]
+
+
 def five_points(tmp: Path, world) -> list:
     """`bench` of a prediction set of 5 points per face."""
     for video_id in VideoSet(world.videos).ids():
@@ -196,6 +205,7 @@ CASES = [
     Case("export-onnx", "a DEQ", lambda t, w, m: ["export-onnx", w.checkpoint, "--out", t / "onnx"], "<ckpt>: a DEQ's solver loop does not export to ONNX (its iteration count depends on the input)"),
     # point schemes: prediction sets and the videos, --scheme, and a user's scheme file
     Case("bench", "prediction set in a scheme with no map", lambda t, w, m: scheme_file(t, w, m, SCHEME) and five_points(t, w), "<tmp>/five: point schemes five, wflw98 have no common scheme to score on: its landmarks are five, the videos' wflw98"),
+    Case("bench", "method.json with a negative fps", lambda t, w, m: fps_set(t, w, -3), "<tmp>/set/method.json: 'fps' must be a positive number of frames per second, got -3"),
     Case("bench", "--scheme no entrant reaches", lambda t, w, m: ["bench", "--model", w.checkpoint, "--scheme", "mediapipe478", "--videos", w.videos, "--out", t / "out"], "<videos>: --scheme mediapipe478: no entrant can be scored on it (the videos are wflw98, the entrants wflw98)"),
     Case("bench", "scheme file: unreadable point", lambda t, w, m: scheme_file(t, w, m, SCHEME.replace('"0", "1"', '"0", "x"')), "five.toml: normalisation interocular: cannot read 'x' as a point, range or sum"),
     Case("bench", "scheme file: a sum outside a map", lambda t, w, m: scheme_file(t, w, m, SCHEME.replace('"0", "1"', '"0", "1+2"')), "five.toml: normalisation interocular: a sum 'a+b' is allowed only in a map"),

@@ -170,7 +170,7 @@ def test_load_config_by_name_and_by_path(tmp_path):
         (demo_config_text(solver='"broyden"'), "solver = 'broyden' is not supported"),
         (demo_config_text(cell_extra_latent_width=4), r"z_width \(98\) must be n_keypoints \(98\) \+ cell_extra_latent_width \(4\)"),
         (demo_config_text(cell_gn_groups=3), "divisible"),
-        (demo_config_text().replace("max_iters", "max_iter"), "missing options: max_iters"),
+        (demo_config_text().replace("max_iters", "max_iter"), r"\[args\] max_iter: not an option of the ldeq family"),
         ("family = \n", "invalid TOML"),
     ],
 )

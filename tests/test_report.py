@@ -111,3 +111,23 @@ def test_report_of_a_stills_only_run_has_no_video_section(bench_world, tmp_path,
 def test_report_of_a_folder_that_is_not_a_bench_run_is_refused(tmp_path):
     with pytest.raises(WflwvError, match="bench.json.*no bench manifest"):
         write_report(tmp_path)
+
+
+def test_report_of_a_predictions_only_bench_renders_in_chromium(bench_world, tmp_path, capsys):
+    """docs/submission.md's flow: a prediction set benched without any model, then its report, through the CLI."""
+    out = tmp_path / "out"
+    for args in (("bench", "--predictions", f"noisy_truth={bench_world.noisy_truth}", "--videos", bench_world.videos, "--filters", "ema", "--out", out), ("report", out)):
+        with mock.patch.object(sys, "argv", ["wflwv", *map(str, args)]), pytest.raises(SystemExit) as exit:
+            main()
+        assert exit.value.code == 0, capsys.readouterr().err
+    probe = out / "report_probe.html"
+    probe.write_text((out / "report.html").read_text().replace("</body>", IMAGE_PROBE + "</body>"))
+    dom = chromium(probe, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom")
+    images, broken = re.search(r'data-images="(\d+)" data-broken="([^"]*)"', dom).groups()
+    assert sorted(p.name for p in (out / "clips").glob("*.gif")) == ["h1.gif", "h2.gif"]
+    assert int(images) == 2 + 2 and broken == "none"  # NME vs NMF, flicker, and the two hard videos' GIFs
+    parser = TableRows()
+    parser.feed(dom)
+    rows = [row[:2] for row in parser.tables["video_summary"][1:]]  # raw and the best EMA setting
+    assert [model for model, _ in rows] == ["noisy_truth"] * 2 and rows[0][1] == "raw" and rows[1][1].startswith("ema"), rows
+    assert "noisy truth" in dom and "not causal (offline)" in dom and "model noisy_truth" in dom

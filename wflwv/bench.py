@@ -201,14 +201,9 @@ def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
 
 
 def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
-    videos = open_video_set(root)
-    if not videos.ids():
-        raise WflwvError(root, "no videos found (expected videos/<ID>.mp4, or 300-VW's <ID>/vid.avi)")
-    splits = videos.splits()
-    items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
-    inputs = {video_id: videos.input_digests(video_id) for video_id in items}
-    video_scheme = video_set_scheme(videos, items)
-    entrants = [set_entrant(label, folder, items, video_scheme) for label, folder in predictions.items()]  # checked before any model runs
+    splits, items, inputs = load_videos(root)
+    video_scheme = video_set_scheme(open_video_set(root), items)
+    entrants = [set_entrant(label, folder, items, root, video_scheme) for label, folder in predictions.items()]  # checked before any model runs
     check_extra_schemes(root, settings.schemes, video_scheme, [MODEL_SCHEME] * len(models) + [entrant.scheme for entrant in entrants])
     entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
     entrants = [scored for entrant in entrants for scored in in_schemes(entrant, video_scheme, settings.schemes)]
@@ -265,6 +260,16 @@ def in_scheme(entrant: Entrant, scheme: str, label: str) -> Entrant:
 def truth_in(items: dict[str, VideoItem], video_scheme: str, scheme: str) -> dict[str, VideoItem]:
     """The videos with their ground truth converted to `scheme`."""
     return {i: dataclasses.replace(item, landmarks=convert(item.landmarks, video_scheme, scheme)) for i, item in items.items()}
+
+
+def load_videos(root: Path) -> tuple[dict[str, list[str]], dict[str, VideoItem], dict[str, dict[str, str]]]:
+    """A video set as benched (WFLW-V or 300-VW layout): its splits, every listed video, and the digests of each one's files."""
+    videos = open_video_set(root)
+    if not videos.ids():
+        raise WflwvError(root, "no videos found (expected videos/<ID>.mp4, or 300-VW's <ID>/vid.avi)")
+    splits = videos.splits()
+    items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
+    return splits, items, {video_id: videos.input_digests(video_id) for video_id in items}
 
 
 def video_set_digest(inputs: dict[str, dict[str, str]], splits: dict[str, list[str]]) -> str:
@@ -341,19 +346,28 @@ def with_differences(table: pd.DataFrame, per_video: pd.DataFrame, splits: dict[
 
 
 def write_entries(path: Path, board: Leaderboard, digests: dict[tuple[str, str], str], video_set: str, splits: dict[str, list[str]], settings: BenchSettings) -> None:
-    """One leaderboard entry per method (JSON lines): its row with intervals, the digests of its predictions and of the video set, the version."""
+    """One leaderboard entry per method (JSON lines): its row with intervals, the digests of its predictions and of the video set, the version,
+    and the entry's own digest (an edit of its row is detected; `wflwv leaderboard merge --verify` recomputes the row)."""
     entries = []
     for row in board.table.to_dict("records"):
-        entries.append({"model": row["model"], "method": row["method"], "row": {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()},
-                        "norm": board.norm, "nmf_definition": board.nmf_definition, "prediction_set": digests[row["model"], row["method"]],
-                        "video_set": video_set, "splits": {name: len(ids) for name, ids in splits.items()},
-                        "bootstrap": {"resamples": settings.resamples, "seed": settings.seed}, "wflwv_version": __version__})  # fmt: skip
+        entry = {"model": row["model"], "method": row["method"], "row": {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()},
+                 "norm": board.norm, "nmf_definition": board.nmf_definition, "prediction_set": digests[row["model"], row["method"]],
+                 "video_set": video_set, "splits": {name: len(ids) for name, ids in splits.items()},
+                 "bootstrap": {"resamples": settings.resamples, "seed": settings.seed}, "wflwv_version": __version__}  # fmt: skip
+        entries.append(entry | {"entry_digest": entry_digest(json.loads(json.dumps(entry)))})
     io.save_text(path, "".join(json.dumps(entry) + "\n" for entry in entries))
 
 
-def set_entrant(label: str, folder: Path, items: dict[str, VideoItem], video_scheme: str) -> Entrant:
-    """A prediction set as an entrant: its landmarks, checked against the videos and their point scheme, as its raw run."""
-    landmarks = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()})
+def entry_digest(entry: dict) -> str:
+    """A digest of a leaderboard entry (as read back from JSON) without its own digest: binds its row to its prediction and video-set digests."""
+    fields = {key: value for key, value in entry.items() if key != "entry_digest"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def set_entrant(label: str, folder: Path, items: dict[str, VideoItem], videos: Path, video_scheme: str) -> Entrant:
+    """A prediction set as an entrant: its landmarks, checked against the videos (not linked into them) and their
+    point scheme, as its raw run."""
+    landmarks = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()}, videos)
     method, scheme = read_method(folder), prediction_set_scheme(folder, landmarks)
     try:
         common_scheme([scheme, video_scheme])

@@ -99,15 +99,19 @@ def filter_list(ctx, param, value: str) -> tuple[str, ...]:
 
 def named_folders(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
     """--predictions NAME=DIR (or DIR: the name of its method.json, else of the folder) as {name: folder}."""
-    from wflwv.predictions import read_method
+    from wflwv.predictions import read_method, validate_method_name
 
     sets = {}
     for value in values:
-        name, _, folder = value.partition("=") if "=" in value else ("", "", value)
+        name, _, folder = value.partition("=") if "=" in value else (None, "", value)
         path = Path(folder)
         if not path.is_dir():
             raise WflwvError(path, "no such prediction set folder")
-        name = name or read_method(path).name
+        named_in = "" if name is not None else f"{path / 'method.json'}: "
+        try:
+            name = validate_method_name(read_method(path).name if name is None else name)
+        except WflwvError as error:
+            raise click.BadParameter(named_in + error.problem if error.path is None else str(error)) from None
         if name in sets:
             raise click.BadParameter(f"two prediction sets are named {name!r}: give them NAME=DIR")
         sets[name] = path
@@ -175,13 +179,16 @@ def leaderboard() -> None:
 
 @leaderboard.command("merge")
 @click.argument("runs", nargs=-1, required=True, type=EXISTING_DIR)
-@click.option("--out", required=True, type=OUT_DIR, help="Where the merged video leaderboard and summary go (.md, .csv, .parquet).")
-def merge(runs: tuple[Path, ...], out: Path) -> None:
+@click.option("--out", required=True, type=OUT_DIR, help="Where the merged video leaderboard and summary go (.md, .csv, .parquet); not one of the RUNS.")
+@click.option("--verify", "videos", type=EXISTING_DIR, help="The video set the runs were scored on: recompute each entry's NME and NMF from its prediction set where the run holds it.")
+def merge(runs: tuple[Path, ...], out: Path, videos: Path | None) -> None:
     """One video leaderboard from the entries of several `wflwv bench` runs on the same video set."""
     from wflwv.leaderboard import merge_entries
     from wflwv.report import video_summary
 
-    board = merge_entries(list(runs))
+    if any(out.resolve() == run.resolve() for run in runs):
+        raise click.BadParameter(f"{out} is one of the runs: its own tables would be overwritten", param_hint="--out")
+    board = merge_entries(list(runs), videos)
     board.write(out)
     video_summary(board).write(out)
     click.echo(video_summary(board).markdown)
@@ -193,7 +200,7 @@ def merge(runs: tuple[Path, ...], out: Path) -> None:
 @click.option("--world-seeds", callback=comma_separated(NON_NEGATIVE), help="World seeds (comma-separated): each world rendered by `wflwv synth` into OUT/worlds/<seed>/data, the world a factor beside the training seed.")
 @click.option("--preset", default="heldout", show_default=True, help="The synth preset of the --world-seeds worlds.")
 @click.option("--out", required=True, type=OUT_DIR, help="Study folder: seeds/<seed>/ (training runs and bench), the tables over seeds, manifest.parquet.")
-@click.option("--seeds", default="0,1,2", show_default=True, callback=comma_separated(NON_NEGATIVE), help="Training seeds (comma-separated): every config is trained once per seed.")
+@click.option("--seeds", default="0,1,2", show_default=True, callback=comma_separated(click.IntRange(0, 2**32 - 1)), help="Training seeds (comma-separated): every config is trained once per seed.")
 @click.option("--configs", default="ldeq_demo,hrnet_demo", show_default=True, callback=comma_separated(str), help="Model configs (comma-separated): names in models/ or TOML paths.")
 @click.option("--ablation", help="Instead of --configs: this config's variants without its equilibrium terms, with each alone, all, and all but each; one ablation table.")
 @click.option("--epochs", type=POSITIVE, help="Override every config's number of epochs.")

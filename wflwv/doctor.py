@@ -5,6 +5,9 @@ found, or what is missing and how to get it. A check that is `required` and fail
 reproduce` before anything runs; the others are advice.
 """
 
+import contextlib
+import http.cookiejar
+import io
 import os
 import shutil
 import subprocess
@@ -60,7 +63,25 @@ def check_cookies(cookies: Path | None) -> Check:
     first = cookies.read_text(errors="replace").lstrip().splitlines()[:1]
     if not first or not (first[0].startswith("# ") or first[0].count("\t") == 6):
         return Check(name, False, f"{cookies} is not a Netscape cookies file", "export the cookies in Netscape format (e.g. a 'cookies.txt' browser extension)")
-    return Check(name, True, f"{cookies}, readable")
+    loaded = yt_dlp_cookies(cookies)
+    if isinstance(loaded, str) or loaded == 0:
+        return Check(name, False, f"yt-dlp loads no cookie from {cookies}" + (f" ({loaded})" if isinstance(loaded, str) else ""),
+                     "export the cookies again: every line holds 7 tab-separated fields, the expiry a number of seconds")
+    return Check(name, True, f"{cookies}, readable, {loaded} cookies as yt-dlp loads them")
+
+
+def yt_dlp_cookies(cookies: Path) -> int | str:
+    """How many cookies yt-dlp loads from a Netscape cookies file (it skips the lines it cannot read), or why it loads none."""
+    from yt_dlp.cookies import YoutubeDLCookieJar
+
+    jar, warnings = YoutubeDLCookieJar(str(cookies)), io.StringIO()
+    try:
+        with contextlib.redirect_stderr(warnings):  # yt-dlp writes a warning per line it skips
+            jar.load(ignore_discard=True, ignore_expires=True)
+    except (OSError, ValueError, http.cookiejar.LoadError) as error:
+        return " ".join(str(error).split())
+    skipped = warnings.getvalue().splitlines()
+    return len(jar) or (skipped[0].removeprefix("WARNING: ").split(":")[0] if skipped else "no cookie lines")
 
 
 def check_gpu() -> Check:

@@ -3,18 +3,26 @@ kill (SIGKILL) leaves only a hidden `.partial.*` file that the next run of its s
 Content digests: what a stage keys its items by."""
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from wflwv.errors import WflwvError
+
 PARTIAL_PREFIX = ".partial."
+# a write that fails with one of these (a full disk, a file-size limit, a file system remounted read-only) ends in one
+# line naming the file, its temporary file removed; a folder that cannot be written at all fails before, at mkstemp
+FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def current_umask() -> int:
@@ -31,17 +39,27 @@ def current_umask() -> int:
 def atomic_path(path: str | Path):
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{PARTIAL_PREFIX}{path.name}.", suffix=path.suffix or ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{PARTIAL_PREFIX}{path.name}.", suffix=path.suffix or ".tmp")
+    except OSError as error:
+        raise WflwvError(path, f"cannot be written ({error.strerror or error})") from None
     os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it 0600; the file should be as open() would make it
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and (error.errno in FULL_OR_READ_ONLY or short_write(error)):
+            raise WflwvError(path, f"cannot be written ({error.strerror or 'No space left on device: ' + str(error)}); nothing was left half-written") from None
         raise
+
+
+def short_write(error: OSError) -> bool:
+    """numpy's tofile on a full disk: an OSError without errno, "N requested and M written"."""
+    return error.errno is None and "requested and" in str(error)
 
 
 def check_writable(folder: str | Path) -> None:
@@ -49,6 +67,79 @@ def check_writable(folder: str | Path) -> None:
     Path(folder).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=folder):
         pass
+
+
+def read_json(path: str | Path, max_bytes: int, max_depth: int):
+    """A JSON file no larger than `max_bytes` nor nested deeper than `max_depth`, checked before it is parsed."""
+    path = Path(path)
+    if path.stat().st_size > max_bytes:
+        raise WflwvError(path, f"{path.stat().st_size} bytes, more than the {max_bytes} allowed")
+    try:
+        return parse_json(path.read_bytes().decode("utf-8"), max_depth)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise WflwvError(path, f"not valid JSON ({error})") from None
+
+
+def parse_json(text: str, max_depth: int):
+    """json.loads, refusing (ValueError) text nested deeper than `max_depth` before parsing it."""
+    depth, deepest, in_string, escaped = 0, 0, False, False
+    for char in text:
+        if in_string:
+            in_string, escaped = (escaped or char != '"'), (not escaped and char == "\\")
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+        elif char in "]}":
+            depth -= 1
+    return json.loads(text)
+
+
+def load_npy(path: str | Path, max_bytes: int, check=lambda shape, dtype: None) -> np.ndarray:
+    """An .npy file, or the `landmarks` array of an .npz, whose header (shape, dtype) is read and passed to `check`
+    (which raises on a bad one) and whose data must fit in `max_bytes`, all before any of the data is read."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        with open(path, "rb") as f:
+            return _read_array(path, f, max_bytes, check)
+    with zipfile.ZipFile(path) as archive:
+        if "landmarks.npy" not in archive.namelist():
+            raise WflwvError(path, f"no 'landmarks' array (keys: {', '.join(n.removesuffix('.npy') for n in archive.namelist()) or 'none'})")
+        size = archive.getinfo("landmarks.npy").file_size
+        if size > max_bytes + 4096:  # the header's few bytes on top of the data
+            raise WflwvError(path, f"'landmarks' decompresses to {size} bytes, more than the {max_bytes} allowed")
+        with archive.open("landmarks.npy") as f:  # never yields more than file_size bytes
+            return _read_array(path, f, max_bytes, check)
+
+
+def _read_array(path: Path, f, max_bytes: int, check) -> np.ndarray:
+    version = np.lib.format.read_magic(f)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise WflwvError(path, f".npy format version {version[0]}.{version[1]}, expected 1.0 or 2.0")
+    shape, fortran, dtype = read_header(f)
+    if dtype.hasobject:
+        raise WflwvError(path, f"dtype {dtype} holds Python objects, expected numbers")
+    check(shape, dtype)
+    size = math.prod(shape) * dtype.itemsize
+    if size > max_bytes:
+        raise WflwvError(path, f"the array {shape} of {dtype} takes {size} bytes, more than the {max_bytes} allowed")
+    array = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+    read = f.readinto(memoryview(array.reshape(-1).view(np.uint8))) if size else 0
+    if read != size:
+        raise WflwvError(path, f"truncated: {read} of the header's {size} bytes of data")
+    return array.T if fortran else array
+
+
+def require_writable(folder: str | Path) -> None:
+    """check_writable, failing with one line naming the folder."""
+    try:
+        check_writable(folder)
+    except OSError as error:
+        raise WflwvError(folder, f"cannot be written ({error.strerror or error})") from None
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:

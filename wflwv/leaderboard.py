@@ -2,44 +2,93 @@
 
 Each run writes RUN/leaderboard_entries.jsonl, one entry per method: its row with intervals, the
 digest of its predictions, the digest of the video set it was scored on, its norm and NMF
-definition, and the wflwv version. Entries merge only when they were scored alike on the same
-video set; the same method twice is kept once when its predictions are the same, refused otherwise.
+definition, the wflwv version, and a digest of the entry itself. Entries merge only when they were
+scored alike on the same video set; the same method twice is kept once when its predictions are the
+same, refused otherwise. An entry whose row was edited no longer matches its digest and is refused;
+the digest is no signature (whoever edits a row can recompute it), so `verify_entries` recomputes
+each row from its prediction set and the video set.
 """
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from wflwv.bench import ENTRIES_FILE
+from wflwv import io
+from wflwv.bench import ENTRIES_FILE, BenchSettings, entry_digest, filter_settings, load_videos, score_method, truth_in, video_set_digest
+from wflwv.data.videoset import video_set_scheme
+from wflwv.data.vw300 import open_video_set
 from wflwv.errors import WflwvError
+from wflwv.predictions import hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest
+from wflwv.schemes import convert
 from wflwv.report import Leaderboard, video_leaderboard
 
 # what every merged entry must share with the first one
 SHARED = {"video_set": "video set", "norm": "NME normalisation", "nmf_definition": "NMF definition"}
 TEXT_COLUMNS = ("model", "method", "curve", "causal", "scheme", "normalisation", "labels")
+MAX_ENTRY_BYTES, MAX_ENTRY_DEPTH, MAX_TEXT = 256 * 1024, 4, 256
+MAX_SCORE = 1e6  # no NME, NMF, share or speed comes near; a larger number is an edit or a bug
 
 
 def read_entries(run: Path) -> list[dict]:
     path = run / ENTRIES_FILE
     if not path.is_file():
         raise WflwvError(path, "no leaderboard entries (run wflwv bench with --videos into this folder)")
-    try:
-        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WflwvError(path, f"not a JSON-lines file of entries ({error})") from None
-    for number, entry in enumerate(entries, 1):
-        missing = [key for key in ("model", "method", "row", "prediction_set", *SHARED) if key not in entry]
-        if missing:
-            raise WflwvError(path, f"entry {number} lacks {', '.join(missing)}")
+    entries = []
+    with open(path, "rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if len(line) > MAX_ENTRY_BYTES:
+                raise WflwvError(path, f"entry {number}: longer than {MAX_ENTRY_BYTES} bytes")
+            try:
+                entry = io.parse_json(line.decode("utf-8"), MAX_ENTRY_DEPTH) if line.strip() else None
+            except (UnicodeDecodeError, ValueError) as error:
+                raise WflwvError(path, f"entry {number}: not a JSON entry ({error})") from None
+            if entry is not None:
+                problem = entry_problem(entry)
+                if problem:
+                    raise WflwvError(path, f"entry {number}: {problem}")
+                entries.append(entry)
+    if not entries:
+        raise WflwvError(path, "holds no entries")
     return entries
 
 
-def merge_entries(runs: list[Path]) -> Leaderboard:
-    """The video leaderboard of every entry of `runs`, refusing entries scored on another video set or differently."""
-    first, kept = None, {}
+def entry_problem(entry) -> str | None:
+    """What is wrong with an entry as read from JSON, or None."""
+    if not isinstance(entry, dict):
+        return f"expected a JSON object, got {type(entry).__name__}"
+    missing = [key for key in ("model", "method", "row", "prediction_set", *SHARED, "entry_digest") if key not in entry]
+    if missing:
+        return f"lacks {', '.join(missing)}" + (" (an older wflwv bench wrote it: rerun the bench, which reuses its cached predictions)" if missing == ["entry_digest"] else "")
+    if not all(isinstance(entry[key], str) and len(entry[key]) <= MAX_TEXT for key in ("model", "method", "prediction_set", *SHARED, "entry_digest")):
+        return f"model, method, prediction_set, {', '.join(SHARED)} and entry_digest must be text of at most {MAX_TEXT} characters"
+    row = entry["row"]
+    if not isinstance(row, dict):
+        return f"row must be a JSON object, got {type(row).__name__}"
+    if (row.get("model"), row.get("method")) != (entry["model"], entry["method"]):
+        return f"its row names {row.get('model')!r} / {row.get('method')!r}, the entry {entry['model']!r} / {entry['method']!r}"
+    for key, value in row.items():
+        if key in TEXT_COLUMNS:
+            if not (value is None or isinstance(value, bool) or (isinstance(value, str) and len(value) <= MAX_TEXT)):
+                return f"row {key}: expected text of at most {MAX_TEXT} characters"
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > MAX_SCORE):
+            return f"row {key}: {str(value)[:40]!r} is not a finite number below {MAX_SCORE:g}"
+    if entry_digest(entry) != entry["entry_digest"]:
+        return f"{entry['model']} / {entry['method']} does not match its entry_digest: the entry was edited after wflwv bench wrote it"
+    return None
+
+
+def merge_entries(runs: list[Path], videos: Path | None = None) -> Leaderboard:
+    """The video leaderboard of every entry of `runs`, refusing entries scored on another video set or differently;
+    with `videos`, each entry's row is first recomputed from its prediction set where the run still holds it."""
+    first, kept, figures = None, {}, {}
     for run in runs:
-        for entry in read_entries(run):
+        entries = read_entries(run)
+        if videos is not None:
+            verify_entries(run, entries, videos)
+        for entry in entries:
             first = first or (entry, run)
             for key, what in SHARED.items():
                 if entry[key] != first[0][key]:
@@ -47,7 +96,53 @@ def merge_entries(runs: list[Path]) -> Leaderboard:
             name = (entry["model"], entry["method"])
             if name in kept and kept[name]["prediction_set"] != entry["prediction_set"]:
                 raise WflwvError(run / ENTRIES_FILE, f"{name[0]} / {name[1]} is also in an earlier run with other predictions: rename one of them")
+            same = figures.setdefault(entry["prediction_set"], (name, point_figures(entry["row"])))
+            if same[1] != point_figures(entry["row"]):
+                raise WflwvError(run / ENTRIES_FILE, f"{name[0]} / {name[1]} has the predictions of {same[0][0]} / {same[0][1]} but other scores")
             kept[name] = entry
     table = pd.DataFrame([entry["row"] for entry in kept.values()])
     table = table.apply(lambda column: column if column.name in TEXT_COLUMNS else pd.to_numeric(column))  # JSON null is NaN
     return video_leaderboard(table, first[0]["norm"], first[0]["nmf_definition"])
+
+
+def point_figures(row: dict) -> dict:
+    """A row's NME and NMF per split, without intervals or differences: what two entries of the same predictions share."""
+    return {key: value for key, value in row.items() if key.startswith(("nme_", "nmf_")) and not key.endswith(("_low", "_high", "_p")) and "_vs_" not in key}
+
+
+def verify_entries(run: Path, entries: list[dict], videos: Path) -> None:
+    """Recompute each entry's NME and NMF per split from its prediction set (a run of the run's bench.json, or a filter
+    over its raw run) on `videos`, refusing any that differ; entries whose set the run no longer holds are left as they are."""
+    splits, items, inputs = load_videos(videos)
+    video_scheme = video_set_scheme(open_video_set(videos), items)
+    if video_set_digest(inputs, splits) != entries[0]["video_set"]:
+        raise WflwvError(videos, f"is not the video set the entries of {run} were scored on")
+    folders = run_folders(run)
+    filters = filter_settings(BenchSettings())
+    for entry in entries:
+        label, method = entry["model"], entry["method"]
+        runs = folders.get(label, {})
+        folder = runs.get(method, runs.get("raw") if method in filters else None)
+        if folder is None or not folder.is_dir():
+            continue
+        raw = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()}, videos)
+        landmarks = raw if method in runs else {i: filters[method].apply_online(hold_missing(p), items[i].fps) for i, p in raw.items()}
+        if predictions_digest(landmarks) != entry["prediction_set"]:
+            raise WflwvError(folder, f"does not hold the predictions of {label} / {method} that {run / ENTRIES_FILE} scores")
+        settings = BenchSettings(norm=entry["norm"], nmf_definition=entry["nmf_definition"])
+        source, scheme = prediction_set_scheme(folder, raw), entry["row"].get("scheme") or video_scheme
+        held = {i: convert(hold_missing(p), source, scheme) for i, p in landmarks.items()}
+        row, _ = score_method(held, {i: convert(hold_missing(p), source, scheme) for i, p in raw.items()}, truth_in(items, video_scheme, scheme), splits, settings)
+        claimed = point_figures(entry["row"])
+        wrong = [key for key, value in point_figures(row).items() if key in claimed and not np.isclose(value, np.nan if claimed[key] is None else claimed[key], rtol=1e-9, equal_nan=True)]
+        if wrong:
+            raise WflwvError(run / ENTRIES_FILE, f"{label} / {method}: {wrong[0]} is {entry['row'][wrong[0]]}, its predictions score {row[wrong[0]]}")
+
+
+def run_folders(run: Path) -> dict[str, dict[str, Path]]:
+    """Each entrant's prediction set folder per run name, from a bench's bench.json ({} without one)."""
+    path = run / "bench.json"
+    if not path.is_file():
+        return {}
+    manifest = io.read_json(path, 16 << 20, 8)
+    return {entrant["label"]: {name: run / folder for name, folder in entrant["runs"].items()} for entrant in manifest.get("models", []) + manifest.get("predictions", [])}

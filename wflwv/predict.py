@@ -94,6 +94,11 @@ def predict_video(video: str | Path, model: LDEQ | LandmarkMethod, out: str | Pa
     video, out = Path(video), Path(out)
     if out.suffix not in FORMATS:
         raise WflwvError(out, f"unknown landmarks format {out.suffix!r}: use {' or '.join(FORMATS)}")
+    for output in (out, overlay):
+        if output is not None and (Path(output).resolve() == video.resolve() or (Path(output).exists() and video.exists() and Path(output).samefile(video))):
+            raise WflwvError(output, f"is the input video {video}: it would be overwritten")
+    if overlay is not None and Path(overlay).resolve() == out.resolve():
+        raise WflwvError(overlay, "is also the landmarks file (--out)")
     info = probe(video)
     if info.n_frames == 0:
         raise WflwvError(video, "video has no frames")

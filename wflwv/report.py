@@ -330,6 +330,7 @@ def write_report(run: Path) -> Path:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WflwvError(manifest_path, f"not a readable bench manifest ({error}): rerun wflwv bench") from None
+    io.require_writable(run)  # a read-only bench folder fails now, before any clip is drawn
     sections = []
     if manifest.get("stills"):
         board = read_leaderboard(run / "still_leaderboard.parquet")
@@ -378,7 +379,7 @@ def clips_section(run: Path, manifest: dict, board: Leaderboard, count: int = 3)
     raw = per_video[(per_video["method"] == "raw") & (per_video["split"] == split)]
     hardest = raw.groupby("id")["nme"].mean().sort_values(ascending=False).index[:count]
     model = (manifest["models"] + manifest.get("predictions", []))[0]
-    methods = ["raw"] + [best_method(board.table, model["label"], "rwr", split)] * model["deq"]
+    methods = ["raw"] + ([best_method(board.table, model["label"], "rwr", split)] if model["deq"] else [])  # a prediction set has no RwR
     legend = ", ".join(f"{name} ({colour})" for name, colour in zip(["ground truth", *methods], ["green", "red", "blue"]))
     figures = []
     for video_id in hardest:

@@ -63,6 +63,9 @@ TERMS = {"warm_start": "warm_start_weight", "spectral": "spectral_weight", "cons
 SPREAD_TARGET, RWR_NMF_TARGET, RWR_NME_TARGET, STILL_TARGET = 1.0, -10.0, 1.0, 3.0
 
 
+MAX_SEED = 2**32 - 1  # torch's and numpy's seeds fit in 32 bits; larger ones overflow the manifest's int64 too
+
+
 @dataclass(frozen=True)
 class StudySettings:
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -97,6 +100,9 @@ def run_worlds_study(world_seeds: tuple[int, ...], out: Path, settings: StudySet
 def study_world(world: Path, out: Path, settings: StudySettings, force: bool) -> list[tuple[int, Path]]:
     """Train and bench every seed not done yet on one world and diagnose its LDEQs; each seed with its folder."""
     stills, videos = world / "stills", world / "videos"
+    repeated = next((seed for seed in settings.seeds if settings.seeds.count(seed) > 1), None)
+    if repeated is not None or not all(0 <= seed <= MAX_SEED for seed in settings.seeds):
+        raise WflwvError(None, f"seeds must be distinct integers from 0 to {MAX_SEED}: {repeated if repeated is not None else max(settings.seeds)} is not")
     for needed in (stills, videos):
         if not needed.is_dir():
             raise WflwvError(needed, "a study needs a world with stills/ and videos/ (wflwv synth)")

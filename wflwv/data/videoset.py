@@ -67,14 +67,19 @@ def check_finite(path: Path, array: np.ndarray, what: str, allow_nan: bool = Fal
 
 def check_landmarks(path: Path, landmarks: np.ndarray) -> np.ndarray:
     """Landmarks of the right shape (a point scheme's count) and type; NaN marks a frame without ground truth (excluded
-    from the scores and counted), infinity is refused, and so is a frame whose outer eye corners coincide (no inter-ocular
-    distance to normalise by)."""
+    from the scores and counted), in every point of the frame or in none; infinity is refused, and so is a frame whose
+    outer eye corners coincide (no inter-ocular distance to normalise by)."""
     if landmarks.ndim != 3 or landmarks.shape[2] != 2 or landmarks.shape[1] not in point_counts():
         counts = " or ".join(map(str, point_counts()))
         raise WflwvError(path, f"landmarks have shape {landmarks.shape}, expected (frames, {counts} points, 2)")
     if not np.issubdtype(landmarks.dtype, np.floating):
         raise WflwvError(path, f"landmarks have dtype {landmarks.dtype}, expected floating point")
     check_finite(path, landmarks, "landmarks", allow_nan=True)
+    missing = np.isnan(landmarks).any(axis=2)  # (frames, points)
+    partial = missing.any(axis=1) & ~missing.all(axis=1)
+    if partial.any():
+        frame = int(np.flatnonzero(partial)[0])
+        raise WflwvError(path, f"landmarks of frame {frame}: {int(missing[frame].sum())} of {landmarks.shape[1]} points are NaN (a frame without ground truth is NaN in every point)")
     left, right = (int(group[0]) for group in scheme_for_points(landmarks.shape[1]).normalisations["interocular"])
     coincide = (landmarks[:, left] == landmarks[:, right]).all(axis=1)
     if coincide.any():

@@ -9,6 +9,7 @@ the training loop's. A checkpoint is a torch.save'd dict with `args` (an argpars
 import argparse
 import pickle
 import re
+import sys
 import tomllib
 import warnings
 from pathlib import Path
@@ -63,6 +64,10 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
         raise WflwvError(path, f"invalid TOML: {error}") from None
     if not isinstance(config.get("args"), dict):
         raise WflwvError(path, "config has no [args] table")
+    known = getattr(sys.modules[_families[config.get("family")].__module__], "OPTIONS", None) if config.get("family") in _families else None
+    unknown = [key for key in config["args"] if known is not None and key not in known]
+    if unknown:
+        raise WflwvError(path, f"[args] {unknown[0]}: not an option of the {config['family']} family (known: {', '.join(known)})")
     with torch.device("meta"):
         _build(config.get("family"), model_args(config), path)
     return config

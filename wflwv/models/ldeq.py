@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from wflwv.models.heatmaps import normalize_heatmaps, probabilities, soft_argmax
 from wflwv.models.options import require_options
 from wflwv.models.solvers import SOLVERS, STOP_MODES, FixedPointResult, anderson, fixed_point_iteration, released_solve, residual
+from wflwv.schema import NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT
 
 OPTIONS = (
     "im_size", "heatmap_size", "n_keypoints", "cell_extra_latent_width", "z_width",
@@ -35,6 +36,12 @@ OPTIONS = (
     "z0_mode", "model_mode", "explicit_depth",
 )  # fmt: skip
 HOURGLASS_LEVELS = 4
+RANGES = {
+    **dict.fromkeys(("im_size", "heatmap_size", "n_keypoints", "z_width", "injection_width", "cell_base_width", "cell_gn_groups", "max_iters", "anderson_m", "explicit_depth"), POSITIVE),
+    **dict.fromkeys(("cell_extra_latent_width", "cell_width_increment"), NON_NEGATIVE),
+    **dict.fromkeys(("cell_softargmax_beta", "anderson_beta"), POSITIVE_FLOAT),
+    **dict.fromkeys(("anderson_lam", "rel_diff_target", "abs_diff_target"), NON_NEGATIVE_FLOAT),
+}
 # How a model is evaluated: wflwv's own conventions, or the authors' release's (docs/protocol.md)
 PROTOCOLS = ("wflwv", "released")
 RELEASED_HEATMAP_EPS = 1e-4  # the release divides each heatmap by 1e-4 + its sum
@@ -55,6 +62,9 @@ class LDEQOutput:
 def check_args(args: argparse.Namespace) -> None:
     """Raise ValueError unless args name a model this module builds."""
     require_options(args, OPTIONS)
+    for name, rule in RANGES.items():
+        if problem := rule.problem(getattr(args, name)):
+            raise ValueError(f"{name}: {problem}")
     expected = {
         "cell_norm": ("softargmax",),
         "z0_mode": ("zeros",),

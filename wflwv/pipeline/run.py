@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from wflwv import schema
+from wflwv import io, schema
 from wflwv.configs import PIPELINES, named_or_path
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS
@@ -196,6 +196,8 @@ def run_pipeline(path: str | Path, executor: Executor = Executor(), device: str 
     path = pipeline_path(path)
     build = Build(path, read_pipeline(path), executor, device, force)
     steps = [step for step in STEPS if step in build.spec and (not only or step in only)]
+    for output in [build.root] + [Path(build.table(step)["out"]) for step in steps if "out" in build.table(step)]:
+        io.require_writable(output)  # every output tried now, not after the members have trained
     if "scrape" in steps and build.table("scrape").get("source") == "ids":
         from wflwv.scrape import read_ids
 

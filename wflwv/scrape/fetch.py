@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError
-from yt_dlp.utils import DownloadError, ExtractorError
+from yt_dlp.utils import DownloadError, ExtractorError, YoutubeDLError
 
 from wflwv.data.video import probe
 from wflwv.scrape.licence import LicenceDecision, LicencePolicy, decide
@@ -102,7 +102,7 @@ def fetch(candidate: Candidate, settings: FetchSettings, folder: Path, start_loc
             if height > settings.max_height:
                 return Fetched(info, None, attempts, licence, failure=f"the video is {height} pixels high, more than {settings.max_height}")
             return Fetched(info, path, attempts, licence)
-        except (DownloadError, ExtractorError) as error:  # format selection raises ExtractorError itself
+        except YoutubeDLError as error:  # format selection raises ExtractorError itself; a refused URL (file://) RequestError
             if attempts > settings.retries or not is_retryable(error):
                 return Fetched(info, None, attempts, licence, failure=describe(error))
         time.sleep(settings.backoff * 2 ** (attempts - 1))
@@ -117,7 +117,7 @@ def metadata(ydl: yt_dlp.YoutubeDL, candidate: Candidate) -> dict:
     return ydl.sanitize_info(raw, remove_private_keys=True)
 
 
-def is_retryable(error: DownloadError | ExtractorError) -> bool:
+def is_retryable(error: YoutubeDLError) -> bool:
     """A server error, a throttle, a cut transfer or a timeout is worth another try; the rest is permanent.
 
     A download that yt-dlp gives up on after its (zero) retries carries no cause: those failures are
@@ -133,7 +133,7 @@ def is_retryable(error: DownloadError | ExtractorError) -> bool:
     return cause is None
 
 
-def describe(error: DownloadError | ExtractorError) -> str:
+def describe(error: YoutubeDLError) -> str:
     return " ".join(str(error).replace("\r", " ").removeprefix("ERROR:").split())
 
 

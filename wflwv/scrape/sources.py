@@ -120,8 +120,10 @@ def read_urls(path: Path) -> list[Candidate]:
     """
     if not path.is_file():
         raise WflwvError(path, "no such file")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        rows = list(csv.DictReader(path.read_bytes().decode("utf-8").splitlines()))
+    except UnicodeDecodeError as error:
+        raise WflwvError(path, f"not UTF-8 text (byte {error.start})") from None
     columns = set(rows[0]) if rows else set()
     licence_column = next((c for c in ("licence", "license") if c in columns), None)
     if "url" not in columns or licence_column is None:
