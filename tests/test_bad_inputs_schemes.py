@@ -1,6 +1,6 @@
 """Bad inputs of point schemes, 300-VW folders and landmark methods, each through the CLI's main(): one line
 naming the file and the problem, exit status 2 (1 for `verify`'s problems, on stdout). docs/errors.md,
-"Point schemes, 300-VW and methods", lists the same cases."""
+"Point schemes, 300-VW and landmark methods", lists the same cases."""
 
 import argparse
 import json
@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from conftest import ldeq_checkpoint, run_main, write_sideways, write_wflwv
-from test_vw300 import format_pts, ibug_points, write_vw300_video
+from test_vw300 import ibug_points, write_vw300_video
 from wflwv import io, methods, schemes
 from wflwv.data.video import probe, read_video
 from wflwv.data.videoset import VideoSet
+from wflwv.data.vw300 import format_pts
 from wflwv.methods.export_onnx import export_onnx
 from wflwv.models import create_model, load_config, save_checkpoint
 
