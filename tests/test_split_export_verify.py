@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,3 +151,15 @@ def test_export_killed_then_one_boxes_file_changed_copies_exactly_the_affected_v
     assert redone_items(stage, finished) == set(ids) - set(finished) | {changed}
     assert np.array_equal(VideoSet(out).load_boxes(changed), VideoSet(build).load_boxes(changed))
     assert not leftover.exists() and verify(out).problems == []
+
+
+def test_export_into_a_deleted_folder_writes_every_video_again(build, tmp_path):
+    split(build, 2)
+    out = tmp_path / "WFLW_V"
+    export(build, out)
+    shutil.rmtree(out)
+    assert export(build, out) == {"hard": 2, "easy": 2}  # the stage's rows say done, but OUT is gone
+    assert verify(out).problems == [] and len(VideoSet(out).ids()) == 4
+    VideoSet(out).landmarks_path(VideoSet(out).ids()[0]).unlink()
+    export(build, out)
+    assert verify(out).problems == []

@@ -44,6 +44,7 @@ from wflwv.data.wflw import ANNOTATIONS_DIR, ATTRIBUTES, SUBSETS, WflwStills, re
 from wflwv.errors import WflwvError
 from wflwv.filters import FILTERS, TemporalFilter, sweep
 from wflwv.inference import VideoStream, is_deq, predict_videos
+from wflwv.landmarks import N_LANDMARKS
 from wflwv.members import fair_items, label_shift, load_member_points
 from wflwv.metrics import memory, padded, score_images, score_videos, temporal_scores
 from wflwv.models import load_checkpoint, multiply_adds, param_count
@@ -67,6 +68,7 @@ from wflwv.tuning import apply as apply_choices
 from wflwv.uncertainty import RESAMPLES, SEED, bootstrap_interval, paired_difference
 
 ENTRIES_FILE = "leaderboard_entries.jsonl"
+MODEL_SCHEME = scheme_for_points(N_LANDMARKS).name  # every model predicts WFLW's points
 
 
 # The paper's adaptive RwR: 2 iterations, 1 where the relative residual from the previous frame's z*
@@ -120,7 +122,7 @@ class RunPredictions:
     name: str
     landmarks: dict[str, np.ndarray]
     iterations: float  # solver iterations per frame; NaN for a prediction set
-    fps: float  # NaN for a prediction set
+    fps: float  # NaN for a prediction set, unless wflwv ran its method (its method.json's fps)
     warm_start: bool
     causal: bool | None
     residual: float = np.nan  # the solver's final residual, median over frames; NaN for a prediction set or a model that is not a DEQ
@@ -214,6 +216,7 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
     splits, items, inputs = load_videos(root)
     video_scheme = video_set_scheme(open_video_set(root), items)
     entrants = [set_entrant(label, folder, items, root, video_scheme) for label, folder in predictions.items()]  # checked before any model runs
+    check_extra_schemes(root, settings.schemes, video_scheme, [MODEL_SCHEME] * len(models) + [entrant.scheme for entrant in entrants])
     entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
     entrants = [scored for entrant in entrants for scored in in_schemes(entrant, video_scheme, settings.schemes)]
     filters = filter_settings(settings)
@@ -244,6 +247,14 @@ def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: P
     plot_nme_vs_nmf(board, out / "nme_vs_nmf.png")
     plot_worst_flicker(board, per_video, entrants, items, video_scheme, out, filters, next(iter(splits)))
     return board, splits
+
+
+def check_extra_schemes(root: Path, extra: tuple[str, ...], video_scheme: str, entrant_schemes: list[str]) -> None:
+    """Refuse an extra scheme that no entrant would be scored on: neither it nor the videos convert to it."""
+    for scheme in extra:
+        if not convertible(video_scheme, scheme) or not any(convertible(entrant, scheme) for entrant in entrant_schemes):
+            entrants = ", ".join(sorted(set(entrant_schemes)))
+            raise WflwvError(root, f"--scheme {scheme}: no entrant can be scored on it (the videos are {video_scheme}, the entrants {entrants})")
 
 
 def in_schemes(entrant: Entrant, video_scheme: str, extra: tuple[str, ...]) -> list[Entrant]:
@@ -375,7 +386,7 @@ def set_entrant(label: str, folder: Path, items: dict[str, VideoItem], videos: P
         common_scheme([scheme, video_scheme])
     except WflwvError as error:
         raise WflwvError(folder, f"{error.problem}: its landmarks are {scheme}, the videos' {video_scheme}") from None
-    runs = [RunPredictions("raw", landmarks, np.nan, np.nan, warm_start=False, causal=method.causal)]
+    runs = [RunPredictions("raw", landmarks, np.nan, np.nan if method.fps is None else method.fps, warm_start=False, causal=method.causal)]
     return Entrant(label, False, runs, {"raw": str(folder.resolve())}, scheme)
 
 

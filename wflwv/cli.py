@@ -492,6 +492,16 @@ def setup_method(names: tuple[str, ...]) -> None:
         click.echo(setup() if setup else f"{name}: nothing to set up (its extra is a pip install)")
 
 
+@cli.command("export-onnx")
+@click.argument("checkpoint", type=IN_FILE)
+@click.option("--out", required=True, type=OUT_DIR, help="Folder for <name>.onnx and its spec <name>.toml.")
+def export_onnx(checkpoint: Path, out: Path) -> None:
+    """Export a (non-DEQ) wflwv checkpoint to ONNX with the spec that `--method onnx:spec=...` runs it with (docs/methods.md)."""
+    from wflwv.methods.export_onnx import export_onnx as export
+
+    click.echo(f"spec: {export(checkpoint, out)}")
+
+
 def main() -> None:
     try:
         sys.exit(cli.main(standalone_mode=False) or 0)

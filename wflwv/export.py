@@ -6,6 +6,7 @@ when the build has its labelling members' own points (wflwv.members).
 """
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def export(build: Path, out: Path, force: bool = False) -> dict[str, int]:
 
     Every item is checked (shapes, finite values, frame counts) before it is copied; every file is
     copied atomically, the video last. Items are those of the stage `export` (BUILD/stages/export),
-    keyed by their source files and OUT: a rerun copies only the videos whose files changed.
+    keyed by their source files and OUT: a rerun copies only the videos whose files changed, or one of
+    whose files is no longer in OUT.
     """
     if Path(out).resolve() == Path(build).resolve():
         raise WflwvError(out, "the export folder must not be the build folder")
@@ -35,7 +37,9 @@ def export(build: Path, out: Path, force: bool = False) -> dict[str, int]:
         "export", Path(build) / "stages" / "export", functools.partial(export_item, source, target), inputs=functools.partial(export_inputs, source, target),
         outputs=tuple(target.root / folder for folder in ("videos", "landmarks", "bboxes")),
     )
-    manifest = run_stage(stage, [i for ids in splits.values() for i in ids], force=force)
+    ids = [i for split_ids in splits.values() for i in split_ids]
+    redo_missing(stage, ids, lambda video_id: exported_files(source, target, video_id))
+    manifest = run_stage(stage, ids, force=force)
     failed = manifest[manifest["status"] != "done"]
     if len(failed):
         raise WflwvError(None, failed["reason"].iloc[0])
@@ -54,6 +58,18 @@ def listed_splits(source: VideoSet) -> dict[str, list[str]]:
 
 
 EXPORTED = (VideoSet.landmarks_path, VideoSet.boxes_path, VideoSet.video_path)  # in copying order: the video, which makes the ID visible, last
+
+
+def exported_files(source: VideoSet, target: VideoSet, video_id: str) -> list[Path]:
+    """Every file the export of a video writes into OUT."""
+    return [member_path(target.root, name, video_id) for name in member_names(source.root)] + [path_of(target, video_id) for path_of in EXPORTED]
+
+
+def redo_missing(stage: Stage, ids: list[str], outputs: Callable[[str], list[Path]]) -> None:
+    """Forget the finished rows of the items one of whose outputs is gone (OUT deleted or pruned since), so that they are done again."""
+    for video_id in ids:
+        if not all(path.is_file() for path in outputs(video_id)):
+            stage.row_path(video_id).unlink(missing_ok=True)
 
 
 def export_item(source: VideoSet, target: VideoSet, video_id: str) -> dict:

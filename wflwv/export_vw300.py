@@ -15,7 +15,7 @@ from rich.progress import track
 from wflwv.data.videoset import SPLITS, VideoSet
 from wflwv.data.vw300 import SCHEME, Vw300Set, annotation_files, pts_name, read_annotation
 from wflwv.errors import WflwvError
-from wflwv.export import Verification, decoded_probe, listed_splits
+from wflwv.export import Verification, decoded_probe, listed_splits, redo_missing
 from wflwv.pipeline.stage import Stage, run_stage
 from wflwv.schemes import convert, scheme_for_points
 
@@ -34,9 +34,7 @@ def export_vw300(build: Path, out: Path, force: bool = False) -> dict[str, int]:
         "export_300vw", Path(build) / "stages" / "export_300vw", functools.partial(export_item, source, target),
         inputs=functools.partial(export_inputs, source, target), outputs=tuple(folder for i in ids for folder in (target.root / i, target.annot_path(i))),
     )
-    for video_id in ids:  # a video removed from OUT since it was written is written again
-        if not target.video_path(video_id).is_file():
-            stage.row_path(video_id).unlink(missing_ok=True)
+    redo_missing(stage, ids, lambda video_id: [target.video_path(video_id)])  # a video removed from OUT since it was written is written again
     manifest = run_stage(stage, ids, force=force)
     failed = manifest[manifest["status"] != "done"]
     if len(failed):

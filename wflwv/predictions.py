@@ -12,6 +12,7 @@ point scheme (else the one with the files' point count).
 import collections
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +46,13 @@ class MethodInfo:
     parameters: dict = field(default_factory=dict)
     causal: bool | None = None  # None: not said
     scheme: str | None = None  # the point scheme; None: the one with the files' point count
+    fps: float | None = None  # frames per second wflwv measured running the method (wflwv.methods.run); None: not measured
 
     def to_json(self) -> dict:
-        return {"name": self.name, "description": self.description, "parameters": self.parameters, "causal": self.causal} | (
-            {"scheme": self.scheme} if self.scheme else {}
-        )
+        optional = {"scheme": self.scheme, "fps": self.fps}
+        return {"name": self.name, "description": self.description, "parameters": self.parameters, "causal": self.causal} | {
+            key: value for key, value in optional.items() if value is not None
+        }
 
 
 def read_method(folder: Path) -> MethodInfo:
@@ -64,12 +67,14 @@ def read_method(folder: Path) -> MethodInfo:
     for key, kind in expected.items():
         if key in data and not (isinstance(data[key], kind) or (key == "causal" and data[key] is None)):
             raise WflwvError(path, f"{key!r} must be a {kind.__name__}")
+    if "fps" in data and not (type(data["fps"]) in (int, float) and 0 < data["fps"] < math.inf):
+        raise WflwvError(path, f"'fps' must be a positive number of frames per second, got {data['fps']!r}")
     if "scheme" in data:
         try:
             get_scheme(data["scheme"])
         except WflwvError as error:
             raise WflwvError(path, error.problem) from None
-    fields = (data.get("description", ""), data.get("parameters", {}), data.get("causal"), data.get("scheme"))
+    fields = (data.get("description", ""), data.get("parameters", {}), data.get("causal"), data.get("scheme"), data.get("fps"))
     return MethodInfo(data.get("name") or folder.resolve().name, *fields)
 
 

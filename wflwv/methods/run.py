@@ -7,6 +7,7 @@ method, its options and their files, the video and its boxes) is unchanged; --fo
 
 import itertools
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from wflwv.methods import FRAMES_PER_CALL, LandmarkMethod, method_label, parse_m
 from wflwv.predictions import METHOD_FILE, MethodInfo
 
 KEYS_FILE = "inputs.json"  # video ID -> the digest its landmarks were made from
+SECONDS_FILE = "seconds.json"  # video ID -> [frames, seconds the method took on them]
 
 
 def method_identity(text: str, method: LandmarkMethod) -> dict:
@@ -45,13 +47,23 @@ def predict_video(method: LandmarkMethod, videos: VideoSet, video_id: str) -> np
 def predict_video_set(text: str, method: LandmarkMethod, videos_root: Path, folder: Path, force: bool = False) -> Path:
     """The method loaded from `text` (NAME[:KEY=VALUE,...]) on every video of a WFLW-V-layout folder, with its boxes, as a prediction set in `folder`."""
     videos, identity = VideoSet(videos_root), method_identity(text, method)
-    done = {} if force or not (folder / KEYS_FILE).is_file() else json.loads((folder / KEYS_FILE).read_text())
+    done, seconds = ({}, {}) if force else (read_json(folder / KEYS_FILE), read_json(folder / SECONDS_FILE))
     for video_id in track(videos.ids(), description=f"{method_label(text)}: videos"):
         key = io.digest({"method": identity, "video": videos.video_path(video_id), "boxes": videos.boxes_path(video_id)})
         if done.get(video_id) != key or not (folder / f"{video_id}.npy").is_file():
-            io.save_npy(folder / f"{video_id}.npy", predict_video(method, videos, video_id))
+            start = time.perf_counter()
+            points = predict_video(method, videos, video_id)
+            seconds[video_id] = [len(points), time.perf_counter() - start]
+            io.save_npy(folder / f"{video_id}.npy", points)
             done[video_id] = key
+            io.save_text(folder / SECONDS_FILE, json.dumps(seconds, indent=2, sort_keys=True) + "\n")
             io.save_text(folder / KEYS_FILE, json.dumps(done, indent=2, sort_keys=True) + "\n")
-    about = MethodInfo(method_label(text), f"wflwv method {text}", parse_method(text)[1], causal=True, scheme=method.scheme)
+    timed = [seconds[i] for i in videos.ids() if i in seconds]
+    fps = sum(frames for frames, _ in timed) / sum(s for _, s in timed) if len(timed) == len(videos.ids()) and timed else None
+    about = MethodInfo(method_label(text), f"wflwv method {text}", parse_method(text)[1], causal=True, scheme=method.scheme, fps=fps)
     io.save_text(folder / METHOD_FILE, json.dumps(about.to_json(), indent=2) + "\n")
     return folder
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
