@@ -567,7 +567,7 @@ CASES = [
     Case("run", "value out of range", run("[split]\nk = 0"), "pipeline.toml: split.k: 0 is not >= 1"),
     Case("run", "unknown key in [scrape.fetch]", run('[scrape]\nsource = "ids"\n[scrape.fetch]\nmax_heigth = 720'), "pipeline.toml: unknown key 'scrape.fetch.max_heigth'"),
     Case("run", "unknown table", run("[bogus]"), "pipeline.toml: unknown key 'bogus'"),
-    Case("run", "unknown scrape source", run('[scrape]\nsource = "ftp"'), "pipeline.toml: scrape.source: 'ftp' is not one of loopback, real, queries, ids, urls"),
+    Case("run", "unknown scrape source", run('[scrape]\nsource = "ftp"'), "pipeline.toml: scrape.source: 'ftp' is not one of loopback, queries, ids, urls, info_json, real"),
     Case("run", "boolean for a number", run("[boxes]\nmin_face = true"), "pipeline.toml: boxes.min_face: True is not a number"),
     Case("run", "min_face above 1", run("[boxes]\nmin_face = 2.0"), "pipeline.toml: boxes.min_face: 2.0 is not <= 1"),
     Case("run", "negative smoothing", run("[boxes]\nsmoothing = -0.1"), "pipeline.toml: boxes.smoothing: -0.1 is not >= 0"),

@@ -176,7 +176,7 @@ def test_shipped_pipelines_are_found_by_name_and_find_their_inputs_beside_them(t
 # fitting switch ([boxes] fit_calibration); bench's --nmf is `nmf`, its models `models`.
 SET_OTHERWISE = {"force", "device", "executor", "address", "build", "data", "config", "out", "seed", "from_landmarks", "round_number",
                  "checkpoints", "nmf_definition"}
-RENAMED = {("boxes", "split"): "fit_split"}
+RENAMED = {("boxes", "split"): "fit_split", ("export", "layout"): "format"}
 
 
 @pytest.mark.parametrize("step, command", [("world", "synth"), ("members", "train"), ("scrape", "scrape"), ("boxes", "boxes"), ("label", "label"),

@@ -123,8 +123,8 @@ def write_tables(units: list[tuple[int | None, int, Path]], out: Path, settings:
     """The tables over the runs (world or None, seed, its folder), written to `out`; returns them by name."""
     videos_table, stills_table = unit_tables(units, "video_leaderboard"), unit_tables(units, "still_leaderboard")
     tables = {
-        "video_study": over_seeds(videos_table, ["model", "method", "curve"]),
-        "still_study": over_seeds(stills_table, ["model"]),
+        "video_study": over_seeds(videos_table, ["model", "method", "curve", *described(videos_table)]),
+        "still_study": over_seeds(stills_table, ["model", *described(stills_table)]),
         "rwr_study": rwr_effect(videos_table),
         "rwr_vs_filter": rwr_against_filters(videos_table),
         "equilibrium_study": equilibrium_table(units, settings),
@@ -190,6 +190,11 @@ def unit_columns(world: int | None, seed: int) -> dict:
 def unit_keys(table: pd.DataFrame) -> list[str]:
     """The columns that name a run: the training seed, and the world seed in a study of several worlds."""
     return [column for column in ("world", "seed") if column in table.columns]
+
+
+def described(table: pd.DataFrame) -> list[str]:
+    """The columns that say how a row was scored (its point scheme and normalisation): the same in every run of the row."""
+    return [column for column in ("scheme", "normalisation") if column in table.columns]
 
 
 def over_seeds(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

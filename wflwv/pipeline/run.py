@@ -68,7 +68,7 @@ SCHEMA = {
               "fit_stills": PATH, "fit_split": str, "predictors": [PATH]},
     "label": {"members": [PATH], "ensemble_dir": PATH, "methods": [str], "corrections": PATH, "batch_size": schema.POSITIVE},
     "split": {"k": schema.POSITIVE},
-    "export": {"out": PATH},
+    "export": {"out": PATH, "format": ("wflwv", "300vw")},
     "oracle": {},
     "bench": {"models": [MODEL], "predictions": PATHS_BY_NAME, "methods": [str], "out": PATH, "videos": PATH, "stills": PATH, "epochs": schema.POSITIVE,
               "slots": schema.POSITIVE, "try_compile": bool, "rwr_iters": [schema.POSITIVE], "adaptive_tol": schema.NON_NEGATIVE_FLOAT,
@@ -196,12 +196,12 @@ def run_pipeline(path: str | Path, executor: Executor = Executor(), device: str 
     path = pipeline_path(path)
     build = Build(path, read_pipeline(path), executor, device, force)
     steps = [step for step in STEPS if step in build.spec and (not only or step in only)]
-    for output in [build.root] + [Path(build.table(step)["out"]) for step in steps if "out" in build.table(step)]:
-        io.require_writable(output)  # every output tried now, not after the members have trained
     if "scrape" in steps and build.table("scrape").get("source") == "ids":
         from wflwv.scrape import read_ids
 
         read_ids(Path(build.input_path("scrape", "ids")))  # a missing list stops the run now, not after the members have trained
+    for output in [build.root] + [Path(build.table(step)["out"]) for step in steps if "out" in build.table(step)]:
+        io.require_writable(output)  # every output tried now, before anything is made
     for step in steps:
         console.rule(f"[bold]{step}")
         STEP_FUNCTIONS[step](build)
@@ -363,10 +363,12 @@ def split(build: Build) -> None:
 
 
 def export(build: Build) -> None:
-    from wflwv.export import export as run_export
-    from wflwv.export import verify
+    from wflwv.export import export as export_wflwv
+    from wflwv.export import verify as verify_wflwv
+    from wflwv.export_vw300 import export_vw300, verify_vw300
 
     out = Path(build.require("export", "out"))
+    run_export, verify = (export_vw300, verify_vw300) if build.table("export").get("format") == "300vw" else (export_wflwv, verify_wflwv)
     console.print(f"export: {run_export(build.root, out, build.force)} videos in {out}")
     verification = verify(out)
     if verification.problems:
