@@ -748,5 +748,8 @@ def test_merge_verify_recomputes_every_genuine_row(bench_run, bench_world, world
         result = run_main(capsys, "leaderboard", "merge", run, "--verify", videos, "--out", tmp_path / run.name)
         assert result.returncode == 0, result.stderr
         assert len(pd.read_parquet(tmp_path / run.name / "video_leaderboard.parquet")) == len(pd.read_parquet(run / "video_leaderboard.parquet"))
-    refused = run_main(capsys, "leaderboard", "merge", world.run, "--verify", bench_world.videos, "--out", tmp_path / "other")
+    other = Path(shutil.copytree(world.videos, tmp_path / "other_videos"))
+    moved = np.load(other / "landmarks" / "h1.npy")
+    np.save(other / "landmarks" / "h1.npy", moved + 1.0)  # another video set: one video's truth differs
+    refused = run_main(capsys, "leaderboard", "merge", world.run, "--verify", other, "--out", tmp_path / "other")
     assert refused.returncode == 2 and "is not the video set the entries of" in refused.stderr
