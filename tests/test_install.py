@@ -57,15 +57,24 @@ print(Calibration.load().fitted_on)
 print(read_pipeline(pipeline_path("wflwv"))["scrape"]["queries"], (pipeline_path("wflwv").parent / "queries.txt").is_file())
 from wflwv.schemes import get_scheme, scheme_names
 print(*scheme_names(), get_scheme("wflw98").maps["ibug68"].shape[0])
+from wflwv.configs import MODELS, PIPELINES, shipped_names
+models = [load_ensemble(n) if n.startswith("ensemble") else load_config(n) for n in shipped_names(MODELS)]
+pipelines = [read_pipeline(pipeline_path(n)) for n in shipped_names(PIPELINES)]
+print(len(models), len(pipelines))
+import wflwv.methods.faceapi
+from wflwv.methods import method_names
+print(*method_names(), Path(wflwv.methods.faceapi.__file__).with_name("faceapi_worker.js").is_file())
 """
     result = run_installed(installed, tmp_path, str(installed / "python"), "-c", script)
     assert result.returncode == 0, result.stderr
-    package, config, calibration, pipeline, schemes = result.stdout.splitlines()
+    package, config, calibration, pipeline, schemes, configs, methods = result.stdout.splitlines()
     assert Path(package).is_relative_to(installed.parent) and not Path(package).is_relative_to(REPO)
     assert config.split()[0] == "ldeq" and int(config.split()[1]) > 1
     assert "synthetic world" in calibration
     assert pipeline == "queries.txt True"
     assert schemes == "ibug68 mediapipe478 wflw98 68"
+    assert configs == f"{len(list((REPO / 'models').glob('*.toml')))} {len(list((REPO / 'pipelines').glob('*.toml')))}"  # every config loads
+    assert methods.split() == ["dlib68", "faceapi68", "mediapipe478", "onnx", "True"]
 
 
 def test_a_users_own_config_path_still_loads(installed, tmp_path):
