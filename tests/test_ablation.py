@@ -162,3 +162,8 @@ def test_a_study_over_world_seeds_renders_each_world_and_gives_intervals_over_bo
     for both in (["--world", worlds[0]], []):
         result = run_main(capsys, "study", *both, "--world-seeds" if both else "--seeds", "1", "--out", tmp_path / "x")
         assert result.returncode == 2 and "give either --world or --world-seeds" in result.stderr
+    ignored = {"--preset": "a --world is rendered already", "--configs": "give --configs or --ablation"}  # never silently ignored
+    for option, problem in ignored.items():
+        extra = ["--preset", "tiny"] if option == "--preset" else ["--ablation", "ldeq_demo", "--configs", "hrnet_demo"]
+        result = run_main(capsys, "study", "--world", worlds[0], *extra, "--out", tmp_path / "y")
+        assert result.returncode == 2 and problem in result.stderr

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from wflwv.errors import WflwvError
 
@@ -212,6 +213,11 @@ def study(world: Path | None, world_seeds: tuple[int, ...] | None, preset: str, 
 
     if (world is None) == (world_seeds is None):
         raise click.UsageError("give either --world or --world-seeds")
+    given = {name for name in ("preset", "configs") if click.get_current_context().get_parameter_source(name) is not ParameterSource.DEFAULT}
+    if world and "preset" in given:
+        raise click.UsageError("--preset renders the --world-seeds worlds; a --world is rendered already")
+    if ablation and "configs" in given:
+        raise click.UsageError("--ablation makes its own configs: give --configs or --ablation")
     settings = StudySettings(seeds, configs, epochs, ablation=ablation)
     boards = run_study(world, out, settings, force=force) if world else run_worlds_study(world_seeds, out, settings, preset, force=force)
     for name in ("ablation",) if ablation else ("rwr_study", "rwr_vs_filter", "equilibrium_study"):
