@@ -102,7 +102,7 @@ def solver_operations(model: LDEQ) -> Table:
                        "5 muls and 15 copies more than now (torch.profiler, same run), and the DEQ layer gathered the running rows' injection "
                        "(B x injection_width x 64 x 64) for each evaluation even when every row ran: 7 index copies more (16 then, 9 now): "
                        "together the ~10 ms a frame it lost to the authors' loop.",
-                       "The stop test's one-element ops cost 10-20 us each with their dispatch. Until 2026-12-06 21:25 the solver tested every sample's "
+                       "The stop test's one-element ops cost 10-20 us each with their dispatch. Until 2026-12-06 21:23 the solver tested every sample's "
                        "cap on every iteration (stop test 36, index 7 a frame then): wflwv's aten time was 0.35 ms a frame above the authors' "
                        "(torch.profiler, both loops with the cell replaced by z / 2 + 1 / 4 to expose the loop); it now tests the caps from the "
                        "first iteration that reaches one, and the loop's gap fell from 0.48 to 0.17 ms a frame in the same check."]
@@ -146,7 +146,7 @@ def run(device: str, quick: bool, checkpoint: Path | None = None) -> list[Table]
     table.notes += [f"{count} videos of {length} frames (640x360 H.264), {rounds} interleaved rounds; the checkpoint: ldeq_paper's geometry at widths "
                     f"{WIDTHS}, plain iteration, cap 6, tolerance 0, in the authors' format, its cell's weights on z x {Z_WEIGHT_SCALE}.",
                     "The authors' loop decodes with OpenCV and crops with their conventions; wflwv decodes with PyAV. Evaluations as the release counts them.",
-                    "Until 2026-12-06 21:22 wflwv's decoder converted each frame to RGB with VideoFrame.to_ndarray, which sets up a fresh swscale "
+                    "Until 2026-12-06 21:23 wflwv's decoder converted each frame to RGB with VideoFrame.to_ndarray, which sets up a fresh swscale "
                     "context per frame: 0.37 ms a 640x360 frame against 0.16 with one converter per video (identical pixels). With the cell replaced "
                     "by z / 2 + 1 / 4 in both loops, what was left of wflwv's cold frame beyond the authors' fell from 1.42 to 0.48 ms.",
                     "Page faults: the process's minor faults per frame (getrusage). In a fresh process (2026-12-06) wflwv's cold frame faulted 485 "
