@@ -5,9 +5,10 @@ geometry sweep's small widths, plain iteration with cap 6 and tolerance 0, so th
 its full cap in both loops: 7 evaluations in cold start, 2 under RwR (1 it), as the release counts
 them. Its cell is made a contraction (its weights on z scaled down), so the two loops' landmarks
 can be compared too. The full path is timed in both: decoding, cropping, solving, mapping back.
-The loops run interleaved over many short rounds, in alternating order (ABC, CBA, ...), so that a
-load on the machine hits them alike: a loop's frames/s is its median round, its ratio to the
-authors' the median of the two's ratios within each round, with the range of the middle half.
+The loops run interleaved over many short rounds, in alternating order, starting one loop further
+each round (ABC, ACB, CAB, CBA, ...), so that a load on the machine hits them alike and no loop
+runs twice in a row: a loop's frames/s is its median round, its ratio to the authors' the median
+of the two's ratios within each round, with the range of the middle half.
 
 A second table is the profile that found the cold path's extra cost: torch.profiler's count of
 full-size tensor operations per cold-start frame, outside the cell's own, in each loop's solver.
@@ -125,7 +126,9 @@ def run(device: str, quick: bool, checkpoint: Path | None = None) -> list[Table]
                 lambda rwr=rwr, cap=cap: wflwv_run(tuned, videos, rwr, cap, choices.batch, choices.channels_last, choices.prefetch))
         seconds, faults, outputs = {key: [] for key in loops}, {key: [] for key in loops}, {}
         for round_ in range(rounds):
-            for key in list(loops)[:: 1 if round_ % 2 == 0 else -1]:
+            # one loop further each round as well: alternation alone runs the first loop twice in a row at every other round's start
+            shifted = list(loops)[round_ % len(loops):] + list(loops)[: round_ % len(loops)]
+            for key in shifted[:: 1 if round_ % 2 == 0 else -1]:
                 with torch_threads(choices.threads):
                     start, faulted = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                     outputs[key] = loops[key]()
