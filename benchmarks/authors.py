@@ -5,9 +5,10 @@ geometry sweep's small widths, plain iteration with cap 6 and tolerance 0, so th
 its full cap in both loops: 7 evaluations in cold start, 2 under RwR (1 it), as the release counts
 them. Its cell is made a contraction (its weights on z scaled down), so the two loops' landmarks
 can be compared too. The full path is timed in both: decoding, cropping, solving, mapping back.
-The loops run interleaved over many short rounds, in alternating order (ABC, CBA, ...), so that a
-load on the machine hits them alike: a loop's frames/s is its median round, its ratio to the
-authors' the median of the two's ratios within each round, with the range of the middle half.
+The loops run interleaved over many short rounds, in alternating order, starting one loop further
+each round (ABC, ACB, CAB, CBA, ...), so that a load on the machine hits them alike and no loop
+runs twice in a row: a loop's frames/s is its median round, its ratio to the authors' the median
+of the two's ratios within each round, with the range of the middle half.
 
 A second table is the profile that found the cold path's extra cost: torch.profiler's count of
 full-size tensor operations per cold-start frame, outside the cell's own, in each loop's solver.
@@ -84,6 +85,7 @@ def solver_operations(model: LDEQ) -> Table:
               "authors' loop": lambda: authors_loop.plain_iteration(lambda z: cell(z, injection), z0, args.max_iters, 0.0, True),
               "wflwv --protocol released": lambda: model.deq_layer(injection, z0, protocol="released", tol=0.0)}
     names = ("aten::sub", "aten::mul", "aten::add", "aten::copy_", "aten::linalg_vector_norm", "aten::index", "aten::index_put_")
+    stop_test = ("aten::ge", "aten::le", "aten::bitwise_not", "aten::bitwise_or", "aten::bitwise_and", "aten::any")  # one-element ops
     counts = {}
     with torch.inference_mode():
         for label, solve in solves.items():
@@ -91,16 +93,20 @@ def solver_operations(model: LDEQ) -> Table:
             with profile() as trace:
                 solve()
             events = {event.key: event.count for event in trace.key_averages()}
-            counts[label] = [events.get(name, 0) for name in names]
+            counts[label] = [*(events.get(name, 0) for name in names), sum(events.get(name, 0) for name in stop_test)]
     table = Table("The profile that found the cold path's cost: tensor operations per cold-start frame beyond the cell's (plain iteration, cap 6)",
-                  ["solver", *(name.removeprefix("aten::") for name in names)])
+                  ["solver", *(name.removeprefix("aten::") for name in names), "stop test (ge, le, bitwise, any)"])
     cell_alone = counts.pop("7 evaluations of the cell alone")
     table.rows += [[label, *(n - c for n, c in zip(found, cell_alone))] for label, found in counts.items()]
-    table.notes.append("Each sub, mul or add here runs over a whole state (98 x 64 x 64 floats, 1.6 MB). Before 2026-12-06 wflwv's plain iteration "
+    table.notes += ["Each sub, mul or add here runs over a whole state (98 x 64 x 64 floats, 1.6 MB). Before 2026-12-06 wflwv's plain iteration "
                        "(Anderson with a memory of one) stored each f(x) and residual in its history and mixed them, f(x) - 0 x g: per frame 5 subs, "
                        "5 muls and 15 copies more than now (torch.profiler, same run), and the DEQ layer gathered the running rows' injection "
                        "(B x injection_width x 64 x 64) for each evaluation even when every row ran: 7 index copies more (16 then, 9 now): "
-                       "together the ~10 ms a frame it lost to the authors' loop.")
+                       "together the ~10 ms a frame it lost to the authors' loop.",
+                       "The stop test's one-element ops cost 10-20 us each with their dispatch. Until 2026-12-06 21:23 the solver tested every sample's "
+                       "cap on every iteration (stop test 36, index 7 a frame then): wflwv's aten time was 0.35 ms a frame above the authors' "
+                       "(torch.profiler, both loops with the cell replaced by z / 2 + 1 / 4 to expose the loop); it now tests the caps from the "
+                       "first iteration that reaches one, and the loop's gap fell from 0.48 to 0.17 ms a frame in the same check."]
     return table
 
 
@@ -120,7 +126,9 @@ def run(device: str, quick: bool, checkpoint: Path | None = None) -> list[Table]
                 lambda rwr=rwr, cap=cap: wflwv_run(tuned, videos, rwr, cap, choices.batch, choices.channels_last, choices.prefetch))
         seconds, faults, outputs = {key: [] for key in loops}, {key: [] for key in loops}, {}
         for round_ in range(rounds):
-            for key in list(loops)[:: 1 if round_ % 2 == 0 else -1]:
+            # one loop further each round as well: alternation alone runs the first loop twice in a row at every other round's start
+            shifted = list(loops)[round_ % len(loops):] + list(loops)[: round_ % len(loops)]
+            for key in shifted[:: 1 if round_ % 2 == 0 else -1]:
                 with torch_threads(choices.threads):
                     start, faulted = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                     outputs[key] = loops[key]()
@@ -141,6 +149,9 @@ def run(device: str, quick: bool, checkpoint: Path | None = None) -> list[Table]
     table.notes += [f"{count} videos of {length} frames (640x360 H.264), {rounds} interleaved rounds; the checkpoint: ldeq_paper's geometry at widths "
                     f"{WIDTHS}, plain iteration, cap 6, tolerance 0, in the authors' format, its cell's weights on z x {Z_WEIGHT_SCALE}.",
                     "The authors' loop decodes with OpenCV and crops with their conventions; wflwv decodes with PyAV. Evaluations as the release counts them.",
+                    "Until 2026-12-06 21:23 wflwv's decoder converted each frame to RGB with VideoFrame.to_ndarray, which sets up a fresh swscale "
+                    "context per frame: 0.37 ms a 640x360 frame against 0.16 with one converter per video (identical pixels). With the cell replaced "
+                    "by z / 2 + 1 / 4 in both loops, what was left of wflwv's cold frame beyond the authors' fell from 1.42 to 0.48 ms.",
                     "Page faults: the process's minor faults per frame (getrusage). In a fresh process (2026-12-06) wflwv's cold frame faulted 485 "
                     "times against the authors' 158: its solver wrote each result into a fresh 1.6 MB buffer, mapped anew and faulted in page by "
                     "page. Where every sample stops at once it now returns that evaluation's output itself (188 in the same check); within this "

@@ -59,7 +59,8 @@ def anderson(
     """
     batch, shape = len(z0), z0.shape[1:]
     caps = torch.as_tensor(max_iters, device=z0.device).expand(batch)
-    if batch == 0 or caps.min() < 1 + skip:
+    first_cap, last_cap = (int(caps.min()), int(caps.max())) if batch else (0, 0)
+    if first_cap < 1 + skip:
         raise ValueError(f"need a non-empty batch and max_iters of at least {1 + skip}, got {batch} samples and max_iters {max_iters}")
     solution = None  # allocated at the first partial write; where every sample stops at once, that evaluation's output itself
     iterations = torch.zeros(batch, dtype=torch.long, device=z0.device)
@@ -71,9 +72,9 @@ def anderson(
     # f(x) - (1 - beta) g, plain iteration for beta = 1: each full-size copy or product more an iteration
     # costs about as much as the release's whole loop outside f (benchmarks/authors.py's profile table).
     rows, x = torch.arange(batch, device=z0.device), z0.flatten(1)
-    history = min(m, int(caps.max()) - 1) if m > 1 else 0
+    history = min(m, last_cap - 1) if m > 1 else 0
     past_f, past_g = z0.new_empty(batch, history, x.shape[1]), z0.new_empty(batch, history, x.shape[1])
-    for k in range(int(caps.max())):
+    for k in range(last_cap):
         fx = f(x.reshape(-1, *shape), rows).flatten(1).to(z0.dtype)  # under autocast f and the mixing run in bf16
         g = fx - x
         r = _residual(g, fx, stop_mode)
@@ -81,16 +82,20 @@ def anderson(
             solution = z0.new_empty(batch, x.shape[1]) if solution is None else solution
             lower = (r < residuals[rows]) | (k == skip)
             solution[rows[lower]], residuals[rows[lower]] = (x if keep_input else fx)[lower], r[lower]
-        done = (~(r >= tol) | (caps[rows] <= k + 1)) & (k >= skip)  # a NaN residual stops too
-        if done.any():
-            finished = rows[done]
+        # the caps are tested only once one is reached: each small tensor operation an iteration costs
+        # 10-20 us of a frame on the CPU, against the release's one float comparison (benchmarks/authors.py)
+        done = None if k < skip else ~(r >= tol)  # a NaN residual stops too
+        if done is not None and k + 1 >= first_cap:
+            done |= caps[rows] <= k + 1
+        if done is not None and done.any():
+            finished, every = rows[done], bool(done.all())
             iterations[finished] = k + 1
             if not keep_lowest and solution is None and len(finished) == batch:
                 solution, residuals = fx, r  # no fresh 1.6 MB buffer a frame to fault in page by page (benchmarks/authors.py)
             elif not keep_lowest:
                 solution = z0.new_empty(batch, x.shape[1]) if solution is None else solution
-                solution[finished], residuals[finished] = (fx, r) if done.all() else (fx[done], r[done])
-            if done.all():
+                solution[finished], residuals[finished] = (fx, r) if every else (fx[done], r[done])
+            if every:
                 break
             running = ~done
             rows, fx, g, past_f, past_g = rows[running], fx[running], g[running], past_f[running], past_g[running]
