@@ -16,7 +16,7 @@ from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet
 from wflwv.errors import WflwvError
 from wflwv.inference import VideoStream, predict_videos
-from wflwv.methods import LandmarkMethod, load_method, method_names, register_method
+from wflwv.methods import load_method, method_names, register_method
 from wflwv.models import create_model, load_config
 from wflwv.predictions import point_columns
 from wflwv.schemes import convert

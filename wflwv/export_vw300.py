@@ -12,7 +12,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
-from wflwv.data.videoset import SPLITS, VideoSet
+from wflwv.data.videoset import VideoSet
 from wflwv.data.vw300 import SCHEME, Vw300Set, annotation_files, pts_name, read_annotation
 from wflwv.errors import WflwvError
 from wflwv.export import Verification, decoded_probe, listed_splits, redo_missing

@@ -9,7 +9,6 @@ the digest is no signature (whoever edits a row can recompute it), so `verify_en
 each row from its prediction set and the video set.
 """
 
-import json
 import math
 from pathlib import Path
 
