@@ -170,11 +170,12 @@ def load_prediction_set(folder: Path, frame_counts: dict[str, int], videos: Path
     if not folder.is_dir():
         raise WflwvError(folder, "no such prediction set folder")
     declared = read_method(folder).scheme
+    truth = None if videos is None else VideoSet(videos)
     landmarks, paths = {}, {}
     for video_id, frames in frame_counts.items():
         paths[video_id] = path = prediction_file(folder, video_id)
-        if videos is not None:
-            check_outside(path, VideoSet(videos), video_id)
+        if truth is not None:
+            check_outside(path, truth, video_id)
         points = read_landmarks(path, frames)
         if np.isnan(points).any(axis=(1, 2)).all():
             always = np.flatnonzero(np.isnan(points).any(axis=2).all(axis=0))
