@@ -213,8 +213,7 @@ def prediction_folder(bench_model: BenchModel, run: ModelRun) -> str:
 
 
 def bench_videos(models: list[BenchModel], predictions: dict[str, Path], root: Path, out: Path, settings: BenchSettings, force: bool) -> tuple[Leaderboard, dict[str, list[str]]]:
-    splits, items, inputs = load_videos(root)
-    video_scheme = video_set_scheme(open_video_set(root), items)
+    splits, items, inputs, video_scheme = load_videos(root)
     entrants = [set_entrant(label, folder, items, root, video_scheme) for label, folder in predictions.items()]  # checked before any model runs
     check_extra_schemes(root, settings.schemes, video_scheme, [MODEL_SCHEME] * len(models) + [entrant.scheme for entrant in entrants])
     entrants = [model_entrant(m, items, inputs, out, settings, force) for m in models] + entrants
@@ -275,14 +274,15 @@ def truth_in(items: dict[str, VideoItem], video_scheme: str, scheme: str) -> dic
     return {i: dataclasses.replace(item, landmarks=convert(item.landmarks, video_scheme, scheme)) for i, item in items.items()}
 
 
-def load_videos(root: Path) -> tuple[dict[str, list[str]], dict[str, VideoItem], dict[str, dict[str, str]]]:
-    """A video set as benched (WFLW-V or 300-VW layout): its splits, every listed video, and the digests of each one's files."""
+def load_videos(root: Path) -> tuple[dict[str, list[str]], dict[str, VideoItem], dict[str, dict[str, str]], str]:
+    """A video set as benched (WFLW-V or 300-VW layout): its splits, every listed video, the digests of each one's files,
+    and its point scheme."""
     videos = open_video_set(root)
     if not videos.ids():
         raise WflwvError(root, "no videos found (expected videos/<ID>.mp4, or 300-VW's <ID>/vid.avi)")
     splits = videos.splits()
     items = {video_id: videos.load(video_id) for video_id in sorted({i for ids in splits.values() for i in ids})}
-    return splits, items, {video_id: videos.input_digests(video_id) for video_id in items}
+    return splits, items, {video_id: videos.input_digests(video_id) for video_id in items}, video_set_scheme(videos, items)
 
 
 def video_set_digest(inputs: dict[str, dict[str, str]], splits: dict[str, list[str]]) -> str:

@@ -17,8 +17,6 @@ import pandas as pd
 
 from wflwv import io
 from wflwv.bench import ENTRIES_FILE, BenchSettings, entry_digest, filter_settings, load_videos, score_method, truth_in, video_set_digest
-from wflwv.data.videoset import video_set_scheme
-from wflwv.data.vw300 import open_video_set
 from wflwv.errors import WflwvError
 from wflwv.predictions import hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest
 from wflwv.schemes import convert
@@ -112,8 +110,7 @@ def point_figures(row: dict) -> dict:
 def verify_entries(run: Path, entries: list[dict], videos: Path) -> None:
     """Recompute each entry's NME and NMF per split from its prediction set (a run of the run's bench.json, or a filter
     over its raw run) on `videos`, refusing any that differ; entries whose set the run no longer holds are left as they are."""
-    splits, items, inputs = load_videos(videos)
-    video_scheme = video_set_scheme(open_video_set(videos), items)
+    splits, items, inputs, video_scheme = load_videos(videos)
     if video_set_digest(inputs, splits) != entries[0]["video_set"]:
         raise WflwvError(videos, f"is not the video set the entries of {run} were scored on")
     folders = run_folders(run)
