@@ -160,6 +160,13 @@ def test_load_config_by_name_and_by_path(tmp_path):
     assert isinstance(create_model(by_path), LDEQ)
 
 
+def test_a_config_may_set_the_released_inference_options(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(demo_config_text(max_iters="3\ntake_one_less_inference_step = true\ncell_learn_softargmax_beta = true"))
+    args = model_args(load_config(path))
+    assert args.take_one_less_inference_step and args.cell_learn_softargmax_beta
+
+
 @pytest.mark.parametrize(
     "text, problem",
     [
@@ -171,6 +178,7 @@ def test_load_config_by_name_and_by_path(tmp_path):
         (demo_config_text(cell_extra_latent_width=4), r"z_width \(98\) must be n_keypoints \(98\) \+ cell_extra_latent_width \(4\)"),
         (demo_config_text(cell_gn_groups=3), "divisible"),
         (demo_config_text().replace("max_iters", "max_iter"), r"\[args\] max_iter: not an option of the ldeq family"),
+        (demo_config_text(rel_diff_target="nan"), "rel_diff_target.*nan is not a finite number"),
         ("family = \n", "invalid TOML"),
     ],
 )

@@ -70,7 +70,7 @@ def entry_problem(entry) -> str | None:
         if key in TEXT_COLUMNS:
             if not (value is None or isinstance(value, bool) or (isinstance(value, str) and len(value) <= MAX_TEXT)):
                 return f"row {key}: expected text of at most {MAX_TEXT} characters"
-        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > MAX_SCORE):
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_SCORE or not math.isfinite(value)):
             return f"row {key}: {str(value)[:40]!r} is not a finite number below {MAX_SCORE:g}"
     if entry_digest(entry) != entry["entry_digest"]:
         return f"{entry['model']} / {entry['method']} does not match its entry_digest: the entry was edited after wflwv bench wrote it"

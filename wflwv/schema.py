@@ -1,5 +1,6 @@
 """Checks of values read from config and pipeline files: type and range, each problem one line naming the key."""
 
+import math
 from dataclasses import dataclass
 
 
@@ -16,6 +17,8 @@ class Number:
         kinds = (int,) if self.kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             return f"{value!r} is not {'an integer' if self.kind is int else 'a number'}"
+        if not math.isfinite(value):
+            return f"{value!r} is not a finite number"
         if self.minimum is not None and (value < self.minimum or (self.open_minimum and value == self.minimum)):
             return f"{value!r} is not {'>' if self.open_minimum else '>='} {self.minimum}"
         if self.maximum is not None and value > self.maximum:

@@ -64,7 +64,8 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
         raise WflwvError(path, f"invalid TOML: {error}") from None
     if not isinstance(config.get("args"), dict):
         raise WflwvError(path, "config has no [args] table")
-    known = getattr(sys.modules[_families[config.get("family")].__module__], "OPTIONS", None) if config.get("family") in _families else None
+    module = sys.modules[_families[config["family"]].__module__] if config.get("family") in _families else None
+    known = getattr(module, "OPTIONS", None) and (*module.OPTIONS, *getattr(module, "OPTIONAL", ()))
     unknown = [key for key in config["args"] if known is not None and key not in known]
     if unknown:
         raise WflwvError(path, f"[args] {unknown[0]}: not an option of the {config['family']} family (known: {', '.join(known)})")

@@ -15,6 +15,7 @@ batch stops on its own.
 """
 
 import argparse
+import math
 import functools
 from dataclasses import dataclass
 from typing import Callable
@@ -36,6 +37,7 @@ OPTIONS = (
     "stop_mode", "rel_diff_target", "abs_diff_target",
     "z0_mode", "model_mode", "explicit_depth",
 )  # fmt: skip
+OPTIONAL = ("take_one_less_inference_step", "cell_learn_softargmax_beta")  # released options read where set
 HOURGLASS_LEVELS = 4
 RANGES = {
     **dict.fromkeys(("im_size", "heatmap_size", "n_keypoints", "z_width", "injection_width", "cell_base_width", "cell_gn_groups", "max_iters", "anderson_m", "explicit_depth"), POSITIVE),
@@ -179,7 +181,9 @@ def released_beta(args: argparse.Namespace) -> float:
     it is in no state_dict and no optimiser moves it, so every heatmap keeps softplus(beta) for good.
     """
     beta = args.cell_softargmax_beta
-    return float(F.softplus(torch.tensor(float(beta), dtype=torch.float64))) if getattr(args, "cell_learn_softargmax_beta", False) else beta
+    if not getattr(args, "cell_learn_softargmax_beta", False):
+        return beta
+    return beta if beta > 20 else math.log1p(math.exp(beta))  # torch's softplus, threshold 20, in plain floats (no tensor: meta builds)
 
 
 class _ImplicitGradient(torch.autograd.Function):
