@@ -62,6 +62,8 @@ def test_one_bench_scores_ldeq_in_98_and_68_a_68_point_set_onnx_dlib_and_mediapi
     assert raw.loc["faces68", "nme_hard"] < raw.loc["dlib68", "nme_hard"]  # 1 px of noise beats a real model on cartoon faces
     methods = ["onnx hrnet", "dlib68", "mediapipe478"]
     assert (raw.loc[methods, "fps"] > 0).all() and np.isnan(raw.loc["faces68", "fps"])  # measured for methods, unknown for a set
+    verified = run_main(capsys, "leaderboard", "merge", tmp_path / "bench", "--verify", world / "videos", "--out", tmp_path / "merged")
+    assert verified.returncode == 0, verified.stderr  # every row recomputed in its own scheme, the "@ibug68" copies included
 
 
 def test_a_scheme_no_entrant_converts_to_is_refused_in_one_line(world, tmp_path, capsys):

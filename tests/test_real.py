@@ -4,6 +4,8 @@ import base64
 import hashlib
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +97,9 @@ def test_the_real_path_on_seconds_of_a_real_clip(cache, tmp_path, monkeypatch):
     against = score_videos(padded([points["dlib68"][i] for i in exported.ids("hard")]), padded([points["mediapipe478"][i] for i in exported.ids("hard")]))
     assert dlib["labels"] == "without dlib68" and np.isclose(dlib["nme_hard"], 100 * against.nme, rtol=1e-5)
     assert 0 < dlib["nme_hard"] < 15 and 0 < dlib["label_shift_hard"] < dlib["nme_hard"]  # two real models agree to a few % of the eye distance
+    verified = subprocess.run([sys.executable, "-m", "wflwv", "leaderboard", "merge", tmp_path / "bench", "--verify", tmp_path / "export", "--out", tmp_path / "merged"],
+                              capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr  # members recomputed against the labels without them, as bench scored them
     check_report_in_chromium(tmp_path / "bench", exported.ids("hard"), tmp_path / "profile")
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from wflwv import io
 from wflwv.bench import ENTRIES_FILE, BenchSettings, entry_digest, filter_settings, load_videos, score_method, truth_in, video_set_digest
 from wflwv.errors import WflwvError
+from wflwv.members import fair_items, load_member_points
 from wflwv.predictions import hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest
 from wflwv.schemes import convert
 from wflwv.report import Leaderboard, video_leaderboard
@@ -109,26 +110,30 @@ def point_figures(row: dict) -> dict:
 
 def verify_entries(run: Path, entries: list[dict], videos: Path) -> None:
     """Recompute each entry's NME and NMF per split from its prediction set (a run of the run's bench.json, or a filter
-    over its raw run) on `videos`, refusing any that differ; entries whose set the run no longer holds are left as they are."""
+    over its raw run) on `videos` as bench scored it (in the row's scheme, a member against the labels without it),
+    refusing any that differ; entries whose set the run no longer holds are left as they are."""
     splits, items, inputs, video_scheme = load_videos(videos)
     if video_set_digest(inputs, splits) != entries[0]["video_set"]:
         raise WflwvError(videos, f"is not the video set the entries of {run} were scored on")
-    folders = run_folders(run)
+    folders, members = run_folders(run), load_member_points(videos, list(items))
     filters = filter_settings(BenchSettings())
     for entry in entries:
         label, method = entry["model"], entry["method"]
-        runs = folders.get(label, {})
+        base = label.split(" @")[0]  # an entrant in an extra scheme is labelled "<label> @<scheme>" (bench.in_schemes)
+        runs = folders.get(base, {})
         folder = runs.get(method, runs.get("raw") if method in filters else None)
         if folder is None or not folder.is_dir():
             continue
-        raw = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()}, videos)
-        landmarks = raw if method in runs else {i: filters[method].apply_online(hold_missing(p), items[i].fps) for i, p in raw.items()}
+        found = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()}, videos)
+        scheme = entry["row"].get("scheme") or video_scheme
+        predicted = {i: convert(p, prediction_set_scheme(folder, found), scheme) for i, p in found.items()}
+        raw = {i: hold_missing(p) for i, p in predicted.items()}
+        landmarks = predicted if method in runs else {i: filters[method].apply_online(p, items[i].fps) for i, p in raw.items()}
         if predictions_digest(landmarks) != entry["prediction_set"]:
             raise WflwvError(folder, f"does not hold the predictions of {label} / {method} that {run / ENTRIES_FILE} scores")
         settings = BenchSettings(norm=entry["norm"], nmf_definition=entry["nmf_definition"])
-        source, scheme = prediction_set_scheme(folder, raw), entry["row"].get("scheme") or video_scheme
-        held = {i: convert(hold_missing(p), source, scheme) for i, p in landmarks.items()}
-        row, _ = score_method(held, {i: convert(hold_missing(p), source, scheme) for i, p in raw.items()}, truth_in(items, video_scheme, scheme), splits, settings)
+        truth = truth_in(fair_items(items, members, base), video_scheme, scheme)
+        row, _ = score_method({i: hold_missing(p) for i, p in landmarks.items()}, raw, truth, splits, settings)
         claimed = point_figures(entry["row"])
         wrong = [key for key, value in point_figures(row).items() if key in claimed and not np.isclose(value, np.nan if claimed[key] is None else claimed[key], rtol=1e-9, equal_nan=True)]
         if wrong:
