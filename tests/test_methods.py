@@ -304,3 +304,10 @@ def test_setting_up_faceapi_without_npm_is_refused_with_how_to_install_it(tmp_pa
     result = run_main(capsys, "setup-method", "faceapi68")
     assert (result.returncode, result.stderr) == (2, "error: faceapi68: needs npm, which is not on the PATH: install Node 18 or later (Debian: apt-get install nodejs npm)\n")
     assert not (tmp_path / "faceapi68").exists()
+
+
+def test_a_frame_whose_box_is_empty_or_missing_has_no_face():
+    from wflwv.methods.common import has_face
+
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 5, 10], [0, 8, 10, 2], [np.nan] * 4])
+    assert has_face(boxes).tolist() == [True, False, False, False]

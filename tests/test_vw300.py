@@ -96,6 +96,12 @@ def test_annotations_that_do_not_match_the_frames_are_scored_where_both_exist(tm
     assert result.summary() == f"{tmp_path}: category1 1 videos (7 frames); 0 problems; 1 note"
 
 
+def test_verify_refuses_a_video_none_of_whose_frames_is_annotated(tmp_path):
+    write_vw300_video(tmp_path, "114", 3, [4, 5])  # annotations only past the last frame: bench would have nothing to score
+    (problem,) = verify_vw300(tmp_path).problems
+    assert problem.path == str(tmp_path / "114" / "annot") and "no annotation for any of the video's 3 frames" in str(problem)
+
+
 def test_held_boxes_take_the_nearest_annotated_frame():
     landmarks = np.full((6, 68, 2), np.nan)
     landmarks[2], landmarks[5] = 10.0 + np.arange(136).reshape(68, 2), 50.0 + np.arange(136).reshape(68, 2)

@@ -78,7 +78,7 @@ def verify_vw300(root: Path) -> Verification:
 
 def _check_video(videos: Vw300Set, video_id: str, result: Verification) -> int:
     """Add a video's problems and notes to `result`; returns its decoded frame count (0 if unreadable)."""
-    n_frames, files = 0, {}
+    n_frames, files = 0, None
     try:
         n_frames = decoded_probe(videos.video_path(video_id)).n_frames
     except WflwvError as error:
@@ -87,12 +87,16 @@ def _check_video(videos: Vw300Set, video_id: str, result: Verification) -> int:
         files = annotation_files(videos.annot_path(video_id))
     except WflwvError as error:
         result.problems.append(error)
-    for path in files.values():
+    for path in (files or {}).values():
         try:
             read_annotation(path)
         except WflwvError as error:
             result.problems.append(error)
-    if n_frames and files:
+    if not n_frames or files is None:
+        return n_frames
+    if not any(frame < n_frames for frame in files):
+        result.problems.append(WflwvError(videos.annot_path(video_id), f"no annotation for any of the video's {n_frames} frames: nothing to score"))
+    else:
         unannotated = sorted(set(range(n_frames)) - set(files))
         beyond = sorted(frame for frame in files if frame >= n_frames)
         if unannotated or beyond:

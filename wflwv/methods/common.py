@@ -21,8 +21,10 @@ def missing_extra(module: str, method: str, extra: str) -> WflwvError:
 
 
 def has_face(boxes: np.ndarray) -> np.ndarray:
-    """(n,) bool: which frames have a box (no NaN in x1 y1 x2 y2)."""
-    return np.isfinite(np.asarray(boxes, dtype=np.float64)[:, :4]).all(axis=1)
+    """(n,) bool: which frames have a box (finite x1 y1 x2 y2 with x2 > x1 and y2 > y1; an empty box holds no face)."""
+    boxes = np.asarray(boxes, dtype=np.float64)[:, :4]
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
 def per_face(frames: np.ndarray, boxes: np.ndarray, n_points: int, predict_one: Callable[[np.ndarray, np.ndarray], np.ndarray | None]) -> np.ndarray:
