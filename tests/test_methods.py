@@ -311,3 +311,11 @@ def test_a_frame_whose_box_is_empty_or_missing_has_no_face():
 
     boxes = np.array([[0, 0, 10, 10], [5, 0, 5, 10], [0, 8, 10, 2], [np.nan] * 4])
     assert has_face(boxes).tolist() == [True, False, False, False]
+
+
+def test_a_failed_set_up_step_is_one_line_naming_the_method():
+    from wflwv.methods.common import install
+
+    with pytest.raises(WflwvError, match=r"set-up step failed \(exit 3\)") as error:
+        install("faceapi68", [sys.executable, "-c", "raise SystemExit(3)"])
+    assert error.value.path == "faceapi68"

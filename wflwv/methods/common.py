@@ -1,6 +1,7 @@
 """What the built-in methods share: their optional extras and running per face."""
 
 import importlib
+import subprocess
 from collections.abc import Callable
 
 import numpy as np
@@ -35,3 +36,11 @@ def per_face(frames: np.ndarray, boxes: np.ndarray, n_points: int, predict_one: 
         if points is not None:
             landmarks[index] = points
     return landmarks
+
+
+def install(method: str, command: list[str]) -> None:
+    """Run a set-up step (pip, npm, venv) of a method; a failure is one line naming the method and the step."""
+    try:
+        subprocess.run(command, check=True)
+    except subprocess.CalledProcessError as error:
+        raise WflwvError(method, f"set-up step failed (exit {error.returncode}): {' '.join(command[:4])} ...") from None

@@ -10,13 +10,13 @@ as face-api crops its own detector's boxes.
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
 from wflwv.errors import WflwvError
+from wflwv.methods.common import install
 from wflwv.methods.worker import Worker, check_file, crop_points
 from wflwv.real import default_cache
 
@@ -56,7 +56,8 @@ class FaceApi68:
     def setup() -> str:
         """npm install the pinned packages into the cache (once; again if the pins change); returns what was done."""
         folder, manifest = environment(), {"private": True, "dependencies": PACKAGES}
-        if (folder / "package.json").is_file() and json.loads((folder / "package.json").read_text()) == manifest and (folder / "node_modules").is_dir():
+        stamp = folder / "installed.json"  # written once npm install has succeeded
+        if stamp.is_file() and json.loads(stamp.read_text()) == manifest:
             return f"{NAME}: set up already in {folder}"
         npm = shutil.which("npm")
         if npm is None:
@@ -64,5 +65,6 @@ class FaceApi68:
         start = time.perf_counter()
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(folder)], check=True)
+        install(NAME, [npm, "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(folder)])
+        stamp.write_text(json.dumps(manifest, indent=2) + "\n")
         return f"{NAME}: set up in {folder} in {time.perf_counter() - start:.0f} s"

@@ -8,13 +8,13 @@ box's, 256 pixels) and MediaPipe finds the face in the crop and fits its mesh, a
 on a detection's region.
 """
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from wflwv.methods.common import install
 from wflwv.methods.worker import Worker, check_file, crop_points
 from wflwv.real import default_cache
 
@@ -51,8 +51,8 @@ class MediaPipe478:
         if stamp.is_file() and stamp.read_text().split() == REQUIREMENTS:
             return f"{NAME}: set up already in {folder}"
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+        install(NAME, [sys.executable, "-m", "venv", "--clear", str(folder)])
         pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "--no-deps", *REQUIREMENTS], check=True)
+        install(NAME, [*pip, "--no-deps", *REQUIREMENTS])
         stamp.write_text("\n".join(REQUIREMENTS) + "\n")
         return f"{NAME}: set up in {folder} in {time.perf_counter() - start:.0f} s"
