@@ -1,12 +1,14 @@
 """Fair labels: label keeps each member's points, bench scores a member against the labels without it and reports the labels' shift."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 
 from wflwv import io
 from wflwv.bench import BenchSettings, run_bench
 from wflwv.data.videoset import VideoSet
-from wflwv.members import leave_one_out, load_member_points
+from wflwv.members import leave_one_out, load_member_points, member_names
 from wflwv.metrics import padded, score_videos
 
 
@@ -50,3 +52,10 @@ def test_a_member_is_scored_against_the_labels_without_it(labelled_build, tmp_pa
     assert (filtered["labels"] == "without m1").all()  # a member's filtered runs come from its own points too
     assert "| scored against | NME all | label shift all |" in board.markdown
     assert {"labels", "label_shift_all"} <= set(pd.read_csv(tmp_path / "bench" / "video_leaderboard.csv").columns)
+
+
+def test_a_member_of_an_earlier_ensemble_is_not_one_of_the_labels(labelled_build, tmp_path):
+    build = tmp_path / "build"
+    shutil.copytree(labelled_build, build)
+    shutil.copytree(build / "members" / "m1", build / "members" / "dropped")  # left by an earlier `wflwv label` with another ensemble
+    assert member_names(build) == ["m0", "m1"] and sorted(load_member_points(build, VideoSet(build).ids())) == ["m0", "m1"]

@@ -48,7 +48,7 @@ from wflwv.data.crop import box_to_affine, crop, crops_to_tensor, invert_affine,
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet, validate_id, variance_path
 from wflwv.errors import WflwvError
-from wflwv.members import member_folder, save_member_points
+from wflwv.members import member_folder, record_members, save_member_points
 from wflwv.methods import LandmarkMethod, method_from_text, method_label
 from wflwv.models import CHECKPOINT_NAME, load_checkpoint
 from wflwv.models.heatmaps import soft_argmax
@@ -328,6 +328,7 @@ def label(
     names = all_names(checkpoints, methods)
     if len(set(names)) < len(names):
         raise WflwvError(None, f"two members are named alike: {', '.join(names)}")
+    record_members(build, names)
     corrections = {} if corrections_path is None else read_corrections(corrections_path, names, functools.cache(functools.partial(_frame_count, videos)))
     stage = Stage(
         "label",

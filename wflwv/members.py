@@ -12,6 +12,7 @@ label set against the full labels, averaged over the members.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from wflwv.data.videoset import VideoItem, load_array, validate_id
 from wflwv.metrics import padded, score_videos
 
 FOLDER = "members"
+NAMES_FILE = "names.json"
 
 
 def member_folder(root: Path, member: str) -> Path:
@@ -37,8 +39,16 @@ def save_member_points(root: Path, names: list[str], video_id: str, points: np.n
         io.save_npy(member_path(root, name, video_id), member_points.astype(np.float32))
 
 
+def record_members(root: Path, names: list[str]) -> None:
+    """The current ensemble's member names (NAMES_FILE): the folders of earlier ensembles' members stay out."""
+    io.save_text(Path(root) / FOLDER / NAMES_FILE, json.dumps(sorted(names)) + "\n")
+
+
 def member_names(root: Path) -> list[str]:
+    """The members recorded by `wflwv label` (an exported set: its member folders, which export copies for those alone)."""
     folder = Path(root) / FOLDER
+    if (folder / NAMES_FILE).is_file():
+        return json.loads((folder / NAMES_FILE).read_text())
     return sorted(path.name for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
 
 
