@@ -167,3 +167,11 @@ def test_a_study_over_world_seeds_renders_each_world_and_gives_intervals_over_bo
         extra = ["--preset", "tiny"] if option == "--preset" else ["--ablation", "ldeq_demo", "--configs", "hrnet_demo"]
         result = run_main(capsys, "study", "--world", worlds[0], *extra, "--out", tmp_path / "y")
         assert result.returncode == 2 and problem in result.stderr
+
+
+def test_a_variant_whose_terms_solve_no_harder_view_drops_its_augmentation(tmp_path):
+    terms = {"warm_start_weight": 1.0, "warm_start_epochs": 1, "jacobian_weight": 1.0, "warm_start_augmentation": TERMS["warm_start_augmentation"]}
+    paths = {Path(path).stem: path for path in ablation_configs(tiny_ldeq(tmp_path / "jw.toml", terms), tmp_path / "configs")}
+    assert sorted(paths) == sorted(f"jw-{v}" for v in ["none", "only-warm_start", "only-jacobian", "all", "all-but-warm_start", "all-but-jacobian"])
+    kept = {name: "warm_start_augmentation" in load_config(path)["train"] for name, path in paths.items()}
+    assert kept == {"jw-none": False, "jw-only-warm_start": True, "jw-only-jacobian": False, "jw-all": True, "jw-all-but-warm_start": False, "jw-all-but-jacobian": True}

@@ -49,7 +49,7 @@ from wflwv.models import CHECKPOINT_NAME, load_checkpoint, load_config
 from wflwv.models.ldeq import LDEQ
 from wflwv.report import Leaderboard, best_method, read_leaderboard, video_splits
 from wflwv.synth import Preset, generate
-from wflwv.train import TrainSettings, train, training_seconds
+from wflwv.train import TrainSettings, train, training_seconds, warm_solve_on
 from wflwv.uncertainty import LEVEL, t_interval
 
 MANIFEST_NAME = "manifest.parquet"
@@ -278,13 +278,19 @@ def ablation_configs(base: str, folder: Path) -> tuple[str, ...]:
     paths = []
     for name, kept in variants.items():
         train = config["train"] | {TERMS[term]: 0.0 for term in on if term not in kept}
-        if not kept:
+        if not uses_harder_view(config | {"train": train}):
             train.pop("warm_start_augmentation", None)
         path = folder / f"{stem}-{name}.toml"
         io.save_text(path, toml_text(config | {"train": train}))
         TrainSettings.from_config(load_config(path), source=path)  # a variant the training would refuse is refused here, before any work
         paths.append(str(path))
     return tuple(paths)
+
+
+def uses_harder_view(config: dict) -> bool:
+    """Whether a term kept in the config's [train] solves the harder view (warm_start_augmentation): training refuses the key otherwise."""
+    settings = TrainSettings.from_config(config | {"train": {k: v for k, v in config["train"].items() if k != "warm_start_augmentation"}})
+    return warm_solve_on(settings) or bool(settings.memory_weight)
 
 
 def toml_text(config: dict, prefix: str = "") -> str:
