@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import face_video, ldeq_checkpoint, redone_items, run_main, stage_rows, write_prediction_file
@@ -252,3 +253,12 @@ def test_a_68_point_wflwv_set_exports_its_points_unchanged(unlabelled_build, tmp
     source, exported = VideoSet(world68), Vw300Set(tmp_path / "300vw")
     for video_id in source.ids():
         assert np.abs(exported.load(video_id).landmarks - source.load_landmarks(video_id)).max() <= 5e-4
+
+
+def test_a_method_is_benched_on_a_300vw_folder_from_its_truths_tight_boxes(world_videos, tmp_path, capsys):
+    out = tmp_path / "300VW"
+    assert run_main(capsys, "export", "--build", world_videos, "--out", out, "--format", "300vw").returncode == 0
+    result = run_main(capsys, "bench", "--method", "dlib68", "--videos", out, "--out", tmp_path / "bench", "--filters", "none")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_parquet(tmp_path / "bench" / "video_leaderboard.parquet").set_index("model")
+    assert table.loc["dlib68", "scheme"] == "ibug68" and 0 < table.loc["dlib68", "nme_hard"] < 50  # dlib found the rendered faces

@@ -15,7 +15,8 @@ from rich.progress import track
 
 from wflwv import io
 from wflwv.data.video import iter_frames
-from wflwv.data.videoset import VideoSet
+from wflwv.data.videoset import VideoItem
+from wflwv.data.vw300 import open_video_set
 from wflwv.errors import WflwvError
 from wflwv.methods import FRAMES_PER_CALL, LandmarkMethod, method_label, parse_method
 from wflwv.predictions import METHOD_FILE, MethodInfo
@@ -31,28 +32,29 @@ def method_identity(text: str, method: LandmarkMethod) -> dict:
     return {"name": name, "options": options, "files": files, "identity": getattr(method, "identity", None)}
 
 
-def predict_video(method: LandmarkMethod, videos: VideoSet, video_id: str) -> np.ndarray:
+def predict_video(method: LandmarkMethod, item: VideoItem) -> np.ndarray:
     """(frames, N, 2) float64: the method on one video with its boxes, given FRAMES_PER_CALL consecutive frames at a time."""
-    boxes, frames, points = videos.load_boxes(video_id)[:, :4], iter_frames(videos.video_path(video_id)), []
+    boxes, frames, points = item.boxes[:, :4], iter_frames(item.frames_path), []
     while chunk := list(itertools.islice(frames, FRAMES_PER_CALL)):
         start = sum(map(len, points))
         if start + len(chunk) > len(boxes):
-            raise WflwvError(videos.video_path(video_id), f"video has more frames than its {len(boxes)} boxes")
+            raise WflwvError(item.frames_path, f"video has more frames than its {len(boxes)} boxes")
         points.append(method.predict(np.stack(chunk), boxes[start : start + len(chunk)]).astype(np.float64))
     if sum(map(len, points)) != len(boxes):
-        raise WflwvError(videos.boxes_path(video_id), f"video has {sum(map(len, points))} frames, boxes have {len(boxes)}")
+        raise WflwvError(item.frames_path, f"video has {sum(map(len, points))} frames, boxes have {len(boxes)}")
     return np.concatenate(points)
 
 
 def predict_video_set(text: str, method: LandmarkMethod, videos_root: Path, folder: Path, force: bool = False) -> Path:
-    """The method loaded from `text` (NAME[:KEY=VALUE,...]) on every video of a WFLW-V-layout folder, with its boxes, as a prediction set in `folder`."""
-    videos, identity = VideoSet(videos_root), method_identity(text, method)
+    """The method loaded from `text` (NAME[:KEY=VALUE,...]) on every video of a WFLW-V or 300-VW folder, with the boxes bench
+    crops models from (300-VW's: its truth's tight boxes), as a prediction set in `folder`."""
+    videos, identity = open_video_set(videos_root), method_identity(text, method)
     done, seconds = ({}, {}) if force else (read_json(folder / KEYS_FILE), read_json(folder / SECONDS_FILE))
     for video_id in track(videos.ids(), description=f"{method_label(text)}: videos"):
-        key = io.digest({"method": identity, "video": videos.video_path(video_id), "boxes": videos.boxes_path(video_id)})
+        key = io.digest({"method": identity, "inputs": videos.input_digests(video_id)})
         if done.get(video_id) != key or not (folder / f"{video_id}.npy").is_file():
             start = time.perf_counter()
-            points = predict_video(method, videos, video_id)
+            points = predict_video(method, videos.load(video_id))
             seconds[video_id] = [len(points), time.perf_counter() - start]
             io.save_npy(folder / f"{video_id}.npy", points)
             done[video_id] = key
