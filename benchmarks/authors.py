@@ -106,7 +106,13 @@ def solver_operations(model: LDEQ) -> Table:
                        "The stop test's one-element ops cost 10-20 us each with their dispatch. Until 2026-12-06 21:23 the solver tested every sample's "
                        "cap on every iteration (stop test 36, index 7 a frame then): wflwv's aten time was 0.35 ms a frame above the authors' "
                        "(torch.profiler, both loops with the cell replaced by z / 2 + 1 / 4 to expose the loop); it now tests the caps from the "
-                       "first iteration that reaches one, and the loop's gap fell from 0.48 to 0.17 ms a frame in the same check."]
+                       "first iteration that reaches one, and the loop's gap fell from 0.48 to 0.17 ms a frame in the same check.",
+                       "What was left, 1-3% of a frame, was in the cell's evaluations themselves (the convolutions' time, same shapes, up to +0.5 ms "
+                       "a frame) and a copy of the RwR state into the slot states (index_put, 0.13 ms a frame). Since 2026-12-06 22:50 wflwv's "
+                       "evaluation computes the injection's share of the cell's first 1x1 convolution over [z, x] once a solve (Cell.inject): "
+                       "each evaluation then convolves z alone and adds it, without the concatenation (the tail 0.50 -> 0.30 ms an evaluation "
+                       "here), and the scheduler takes the new state as it is when every slot ran. One frame at a time the cold start went from "
+                       "0.97x to 1.00-1.01x (two runs), RwR (1 it) from 0.97x to 0.98-0.99x. Training keeps the release's arithmetic."]
     return table
 
 

@@ -181,8 +181,7 @@ def predict_frames(
         yield from batch.finished
         if not batch.slots:
             return
-        states[batch.opened] = 0
-        points, solver_iterations, residuals = _solve(model, batch.images.to(device), states, batch.slots, batch.caps, warm_start, deq, protocol, tol)
+        points, solver_iterations, residuals, states = _solve(model, batch.images.to(device), states, batch.opened, batch.slots, batch.caps, warm_start, deq, protocol, tol)
         for number, index, affine, crop_points, iterations, residual in zip(batch.numbers, batch.indices, batch.affines, points * args.im_size, solver_iterations, residuals):
             yield number, FramePrediction(index, transform_points(crop_points, invert_affine(affine)), iterations, residual)
 
@@ -218,19 +217,24 @@ def _batches(streams: Iterable[VideoStream], slots: int, size: int, caps: tuple[
 
 
 @torch.inference_mode()  # scoped to the solve: a generator's `with` would leave it on in the caller between yields
-def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, occupied: list[int], caps: list[int], warm_start: bool, deq: bool, protocol: str, tol: float | None) -> tuple[np.ndarray, list[int], list[float]]:
-    """Landmarks in crop units (float), solver iterations and residuals of one batch; the occupied slots' states updated under RwR."""
+def _solve(model: torch.nn.Module, images: torch.Tensor, states: torch.Tensor, opened: list[int], occupied: list[int], caps: list[int], warm_start: bool, deq: bool, protocol: str,
+           tol: float | None) -> tuple[np.ndarray, list[int], list[float], torch.Tensor]:
+    """Landmarks in crop units (float), solver iterations and residuals of one batch, and the states (the opened slots' reset to zero
+    first) with the occupied slots' updated under RwR."""
     if not deq:
-        return model(images).landmarks.float().cpu().numpy(), [0] * len(occupied), [float("nan")] * len(occupied)
+        return model(images).landmarks.float().cpu().numpy(), [0] * len(occupied), [float("nan")] * len(occupied), states
+    states[opened] = 0
     index = torch.tensor(occupied, device=images.device)
     every = len(occupied) == len(states)  # then in slot order: the states themselves, no gathered copy to fault in
     # the release's RwR script sets take_one_less_inference_step to its own rwr_take_one_less_inference_step, False by default
     take_one_less = False if warm_start and protocol == "released" else None
     z0 = (states if every else states[index]) if warm_start else None
     output = model(images, z0=z0, max_iters=torch.tensor(caps, device=images.device), protocol=protocol, tol=tol, take_one_less=take_one_less)
-    if warm_start:
+    if warm_start and every:
+        states = output.z_star.to(states.dtype)  # a fresh tensor: taken as it is (bf16 autocast aside), not copied into the old one
+    elif warm_start:
         states[index] = output.z_star
-    return output.landmarks.float().cpu().numpy(), output.iterations.tolist(), output.residual.tolist()  # float: bf16 under autocast
+    return output.landmarks.float().cpu().numpy(), output.iterations.tolist(), output.residual.tolist(), states  # float: bf16 under autocast
 
 
 def is_deq(model: torch.nn.Module) -> bool:
