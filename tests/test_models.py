@@ -72,6 +72,18 @@ def test_one_iteration_is_one_evaluation_of_f_from_zero():
     assert 0 < z.min() and z.amax(dim=(2, 3)).eq(1).all()  # sigma: in (0, 1], each heatmap peaks at exactly 1
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_injections_share_of_the_first_convolution_computed_once_gives_f(layout):
+    """Evaluation solves from Cell.inject (once a solve); f from it equals f over the concatenation [z, x], in either layout."""
+    torch.manual_seed(0)
+    model = tiny_ldeq().eval().to(memory_format=layout)
+    cell = model.deq_layer.cell
+    with torch.no_grad():
+        cell.tail.conv.bias.normal_()  # zero as initialised: the bias must be in the injection's share once
+        z, injection = torch.rand(2, 98, 16, 16).to(memory_format=layout), model.tail(torch.randn(2, 3, 64, 64).to(memory_format=layout))
+        torch.testing.assert_close(cell(z, cell.inject(injection), injected=True), cell(z, injection))
+
+
 def test_extra_latent_heatmaps_are_solved_for_but_not_read_out():
     model = tiny_ldeq(cell_extra_latent_width=4, z_width=102).eval()
     with torch.no_grad():
