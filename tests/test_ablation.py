@@ -16,7 +16,7 @@ from wflwv.errors import WflwvError
 from wflwv.configs import MODELS
 from wflwv.models import load_config
 from wflwv.report import read_leaderboard
-from wflwv.study import StudySettings, ablation_configs, rule_choice, run_worlds_study
+from wflwv.study import StudySettings, ablation_configs, rule_choice, run_worlds_study, with_ablation
 from wflwv.synth import Preset
 from wflwv.train import TrainSettings
 from wflwv.uncertainty import t_interval
@@ -55,6 +55,13 @@ def run_folder(out: Path, seed: int, variant: str) -> Path:
 
 def board(out: Path, seed: int, name: str) -> pd.DataFrame:
     return read_leaderboard(out / "worlds" / "3" / "seeds" / str(seed) / "bench" / f"{name}.parquet").table
+
+
+def test_an_ablation_benches_only_the_rwr_caps_its_table_reads(tmp_path):
+    settings = with_ablation(StudySettings(ablation=tiny_ldeq(tmp_path / "tiny.toml", TERMS)), tmp_path / "out")
+    assert settings.bench.rwr_iters == (1, 2) and settings.bench.adaptive_tol is None
+    assert [Path(config).stem.removeprefix("tiny-") for config in settings.configs] == VARIANTS
+    assert StudySettings().bench.rwr_iters == (1, 2, 3)  # a study of configs keeps the bench's own
 
 
 def test_the_variants_switch_each_term_by_its_weight_and_keep_every_other_key(ablation):

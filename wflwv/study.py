@@ -61,6 +61,7 @@ TERMS = {"warm_start": "warm_start_weight", "spectral": "spectral_weight", "cons
 # The targets a config is held to, per run (docs/equilibrium.md, "The rule"): the worst cold/warm spread on hard frames
 # (NME x100), RwR (2 it)'s hard NMF and NME changes against the cold start (%), and still NME against no term (%).
 SPREAD_TARGET, RWR_NMF_TARGET, RWR_NME_TARGET, STILL_TARGET = 1.0, -10.0, 1.0, 3.0
+ABLATION_RWR_ITERS = (1, 2)  # the RwR caps the ablation table reads
 
 
 MAX_SEED = 2**32 - 1  # torch's and numpy's seeds fit in 32 bits; larger ones overflow the manifest's int64 too
@@ -262,8 +263,12 @@ def equilibrium_table(units: list[tuple[int | None, int, Path]], settings: Study
 
 
 def with_ablation(settings: StudySettings, out: Path) -> StudySettings:
-    """The settings with their configs the ablation's variants, written to out/configs, where an ablation is asked for."""
-    return settings if not settings.ablation else dataclasses.replace(settings, configs=ablation_configs(settings.ablation, out / "configs"))
+    """The settings with their configs the ablation's variants, written to out/configs, where an ablation is asked for;
+    its bench runs only the RwR caps the ablation table reads (no RwR (3 it), no adaptive row: a third of its video time)."""
+    if not settings.ablation:
+        return settings
+    bench = dataclasses.replace(settings.bench, rwr_iters=ABLATION_RWR_ITERS, adaptive_tol=None)
+    return dataclasses.replace(settings, configs=ablation_configs(settings.ablation, out / "configs"), bench=bench)
 
 
 def ablation_configs(base: str, folder: Path) -> tuple[str, ...]:
