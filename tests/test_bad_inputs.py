@@ -376,6 +376,26 @@ def renamed_entry(entries: list[dict]) -> list[str]:
     return [json.dumps(entry)]
 
 
+def bare_row(entries: list[dict]) -> list[str]:
+    """The raw entry with a row of its model and method alone, its digest recomputed: well-formed, forged, without a score."""
+    entry = raw_entry(entries)
+    entry["row"] = {"model": entry["model"], "method": entry["method"]}
+    entry["entry_digest"] = entry_digest(entry)
+    return [json.dumps(entry)]
+
+
+def with_files(files: dict[str, bytes]) -> Callable:
+    """A copy of the world's bench with these files written over."""
+
+    def make(tmp: Path, world) -> Path:
+        run = Path(shutil.copytree(world.run, tmp / "bench"))
+        for name, data in files.items():
+            (run / name).write_bytes(data)
+        return run
+
+    return make
+
+
 def write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -493,6 +513,13 @@ CASES = [
          "bench/leaderboard_entries.jsonl: forged / raw has the predictions of m / raw but other scores"),
     Case("merge", "forged row, --verify", lambda tmp, world: merge(edited_entries(set_row("nme_hard", 0.001, redigest=True)), "--verify", world.videos)(tmp, world),
          r"m / raw: nme_hard is 0.001, its predictions score \d"),
+    Case("merge", "a row without its scores (digest recomputed)", merge(edited_entries(bare_row)), "entry 1: row lacks memory_<split>: it scores no split as wflwv bench writes them"),
+    Case("merge", "bench.json of another shape, --verify", lambda tmp, world: merge(with_files({"bench.json": b'{"models": [{"lab": 1}]}'}), "--verify", world.videos)(tmp, world),
+         r"bench.json: not a bench manifest: expected models and predictions, each a label and its runs' folders"),
+    Case("merge", "bench.json models a number, --verify", lambda tmp, world: merge(with_files({"bench.json": b'{"models": 5}'}), "--verify", world.videos)(tmp, world),
+         r"bench.json: not a bench manifest"),
+    Case("merge", "bench.json a list, --verify", lambda tmp, world: merge(with_files({"bench.json": b'[1]'}), "--verify", world.videos)(tmp, world),
+         r"bench.json: not a bench manifest"),
     Case("merge", "--out one of the runs", lambda tmp, world: ["leaderboard", "merge", world.run, "--out", world.run], "Invalid value for --out: .* is one of the runs"),
     # predict
     Case("predict", "--overlay naming the input", predict_onto_input("h1.mp4", "--overlay"), r"h1.mp4: is the input video"),
@@ -585,6 +612,10 @@ CASES = [
     Case("report", "non-UTF-8 bench.json", report({"bench.json": b'{"videos": "\xff"}'}), "bench.json: not a readable bench manifest"),
     Case("report", "truncated leaderboard parquet", report({"bench.json": b'{"stills": "/x"}', "still_leaderboard.parquet": b"PAR1\x00\x00trunc"}), r"still_leaderboard.parquet: not a readable parquet file .*: rerun wflwv bench"),
     Case("report", "no bench.json", report({}), "bench.json: no bench manifest"),
+    Case("report", "bench.json a list", report({"bench.json": b"[1]"}), "bench.json: not a bench manifest as wflwv bench writes it"),
+    Case("report", "bench.json videos a number", report({"bench.json": b'{"videos": 5}'}), "bench.json: not a bench manifest as wflwv bench writes it"),
+    Case("report", "bench.json prediction set without its method", report({"bench.json": b'{"predictions": [{"label": "m", "runs": {"raw": "p"}}]}'}),
+         "bench.json: not a bench manifest as wflwv bench writes it"),
 ]
 
 

@@ -21,7 +21,7 @@ from wflwv.errors import WflwvError
 from wflwv.members import fair_items, load_member_points
 from wflwv.predictions import hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest
 from wflwv.schemes import convert
-from wflwv.report import Leaderboard, video_leaderboard
+from wflwv.report import Leaderboard, is_entrant, video_leaderboard, video_row_columns, video_splits
 
 # what every merged entry must share with the first one
 SHARED = {"video_set": "video set", "norm": "NME normalisation", "nmf_definition": "NMF definition"}
@@ -67,6 +67,12 @@ def entry_problem(entry) -> str | None:
         return f"row must be a JSON object, got {type(row).__name__}"
     if (row.get("model"), row.get("method")) != (entry["model"], entry["method"]):
         return f"its row names {row.get('model')!r} / {row.get('method')!r}, the entry {entry['model']!r} / {entry['method']!r}"
+    splits = video_splits(pd.DataFrame(columns=list(row)))
+    missing = [column for column in video_row_columns(splits) if column not in row]
+    if not splits:
+        return "row lacks memory_<split>: it scores no split as wflwv bench writes them"
+    if missing:
+        return f"row lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}, which wflwv bench writes in every row"
     for key, value in row.items():
         if key in TEXT_COLUMNS:
             if not (value is None or isinstance(value, bool) or (isinstance(value, str) and len(value) <= MAX_TEXT)):
@@ -146,4 +152,9 @@ def run_folders(run: Path) -> dict[str, dict[str, Path]]:
     if not path.is_file():
         return {}
     manifest = io.read_json(path, 16 << 20, 8)
-    return {entrant["label"]: {name: run / folder for name, folder in entrant["runs"].items()} for entrant in manifest.get("models", []) + manifest.get("predictions", [])}
+    parts = [manifest.get(key, []) for key in ("models", "predictions")] if isinstance(manifest, dict) else [None]
+    entrants = [entrant for part in parts if isinstance(part, list) for entrant in part]
+    if not all(isinstance(part, list) for part in parts) or not all(is_entrant(entrant) for entrant in entrants):
+        raise WflwvError(path, "not a bench manifest: expected models and predictions, each a label and its runs' folders")
+    return {entrant["label"]: {name: run / folder for name, folder in entrant["runs"].items()} for entrant in entrants}
+

@@ -135,6 +135,11 @@ def video_splits(table: pd.DataFrame) -> list[str]:
     return [c.removeprefix("memory_") for c in table.columns if c.startswith("memory_")]
 
 
+def video_row_columns(splits: list[str]) -> list[str]:
+    """What every row of a video table must have for video_leaderboard and the tables made from it."""
+    return ["curve", "solver_iters_per_frame", "fps", *(f"{m}_{s}" for s in splits for m in ("nme", "nmf", "memory"))]
+
+
 def video_leaderboard(table: pd.DataFrame, norm: str, nmf_definition: str) -> Leaderboard:
     """Rows: model, method, curve (raw, rwr or a filter's name), nme_<split>, nmf_<split>, memory_<split>, solver_iters_per_frame, fps,
     and wflwv.metrics.temporal_scores' figures as <name>_<split>, of which the first split's mouth and eyes NMF and lag are shown."""
@@ -341,6 +346,8 @@ def write_report(run: Path) -> Path:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WflwvError(manifest_path, f"not a readable bench manifest ({error}): rerun wflwv bench") from None
+    if not is_manifest(manifest):
+        raise WflwvError(manifest_path, "not a bench manifest as wflwv bench writes it (stills and videos folders, entrants with labels and runs): rerun wflwv bench")
     io.require_writable(run)  # a read-only bench folder fails now, before any clip is drawn
     sections = []
     if manifest.get("stills"):
@@ -357,6 +364,25 @@ def write_report(run: Path) -> Path:
     page = f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{PAGE_STYLE}</style></head>\n<body><h1>{title}</h1>\n{"".join(sections)}\n</body></html>\n'
     io.save_text(run / "report.html", page)
     return run / "report.html"
+
+
+def is_manifest(manifest) -> bool:
+    """Whether a bench.json holds what the report reads: its folders as text, and entrants (a prediction set's with its method)."""
+    if not isinstance(manifest, dict) or not all(isinstance(manifest.get(key), (str, type(None))) for key in ("stills", "videos")):
+        return False
+    predictions, models = manifest.get("predictions", []), manifest.get("models", [])
+    return (isinstance(predictions, list) and isinstance(models, list) and all(is_entrant(entrant) for entrant in predictions + models)
+            and all(isinstance(entry["runs"].get("raw"), str) and is_method(entry.get("method")) for entry in predictions))
+
+
+def is_entrant(entrant) -> bool:
+    """Whether a bench.json entrant is a label and its runs' folders by name."""
+    runs = entrant.get("runs") if isinstance(entrant, dict) else None
+    return isinstance(entrant, dict) and isinstance(entrant.get("label"), str) and isinstance(runs, dict) and all(isinstance(f, str) for f in runs.values())
+
+
+def is_method(method) -> bool:
+    return isinstance(method, dict) and isinstance(method.get("name"), str) and isinstance(method.get("description"), str) and method.get("causal") in (True, False, None)
 
 
 def prediction_sets(manifest: dict) -> str:
