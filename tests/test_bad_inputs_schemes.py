@@ -147,6 +147,11 @@ def five_points(tmp: Path, world) -> list:
 SCHEME = 'name = "five"\nn_points = 5\ndescription = "five points"\n[normalisations]\ninterocular = ["0", "1"]\n'
 
 
+def method_beside(tmp: Path, world, *extra) -> list:
+    """`bench --method dlib68` on the world's videos with `extra` arguments: refused before the method runs."""
+    return ["bench", "--method", "dlib68", *extra, "--videos", world.videos, "--out", tmp / "out"]
+
+
 @dataclass(frozen=True)
 class Case:
     command: str
@@ -185,6 +190,11 @@ CASES = [
     Case("predict", "no Node on the PATH", lambda t, w, m: m.setenv("PATH", str(t)) or ["predict", t / "any.mp4", "--method", "faceapi68"], "faceapi68: needs Node, which is not on the PATH: .*"),
     Case("setup-method", "no npm on the PATH", lambda t, w, m: node_only(t, m) or m.setenv("WFLWV_CACHE", str(t / "cache")) or ["setup-method", "faceapi68"], "faceapi68: needs npm, which is not on the PATH: .*"),
     Case("predict", "method not set up", lambda t, w, m: m.setenv("WFLWV_CACHE", str(t / "cache")) or ["predict", t / "any.mp4", "--method", "mediapipe478"], "<tmp>/cache/mediapipe478/.*: mediapipe478 is not set up here: wflwv setup-method mediapipe478"),
+    Case("bench", "--method named as a --predictions set", lambda t, w, m: method_beside(t, w, "--predictions", f"dlib68={t}"),
+         "the name 'dlib68' is taken twice (--method and --predictions): give the prediction set another NAME=, or the method other options"),
+    Case("bench", "--method twice", lambda t, w, m: method_beside(t, w, "--method", "dlib68"),
+         "the name 'dlib68' is taken twice (--method and --method): give the prediction set another NAME=, or the method other options"),
+    Case("bench", "--method with an unknown --scheme", lambda t, w, m: method_beside(t, w, "--scheme", "ibug67"), "unknown point scheme 'ibug67', expected one of ibug68, mediapipe478, wflw98"),
     Case("bench", "method on a video with more frames than boxes", lambda t, w, m: boxes_cut(t, w, lambda boxes: boxes[:-2]), "<tmp>/videos/bboxes/h1.npy: video has 7 frames, boxes have 5"),
     Case("bench", "method on a video with fewer frames than boxes", lambda t, w, m: boxes_cut(t, w, lambda boxes: np.concatenate([boxes, boxes[:2]])), "<tmp>/videos/bboxes/h1.npy: video has .* frames, boxes have .*"),
     # ONNX specs and models
@@ -208,6 +218,7 @@ CASES = [
     Case("bench", "prediction set in a scheme with no map", lambda t, w, m: scheme_file(t, w, m, SCHEME) and five_points(t, w), "<tmp>/five: point schemes five, wflw98 have no common scheme to score on: its landmarks are five, the videos' wflw98"),
     Case("bench", "method.json with a negative fps", lambda t, w, m: fps_set(t, w, -3), "<tmp>/set/method.json: 'fps' must be a positive number of frames per second, got -3"),
     Case("bench", "--scheme no entrant reaches", lambda t, w, m: ["bench", "--model", w.checkpoint, "--scheme", "mediapipe478", "--videos", w.videos, "--out", t / "out"], "<videos>: --scheme mediapipe478: no entrant can be scored on it (the videos are wflw98, the entrants wflw98)"),
+    Case("bench", "scheme file: invalid TOML", lambda t, w, m: scheme_file(t, w, m, SCHEME + "[flip\n"), "<tmp>/schemes/five.toml: not a scheme file: invalid TOML (.*)"),
     Case("bench", "scheme file: unreadable point", lambda t, w, m: scheme_file(t, w, m, SCHEME.replace('"0", "1"', '"0", "x"')), "five.toml: normalisation interocular: cannot read 'x' as a point, range or sum"),
     Case("bench", "scheme file: a sum outside a map", lambda t, w, m: scheme_file(t, w, m, SCHEME.replace('"0", "1"', '"0", "1+2"')), "five.toml: normalisation interocular: a sum 'a+b' is allowed only in a map"),
     Case("bench", "scheme file: point out of range", lambda t, w, m: scheme_file(t, w, m, SCHEME.replace('"0", "1"', '"0", "7"')), "five.toml: normalisation interocular names a point outside 0-4"),
@@ -221,6 +232,13 @@ CASES = [
 def fresh_schemes():
     yield
     schemes._all_schemes.cache_clear()
+
+
+def test_the_catalogue_counts_its_cases():
+    """docs/errors.md's schemes section gives the number of cases and a row for each."""
+    catalogue = (Path(__file__).parents[1] / "docs" / "errors.md").read_text()
+    assert f"tests/test_bad_inputs_schemes.py checks these {len(CASES)} bad inputs" in catalogue
+    assert all(f"| {case.command} | {case.name} |" in catalogue for case in CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{case.command}: {case.name}" for case in CASES])

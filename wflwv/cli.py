@@ -153,7 +153,7 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], methods: 
     nmf_definition = nmf_definition or ("released" if protocol == "released" else "paper")
     adaptive = {} if adaptive_tol is None else {"adaptive_tol": adaptive_tol or None}
     settings = BenchSettings(slots=slots, try_compile=try_compile, rwr_iters=rwr_iters, filters=filters, nmf_definition=nmf_definition, norm=norm, device=device, protocol=protocol, schemes=schemes, **adaptive)
-    predictions = predictions | method_sets(methods, videos, out, force)
+    predictions = predictions | method_sets(methods, videos, out, force, taken=set(predictions), schemes=schemes)
     boards = run_bench(list(checkpoints), out, videos=videos, stills=stills, settings=settings, force=force, predictions=predictions)
     if "stills" in boards:
         click.echo(boards["stills"].markdown)
@@ -163,12 +163,20 @@ def bench(checkpoints: tuple[Path, ...], predictions: dict[str, Path], methods: 
     click.echo(f"leaderboards written to {out}; see them with: wflwv report {out}")
 
 
-def method_sets(methods: tuple[str, ...], videos: Path | None, out: Path, force: bool) -> dict[str, Path]:
-    """Each --method run on the videos as a prediction set under OUT/methods/, by its label."""
+def method_sets(methods: tuple[str, ...], videos: Path | None, out: Path, force: bool, taken: set[str], schemes: tuple[str, ...]) -> dict[str, Path]:
+    """Each --method run on the videos as a prediction set under OUT/methods/, by its label; a label taken by a prediction set
+    or another --method, or an unknown --scheme, is refused before any method runs."""
     from wflwv.bench import slug
     from wflwv.methods import method_from_text, method_label
     from wflwv.methods.run import predict_video_set
+    from wflwv.schemes import get_scheme
 
+    for scheme in schemes:
+        get_scheme(scheme)
+    labels = [method_label(text) for text in methods]
+    clash = next((label for label in labels if label in taken or labels.count(label) > 1), None)
+    if clash is not None:
+        raise click.UsageError(f"the name {clash!r} is taken twice (--method and {'--predictions' if clash in taken else '--method'}): give the prediction set another NAME=, or the method other options")
     loaded = {text: method_from_text(text) for text in methods}  # every method refused or loaded before any runs
     return {method_label(text): predict_video_set(text, method, videos, out / "methods" / slug(method_label(text)), force) for text, method in loaded.items()}
 

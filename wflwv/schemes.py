@@ -100,7 +100,11 @@ def _all_schemes() -> dict[str, Scheme]:
     schemes = {}
     for entry in sorted(SCHEMES.iterdir(), key=lambda entry: entry.name):
         if entry.name.endswith(".toml"):
-            scheme = _scheme(tomllib.loads(entry.read_text()), entry.name)
+            try:
+                table = tomllib.loads(entry.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+                raise WflwvError(entry, f"not a scheme file: invalid TOML ({error})") from None
+            scheme = _scheme(table, entry.name)
             schemes[scheme.name] = scheme
     for scheme in schemes.values():
         for target, table in scheme.maps.items():
