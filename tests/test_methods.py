@@ -260,6 +260,21 @@ def test_label_takes_a_registered_method_as_a_member_and_relabels_when_it_change
     np.testing.assert_allclose(np.load(VideoSet(build).landmarks_path(video_id)) - first, 5.0, atol=1e-4)  # half of the point member's move
 
 
+def test_frames_where_no_member_found_a_face_get_no_label_and_are_counted(unlabelled_build, tmp_path, capsys):
+    from conftest import copy_build
+
+    build = copy_build(unlabelled_build, tmp_path / "build", "videos", "bboxes")
+    register_method("faceless", lambda: FixedPoints(np.full((98, 2), 40.0), faceless=(1, 2)))
+    result = run_main(capsys, "label", "--build", build, "--method", "faceless")
+    assert result.returncode == 0, result.stderr
+    videos = VideoSet(build)
+    assert f"{2 * len(videos.ids())} frames of {len(videos.ids())} videos have no label: no member found a face there" in result.stdout
+    labels = np.load(videos.landmarks_path(videos.ids()[0]))
+    assert np.isnan(labels[1:3]).all() and np.isfinite(np.delete(labels, [1, 2], axis=0)).all()
+    manifest = pd.read_parquet(build / "stages" / "label" / "manifest.parquet")
+    assert manifest["unlabelled_frames"].eq(2).all() and np.isfinite(manifest["mean_variance"]).all()
+
+
 def doc_block(language: str, first_line: str) -> str:
     """The code block of docs/methods.md in `language` whose first line is `first_line`."""
     text = (REPO / "docs" / "methods.md").read_text()

@@ -405,10 +405,13 @@ def label(build: Path, members: tuple[Path, ...], ensemble_dir: Path | None, met
     from wflwv.label import find_members, label as run_label
     from wflwv.pipeline.stage import Executor
 
-    checkpoints = find_members(members, ensemble_dir)
+    checkpoints = find_members(members, ensemble_dir) if members or ensemble_dir or not methods else ()  # methods alone can label
     manifest = run_label(build, checkpoints, corrections, Executor(executor, address), device, batch_size, force, methods)
     failed = manifest[manifest["status"] == "failed"]
     click.echo(f"labelled {len(manifest) - len(failed)} of {len(manifest)} videos with {len(checkpoints) + len(methods)} members in {build}")
+    unlabelled = manifest["unlabelled_frames"].fillna(0) if "unlabelled_frames" in manifest else None
+    if unlabelled is not None and unlabelled.any():
+        click.echo(f"{int(unlabelled.sum())} frames of {int(unlabelled.gt(0).sum())} videos have no label: no member found a face there (missing ground truth)")
     exit_if_failed(manifest)
 
 

@@ -17,7 +17,9 @@ label is the mean of every kept member's points, heatmap members' and point memb
 member weighing one. In numbers: with H heatmap members kept whose averaged maps read as point h, and
 point members p_1 ... p_P kept, the label is (H h + p_1 + ... + p_P) / (H + P). A point member's points
 are converted to the heatmap members' scheme (wflwv.schemes; a method with no map to it is refused), and
-a frame where it found no face drops it there, as a correction would.
+a frame where it found no face drops it there, as a correction would. A frame where no member is kept
+(point members only, none of which found a face there) gets NaN labels: missing ground truth, which
+every score excludes and counts (docs/submission.md); the video's row counts them (unlabelled_frames).
 
 A corrections file drops members for frame ranges of a video, as the paper's authors fixed errors:
 a CSV with the header `video_id,member,first_frame,last_frame` (frames 0-based, inclusive). A
@@ -179,8 +181,9 @@ def ensemble_frames(models: Sequence[torch.nn.Module], frames: np.ndarray, boxes
     if methods:
         labels, members, keep = with_point_members(labels, members, keep, methods, frames, boxes, scheme)
     weights = keep[:, :, None].astype(np.float64)
-    mean = (weights[..., None] * members).sum(axis=0) / weights.sum(axis=0)[..., None]
-    variance = (weights * ((members - mean) ** 2).sum(axis=-1)).sum(axis=0) / weights.sum(axis=0)
+    with np.errstate(invalid="ignore"):  # a frame with no member kept: NaN labels and variance (label_video counts them)
+        mean = (weights[..., None] * members).sum(axis=0) / weights.sum(axis=0)[..., None]
+        variance = (weights * ((members - mean) ** 2).sum(axis=-1)).sum(axis=0) / weights.sum(axis=0)
     return labels, variance, np.where(keep[..., None, None], members, np.nan)
 
 
@@ -194,7 +197,8 @@ def with_point_members(labels: np.ndarray, members: np.ndarray, keep: np.ndarray
     kept = keep[len(members) :] & np.isfinite(points).all(axis=(2, 3))
     total = heat.sum(axis=0) + kept.sum(axis=0)
     weighted = heat.sum(axis=0)[:, None, None] * np.nan_to_num(labels) + (kept[..., None, None] * np.nan_to_num(points)).sum(axis=0)
-    return weighted / total[:, None, None], np.nan_to_num(np.concatenate([members, points])), np.concatenate([heat, kept])
+    with np.errstate(invalid="ignore"):  # no member kept: NaN, a frame without ground truth
+        return weighted / total[:, None, None], np.nan_to_num(np.concatenate([members, points])), np.concatenate([heat, kept])
 
 
 def read_corrections(path: Path, members: Sequence[str], frame_count: Callable[[str], int]) -> Corrections:
@@ -275,11 +279,13 @@ def label_video(build: Path, checkpoints: tuple[Path, ...], corrections: Correct
         start = stop
     if start != len(boxes):
         raise WflwvError(videos.boxes_path(video_id), f"video has {start} frames, boxes have {len(boxes)}")
-    variance = np.concatenate(variances).astype(np.float32)
+    variance, labels = np.concatenate(variances).astype(np.float32), np.concatenate(labels).astype(np.float32)
     save_member_points(build, all_names(checkpoints, methods), video_id, np.concatenate(points, axis=1))
     io.save_npy(variance_path(build, video_id), variance)
-    io.save_npy(videos.landmarks_path(video_id), np.concatenate(labels).astype(np.float32))
-    return {"frames": start, "members": len(checkpoints) + len(methods), "corrected_frames": int((~keep).any(axis=0).sum()), "mean_variance": float(variance.mean())}
+    io.save_npy(videos.landmarks_path(video_id), labels)
+    unlabelled = int(np.isnan(labels).any(axis=(1, 2)).sum())
+    return {"frames": start, "members": len(checkpoints) + len(methods), "corrected_frames": int((~keep).any(axis=0).sum()), "unlabelled_frames": unlabelled,
+            "mean_variance": float(np.nanmean(variance)) if unlabelled < start else float("nan")}
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:
