@@ -156,6 +156,9 @@ def test_corrections_drop_a_member_and_relabel_only_their_video(labelled_build, 
         (f"{VIDEO},m1,x,2", "line 2: frames 'x' and '2' are not both integers"),
         (f"{VIDEO},m1,5", "line 2: expected 4 fields"),
         ("nosuchvideo,m1,0,1", "line 2: no video nosuchvideo in"),
+        (f'{VIDEO},"m1\n",0,1\n{VIDEO},m1,x,1', "line 4: frames 'x' and '1' are not both integers"),  # a quoted newline: rows and lines differ
+        (f'{VIDEO},m1,0,1\n{VIDEO},"m1', "line 3: expected 4 fields (video_id,member,first_frame,last_frame), found 2"),  # an unclosed quote runs to the end
+        (f"{VIDEO},m1,0," + "1" * 200_000, "line 2: not CSV (field larger than field limit"),
     ],
 )
 def test_bad_corrections_name_the_file_and_line(unlabelled_build, members, tmp_path, line, problem):

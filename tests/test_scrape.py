@@ -241,6 +241,19 @@ def test_a_url_list_goes_through_extract_info(site, tmp_path):
     assert site.requests["closed"] == 1  # the generic extractor's look at the link, no download after it
 
 
+def test_a_url_list_field_may_hold_a_quoted_newline_and_errors_name_the_rows_line(tmp_path):
+    urls = tmp_path / "urls.csv"
+    urls.write_text('id,url,licence\r\nfirst,http://a/1,"CC BY 4.0\r\n(attribution: A. Author)"\r\nsecond,http://a/2,CC0\r\n')
+    first, second = read_urls(urls)
+    assert (first.source_id, first.licence, second.source_id, second.licence) == ("first", "CC BY 4.0\r\n(attribution: A. Author)", "second", "CC0")
+    urls.write_text('url,licence\nhttp://a/1,"CC BY\n4.0"\n,CC0\n')
+    with pytest.raises(WflwvError, match="line 4: no url"):
+        read_urls(urls)
+    urls.write_text("url,licence\nhttp://a/1," + "x" * 200_000 + "\n")
+    with pytest.raises(WflwvError, match="line 2: not CSV .field larger than field limit"):
+        read_urls(urls)
+
+
 def test_an_automatic_window_has_a_face_throughout(tmp_path):
     from wflwv.synth import Preset, generate
 

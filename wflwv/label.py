@@ -39,6 +39,7 @@ import csv
 import functools
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -210,11 +211,17 @@ def read_corrections(path: Path, members: Sequence[str], frame_count: Callable[[
     path = Path(path)
     if not path.is_file():
         raise WflwvError(path, "no such corrections file")
-    lines = list(csv.reader(path.read_text().splitlines()))
-    if not lines or tuple(field.strip() for field in lines[0]) != CORRECTIONS_HEADER:
+    try:
+        reader = csv.reader(StringIO(path.read_bytes().decode("utf-8"), newline=""))
+        lines = [(reader.line_num, fields) for fields in reader]  # each row with the line it ends on
+    except UnicodeDecodeError as error:
+        raise WflwvError(path, f"not UTF-8 text (byte {error.start})") from None
+    except csv.Error as error:
+        raise WflwvError(path, f"line {reader.line_num}: not CSV ({error})") from None
+    if not lines or tuple(field.strip() for field in lines[0][1]) != CORRECTIONS_HEADER:
         raise WflwvError(path, f"line 1: expected the header {','.join(CORRECTIONS_HEADER)}")
     corrections: dict[str, list[tuple[str, int, int]]] = {}
-    for number, fields in enumerate(lines[1:], 2):
+    for number, fields in lines[1:]:
         if not any(field.strip() for field in fields):
             continue
         try:

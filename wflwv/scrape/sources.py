@@ -6,6 +6,7 @@ name is the stage item, the row's ID and the output's file name.
 
 import csv
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -121,15 +122,18 @@ def read_urls(path: Path) -> list[Candidate]:
     if not path.is_file():
         raise WflwvError(path, "no such file")
     try:
-        rows = list(csv.DictReader(path.read_bytes().decode("utf-8").splitlines()))
+        reader = csv.DictReader(io.StringIO(path.read_bytes().decode("utf-8"), newline=""))  # a quoted field may hold a newline
+        rows = [(reader.line_num, row) for row in reader]  # each row with the line it ends on
     except UnicodeDecodeError as error:
         raise WflwvError(path, f"not UTF-8 text (byte {error.start})") from None
-    columns = set(rows[0]) if rows else set()
+    except csv.Error as error:
+        raise WflwvError(path, f"line {reader.reader.line_num}: not CSV ({error})") from None  # DictReader's own line_num lags a row
+    columns = set(reader.fieldnames or ())
     licence_column = next((c for c in ("licence", "license") if c in columns), None)
     if "url" not in columns or licence_column is None:
         raise WflwvError(path, "expected a header with 'url' and 'licence' columns")
     candidates = []
-    for number, row in enumerate(rows, 2):
+    for number, row in rows:
         url = (row["url"] or "").strip()
         if not url:
             raise WflwvError(path, f"line {number}: no url")
