@@ -147,6 +147,13 @@ def test_none_none_lines_are_recorded_as_skipped(site, tmp_path):
     assert manifest.loc["coded2", "status"] == "failed" and "no such info-json file" in manifest.loc["coded2", "reason"]
 
 
+def test_a_candidate_scraped_again_and_not_done_keeps_no_clip_of_its_earlier_window(site, tmp_path):
+    assert scrape_ids(site, tmp_path, ["coded 0 9"]).loc["coded", "status"] == "done"
+    assert (tmp_path / "build" / "videos" / "coded.mp4").is_file()
+    assert scrape_ids(site, tmp_path, ["coded None None"]).loc["coded", "status"] == "skipped"
+    assert not (tmp_path / "build" / "videos" / "coded.mp4").exists()
+
+
 def test_a_404_fails_without_retry(site, tmp_path):
     row = scrape_ids(site, tmp_path, ["missing 0 9"]).loc["missing"]
     assert (row.status, row.attempts) == ("failed", 1) and "HTTP Error 404" in row.reason
@@ -205,7 +212,7 @@ def test_rerun_skips_finished_items_and_force_redoes_them(site, tmp_path):
     assert (video.stat().st_ino, video.stat().st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
     assert manifest.loc["coded", "status"] == "done"
     scrape_ids(site, tmp_path, ["coded 0 9"], force=True)
-    assert site.requests["coded"] == 2 and video.stat().st_ino != first.st_ino
+    assert site.requests["coded"] == 2 and video.stat().st_mtime_ns != first.st_mtime_ns  # written anew (its inode may be reused)
 
 
 def test_a_cookies_file_is_sent_with_the_requests(site, tmp_path):

@@ -1,6 +1,7 @@
 """`wflwv scrape`: every candidate is fetched, licence-gated and cut by the stage runner, one row each.
 
-Layout under BUILD: videos/<name>.mp4 (the cut windows, WFLW-V layout), stages/scrape/rows/ and
+Layout under BUILD: videos/<name>.mp4 (the cut windows, WFLW-V layout: a candidate scraped again
+under other inputs loses its earlier clip first, so that a refused, skipped or failed one has none), stages/scrape/rows/ and
 stages/scrape/manifest.parquet (one row per candidate), stages/scrape/downloads/<name>/ (a
 download, kept only while it is cut unless keep_downloads), stages/scrape/search/ (each query's
 results, so that a rerun scrapes the same candidates).
@@ -79,6 +80,7 @@ def scrape_candidate(out: Path, candidates: dict[str, Candidate], settings: Scra
     """Fetch, gate and cut one candidate; its row."""
     candidate = candidates[name]
     row = {"source_id": candidate.source_id, "url": candidate.url, "query": candidate.query, "attempts": 0}
+    (Path(out) / "videos" / f"{name}.mp4").unlink(missing_ok=True)  # an earlier window's clip: a candidate not done now has none
     if candidate.skip:
         return {**row, "status": "skipped", "reason": candidate.skip}
     downloads = stage_folder(out) / "downloads" / name
