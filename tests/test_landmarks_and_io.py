@@ -1,6 +1,9 @@
+import os
+
 import numpy as np
 import pytest
 
+from wflwv import io
 from wflwv.io import atomic_path, save_npy
 from wflwv.landmarks import FLIP_PERMUTATION, N_LANDMARKS, PARTS, flip_horizontally
 
@@ -34,3 +37,15 @@ def test_atomic_path_leaves_the_old_file_when_the_write_fails(tmp_path):
             raise RuntimeError("killed")
     assert np.array_equal(np.load(target), np.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def test_copy_file_links_where_asked_and_the_file_system_allows_else_copies(tmp_path, monkeypatch):
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"clip")
+    io.copy_file(source, tmp_path / "linked.bin", link=True)
+    io.copy_file(source, tmp_path / "copied.bin")
+    assert (tmp_path / "linked.bin").samefile(source) and not (tmp_path / "copied.bin").samefile(source)
+    monkeypatch.setattr(os, "link", lambda *args: (_ for _ in ()).throw(OSError(18, "Invalid cross-device link")))
+    io.copy_file(source, tmp_path / "fallback.bin", link=True)
+    assert (tmp_path / "fallback.bin").read_bytes() == b"clip" and not (tmp_path / "fallback.bin").samefile(source)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.bin", "copied.bin", "fallback.bin", "linked.bin"]  # no partial left

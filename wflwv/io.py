@@ -158,9 +158,22 @@ def save_parquet(path: str | Path, frame: pd.DataFrame) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def copy_file(source: str | Path, target: str | Path) -> None:
+def copy_file(source: str | Path, target: str | Path, link: bool = False) -> None:
+    """source's content at target, atomically; with link, as a hard link where the file system allows one (the
+    files must then never be written in place: wflwv's atomic writes replace a file, which leaves its links as they were)."""
     with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
+        if not (link and hard_linked(source, tmp)):
+            shutil.copyfile(source, tmp)
+
+
+def hard_linked(source: str | Path, tmp: Path) -> bool:
+    """tmp replaced by a hard link to source; False where the file system makes none (tmp then as it was)."""
+    try:
+        os.link(source, f"{tmp}.link")  # a partial's name too: remove_partials finds it after a kill
+    except OSError:
+        return False
+    os.replace(f"{tmp}.link", tmp)
+    return True
 
 
 def remove_partials(folder: str | Path, recursive: bool = False) -> int:

@@ -258,7 +258,7 @@ def write_ibug68(out: Path, name: str, footage: Footage) -> None:
     videos, videos68 = VideoSet(out / "videos"), VideoSet(out / VIDEOS68)
     io.save_npy(videos68.landmarks_path(name), check_landmarks(videos68.landmarks_path(name), footage.landmarks68))
     io.save_npy(videos68.boxes_path(name), footage.boxes)
-    io.copy_file(videos.video_path(name), videos68.video_path(name))  # last: it makes the ID visible
+    io.copy_file(videos.video_path(name), videos68.video_path(name), link=True)  # last: it makes the ID visible
 
 
 def _write_datasets(out: Path, preset: Preset, manifest: pd.DataFrame) -> None:
