@@ -29,27 +29,19 @@ def export(build: Path, out: Path, force: bool = False) -> dict[str, int]:
     keyed by their source files and OUT: a rerun copies only the videos whose files changed, or one of
     whose files is no longer in OUT.
     """
-    if Path(out).resolve() == Path(build).resolve():
-        raise WflwvError(out, "the export folder must not be the build folder")
-    source, target = VideoSet(build), VideoSet(out)
-    splits = listed_splits(source)
+    source, target, splits = VideoSet(build), VideoSet(out), export_splits(build, out)
     stage = Stage(
         "export", Path(build) / "stages" / "export", functools.partial(export_item, source, target), inputs=functools.partial(export_inputs, source, target),
         outputs=tuple(target.root / folder for folder in ("videos", "landmarks", "bboxes")),
     )
-    ids = [i for split_ids in splits.values() for i in split_ids]
-    redo_missing(stage, ids, lambda video_id: exported_files(source, target, video_id))
-    manifest = run_stage(stage, ids, force=force)
-    failed = manifest[manifest["status"] != "done"]
-    if len(failed):
-        raise WflwvError(None, failed["reason"].iloc[0])
-    for split, ids in splits.items():
-        target.write_split(split, ids)
-    return {split: len(ids) for split, ids in splits.items()}
+    return run_export(stage, splits, functools.partial(exported_files, source, target), target.write_split, force)
 
 
-def listed_splits(source: VideoSet) -> dict[str, list[str]]:
-    """The IDs of each split's list (hard, easy), none in both."""
+def export_splits(build: Path, out: Path) -> dict[str, list[str]]:
+    """The IDs of each split's list (hard, easy) of BUILD, none in both, to export into OUT (not BUILD itself)."""
+    if Path(out).resolve() == Path(build).resolve():
+        raise WflwvError(out, "the export folder must not be the build folder")
+    source = VideoSet(build)
     splits = {split: source.ids(split) for split in SPLITS}
     both = set(splits["hard"]) & set(splits["easy"])
     if both:
@@ -63,6 +55,19 @@ EXPORTED = (VideoSet.landmarks_path, VideoSet.boxes_path, VideoSet.video_path)  
 def exported_files(source: VideoSet, target: VideoSet, video_id: str) -> list[Path]:
     """Every file the export of a video writes into OUT."""
     return [member_path(target.root, name, video_id) for name in member_names(source.root)] + [path_of(target, video_id) for path_of in EXPORTED]
+
+
+def run_export(stage: Stage, splits: dict[str, list[str]], outputs: Callable[[str], list[Path]], write_split: Callable[[str, list[str]], None], force: bool) -> dict[str, int]:
+    """The export stage over every listed video (those whose outputs are gone done again), then the ID lists; videos per split."""
+    ids = [video_id for split_ids in splits.values() for video_id in split_ids]
+    redo_missing(stage, ids, outputs)
+    manifest = run_stage(stage, ids, force=force)
+    failed = manifest[manifest["status"] != "done"]
+    if len(failed):
+        raise WflwvError(None, failed["reason"].iloc[0])
+    for split, split_ids in splits.items():
+        write_split(split, split_ids)
+    return {split: len(split_ids) for split, split_ids in splits.items()}
 
 
 def redo_missing(stage: Stage, ids: list[str], outputs: Callable[[str], list[Path]]) -> None:

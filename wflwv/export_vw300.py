@@ -15,8 +15,8 @@ from rich.progress import track
 from wflwv.data.videoset import VideoSet
 from wflwv.data.vw300 import SCHEME, Vw300Set, annotation_files, pts_name, read_annotation
 from wflwv.errors import WflwvError
-from wflwv.export import Verification, decoded_probe, listed_splits, redo_missing
-from wflwv.pipeline.stage import Stage, run_stage
+from wflwv.export import Verification, decoded_probe, export_splits, run_export
+from wflwv.pipeline.stage import Stage
 from wflwv.schemes import convert, scheme_for_points
 
 
@@ -25,23 +25,13 @@ def export_vw300(build: Path, out: Path, force: bool = False) -> dict[str, int]:
 
     Items are those of the stage `export_300vw` (BUILD/stages/export_300vw), keyed by their source files and
     OUT: a rerun writes only the videos whose files changed, or whose vid.avi is no longer in OUT."""
-    if Path(out).resolve() == Path(build).resolve():
-        raise WflwvError(out, "the export folder must not be the build folder")
-    source, target = VideoSet(build), Vw300Set(out)
-    splits = listed_splits(source)
-    ids = [i for split_ids in splits.values() for i in split_ids]
+    source, target, splits = VideoSet(build), Vw300Set(out), export_splits(build, out)
+    ids = [video_id for split_ids in splits.values() for video_id in split_ids]
     stage = Stage(
         "export_300vw", Path(build) / "stages" / "export_300vw", functools.partial(export_item, source, target),
         inputs=functools.partial(export_inputs, source, target), outputs=tuple(folder for i in ids for folder in (target.root / i, target.annot_path(i))),
     )
-    redo_missing(stage, ids, lambda video_id: [target.video_path(video_id)])  # a video removed from OUT since it was written is written again
-    manifest = run_stage(stage, ids, force=force)
-    failed = manifest[manifest["status"] != "done"]
-    if len(failed):
-        raise WflwvError(None, failed["reason"].iloc[0])
-    for split, split_ids in splits.items():
-        target.lists.write_split(split, split_ids)
-    return {split: len(split_ids) for split, split_ids in splits.items()}
+    return run_export(stage, splits, lambda video_id: [target.video_path(video_id)], target.lists.write_split, force)
 
 
 def export_item(source: VideoSet, target: Vw300Set, video_id: str) -> dict:
