@@ -16,7 +16,6 @@ full-size tensor operations per cold-start frame, outside the cell's own, in eac
     python -m benchmarks.authors [--quick]
 """
 
-import argparse
 import copy
 import resource
 import tempfile
@@ -31,22 +30,15 @@ from benchmarks import authors_loop
 from benchmarks.common import Table, options, parse, print_tables
 from wflwv.data.video import iter_frames, write_video
 from wflwv.inference import VideoStream, predict_videos
-from wflwv.models import LDEQ, load_checkpoint, load_config
+from wflwv.models import LDEQ
 from wflwv.tuning import apply, choose, torch_threads
 
 WIDTHS = {"injection_width": 32, "cell_base_width": 32, "cell_width_increment": 8}  # the geometry sweep's small widths
-Z_WEIGHT_SCALE = 0.003  # the cell's first convolution, on z: the random cell then contracts by about 0.1 an iteration
 MODES = {"cold start": (False, None), "RwR (1 it)": (True, 1)}  # mode: (warm start, cap)
 
 
 def released_checkpoint(folder: Path) -> LDEQ:
-    args = argparse.Namespace(**{**load_config("ldeq_paper")["args"], **WIDTHS, "solver": "fpi", "max_iters": 6, "rel_diff_target": 0.0})
-    torch.manual_seed(0)
-    model = LDEQ(args)
-    with torch.no_grad():
-        model.deq_layer.cell.tail.conv.weight[:, : args.z_width] *= Z_WEIGHT_SCALE
-    torch.save({"args": args, "state_dict": model.state_dict()}, folder / "final.pth.tar")
-    return load_checkpoint(folder / "final.pth.tar")[0].eval()
+    return authors_loop.contractive_checkpoint(folder / "final.pth.tar", 0, **WIDTHS, solver="fpi", max_iters=6, rel_diff_target=0.0)
 
 
 def moving_face_videos(folder: Path, count: int, length: int) -> dict[Path, np.ndarray]:
@@ -153,7 +145,7 @@ def run(device: str, quick: bool, checkpoint: Path | None = None) -> list[Table]
         table.rows.append([mode, loop, frames / float(np.median(seconds[mode, loop])), f"{middle:.2f} [{low:.2f}, {high:.2f}]", evaluations,
                            float(np.median(faults[mode, loop])) / frames, gap])
     table.notes += [f"{count} videos of {length} frames (640x360 H.264), {rounds} interleaved rounds; the checkpoint: ldeq_paper's geometry at widths "
-                    f"{WIDTHS}, plain iteration, cap 6, tolerance 0, in the authors' format, its cell's weights on z x {Z_WEIGHT_SCALE}.",
+                    f"{WIDTHS}, plain iteration, cap 6, tolerance 0, in the authors' format, its cell's weights on z x {authors_loop.Z_WEIGHT_SCALE}.",
                     "The authors' loop decodes with OpenCV and crops with their conventions; wflwv decodes with PyAV. Evaluations as the release counts them.",
                     "Until 2026-12-06 21:23 wflwv's decoder converted each frame to RGB with VideoFrame.to_ndarray, which sets up a fresh swscale "
                     "context per frame: 0.37 ms a 640x360 frame against 0.16 with one converter per video (identical pixels). With the cell replaced "

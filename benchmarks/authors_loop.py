@@ -11,18 +11,37 @@ cap `rwr_max_iters` on every frame, the first included, and the output of that e
 
 It uses wflwv only for the network's two parts, the stem (`model.tail`) and the cell
 (`model.deq_layer.cell`), so that a difference in landmarks is a difference in the evaluation.
+`contractive_checkpoint` writes the released-format checkpoint that the benchmark and the tests
+compare the two loops on.
 """
 
+import argparse
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from wflwv.models import LDEQ, load_checkpoint, load_config
+
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+Z_WEIGHT_SCALE = 0.003  # the cell's first convolution, on z: a random cell then contracts by about 0.1 an iteration
 EXTRA_SCALE = 1.2
 RELATIVE_EPS = 1e-5  # their relative residual divides by 1e-5 + ||f(z)||
 HEATMAP_EPS = 1e-4
+
+
+def contractive_checkpoint(path: Path, seed: int, **options) -> LDEQ:
+    """ldeq_paper's geometry with `options` set, random weights from `seed` in the authors' format (args and state_dict), its
+    cell made a contraction (the weights on z scaled by Z_WEIGHT_SCALE) so that rounding cannot decide its landmarks; loaded back."""
+    args = argparse.Namespace(**{**load_config("ldeq_paper")["args"], **options})
+    torch.manual_seed(seed)
+    model = LDEQ(args)
+    with torch.no_grad():
+        model.deq_layer.cell.tail.conv.weight[:, : args.z_width] *= Z_WEIGHT_SCALE
+    torch.save({"args": args, "state_dict": model.state_dict()}, path)
+    return load_checkpoint(path)[0].eval()
 
 
 def read_bgr_frames(path) -> list[np.ndarray]:

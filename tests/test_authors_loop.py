@@ -2,7 +2,6 @@
 their conventions, at the paper's geometry (256x256 crops, 98 heatmaps of 64x64; narrow widths for CPU time), on a
 contractive released-format checkpoint; and the two released options that change inference."""
 
-import argparse
 
 import numpy as np
 import pytest
@@ -13,23 +12,16 @@ from benchmarks import authors_loop
 from wflwv.data.video import iter_frames
 from wflwv.data.videoset import VideoSet
 from wflwv.inference import VideoStream, predict_videos
-from wflwv.models import LDEQ, load_checkpoint, load_config
+from wflwv.models import LDEQ
 
 from conftest import write_wflwv
 
 NARROW = {"injection_width": 8, "cell_base_width": 8, "cell_width_increment": 4, "max_iters": 6, "anderson_m": 3}
-Z_WEIGHT_SCALE = 0.003  # the cell's first convolution, on z: the random cell then contracts by about 0.1 an iteration
 
 
 def released_checkpoint(path, solver: str, **options) -> LDEQ:
-    """ldeq_paper's geometry at narrow widths in the authors' format (args and state_dict), its cell made a contraction, loaded back."""
-    args = argparse.Namespace(**{**load_config("ldeq_paper")["args"], **NARROW, "solver": solver, **options})
-    torch.manual_seed(5)
-    model = LDEQ(args)
-    with torch.no_grad():
-        model.deq_layer.cell.tail.conv.weight[:, : args.z_width] *= Z_WEIGHT_SCALE
-    torch.save({"args": args, "state_dict": model.state_dict()}, path)
-    return load_checkpoint(path)[0].eval()
+    """ldeq_paper's geometry at narrow widths in the authors' format, its cell made a contraction, loaded back."""
+    return authors_loop.contractive_checkpoint(path, 5, **NARROW, solver=solver, **options)
 
 
 @pytest.fixture(scope="module")
