@@ -1,5 +1,6 @@
 import subprocess
 import types
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -129,6 +130,32 @@ def test_truncated_mp4_with_its_index_first(video, tmp_path):
     cut_between_packets.write_bytes(data[: packet_starts[12]])
     assert_unreadable(cut_inside_a_packet, "truncated or corrupt video")
     assert_unreadable(cut_between_packets, "its index lists 20 frames, the file holds 12")
+
+
+def avi_with_dropped_frames(path: Path, frames: np.ndarray, stamps: list[int]) -> Path:
+    """An MPEG-4 AVI of `frames` at these timestamps (1/25 s): AVI's muxer writes an empty index entry, a dropped frame, in each gap."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for image, stamp in zip(frames, stamps):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = stamp, Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_an_avi_with_dropped_frames_is_its_decoded_frames_not_a_truncated_file(frames, tmp_path):
+    path = avi_with_dropped_frames(tmp_path / "gaps.avi", frames[:6], [0, 1, 2, 5, 6, 7])
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 8  # the index counts the two dropped frames
+    assert probe(path).n_frames == 6
+    decoded = read_video(path)
+    assert [square_left_edge(frame) for frame in decoded] == [square_left_edge(frame) for frame in frames[:6]]
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(WflwvError):
+        probe(cut)
 
 
 def test_bad_frames_are_rejected_and_the_old_file_kept(video, tmp_path):

@@ -49,19 +49,32 @@ def video_packets(path: Path, container: av.container.InputContainer) -> Iterato
     """Demuxed packets of the first video stream, the final flush packet included; raises where the file is cut short.
 
     Packets of a cut video's edit list that are decoded only to be dropped come with is_discard set.
+    An index that lists more frames than the file holds is a cut file, unless the packets' timestamps
+    span them: an AVI's dropped frames are empty index entries, which the demuxer skips, so the
+    frames are those decoded, as OpenCV reads them too.
     """
     stream = container.streams.video[0]
-    n_packets = 0
+    n_packets, stamps = 0, []
     try:
         for packet in container.demux(stream):
             if packet.is_corrupt:
                 raise WflwvError(path, f"truncated or corrupt video: packet {n_packets} is damaged")
             n_packets += packet.size > 0
+            if packet.size > 0 and packet.pts is not None:
+                stamps.append(packet.pts)
             yield packet
     except av.FFmpegError as error:
         raise WflwvError(path, f"corrupt video after {n_packets} packets (ffmpeg: {error.strerror})") from None
-    if n_packets < stream.frames:
+    if max(n_packets, spanned_frames(stream, stamps)) < stream.frames:
         raise WflwvError(path, f"truncated video: its index lists {stream.frames} frames, the file holds {n_packets}")
+
+
+def spanned_frames(stream: av.video.stream.VideoStream, stamps: list[int]) -> int:
+    """How many frames the packets' timestamps span at the stream's frame rate (0 where unknown)."""
+    rate = stream.average_rate or stream.guessed_rate
+    if not stamps or not rate or not stream.time_base:
+        return 0
+    return round((max(stamps) - min(stamps)) * stream.time_base * rate) + 1
 
 
 def probe(path: str | Path) -> VideoInfo:
