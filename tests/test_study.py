@@ -1,3 +1,4 @@
+import re
 import shutil
 from pathlib import Path
 
@@ -136,15 +137,19 @@ def test_an_equilibrium_table_of_another_diagnose_is_measured_again(study):
     run_study(world, out, settings)  # and back, for the tests that follow
 
 
-def test_a_rerun_skips_finished_seeds_and_force_redoes_them(study):
+def test_a_rerun_skips_finished_seeds_and_force_redoes_them(study, capsys):
     world, out, settings, _ = study
     checkpoint = out / "seeds" / "0" / "ldeq_tiny" / "checkpoint.pth.tar"
     manifest, stamp = pd.read_parquet(out / "manifest.parquet"), checkpoint.stat().st_mtime_ns
     assert list(manifest["seed"]) == [0, 1] and manifest["seed"].dtype.kind == "i" and (manifest["train_seconds"] > 0).all()
+    capsys.readouterr()
     run_study(world, out, settings)
     assert checkpoint.stat().st_mtime_ns == stamp and pd.read_parquet(out / "manifest.parquet").equals(manifest)
+    assert "seed" not in capsys.readouterr().out  # nothing done, nothing said
     run_study(world, out, StudySettings(seeds=(0,), configs=settings.configs, bench=BENCH), force=True)
     assert checkpoint.stat().st_mtime_ns > stamp
+    said = " ".join(capsys.readouterr().out.split())  # rich folds long lines
+    assert re.search(rf"{re.escape(str(out))}: seed 0 done, {len(settings.configs)} configs trained in \d+ min and benched in \d+ min; 1 of 1 seeds done", said)
     assert list(pd.read_parquet(out / "manifest.parquet")["seed"]) == [1, 0]
 
 

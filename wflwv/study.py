@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from rich.console import Console
 
 from wflwv import io
 from wflwv.bench import BenchSettings, run_bench
@@ -110,12 +111,16 @@ def study_world(world: Path, out: Path, settings: StudySettings, force: bool) ->
     manifest_path = out / MANIFEST_NAME
     rows = pd.read_parquet(manifest_path).to_dict("records") if manifest_path.exists() else []
     inputs = study_inputs(world, settings)
-    for seed in settings.seeds:
-        key = io.digest({"seed": seed} | inputs)
+    keys = {seed: io.digest({"seed": seed} | inputs) for seed in settings.seeds}
+    for seed, key in keys.items():
         if not force and any(row.get("key") == key for row in rows):
             continue
-        rows = [row for row in rows if row["seed"] != seed] + [study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force) | {"key": key}]
+        row = study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force) | {"key": key}
+        rows = [row for row in rows if row["seed"] != seed] + [row]
         io.save_parquet(manifest_path, pd.DataFrame(rows))
+        done = sum(any(other.get("key") == key for other in rows) for key in keys.values())
+        Console().print(f"{out}: seed {seed} done, {len(settings.configs)} configs trained in {row['train_seconds'] / 60:.0f} min and benched in "
+                        f"{row['bench_seconds'] / 60:.0f} min; {done} of {len(settings.seeds)} seeds done")
     diagnose_ldeqs(videos, out, settings)
     return [(seed, out / "seeds" / str(seed)) for seed in settings.seeds]
 
