@@ -116,9 +116,9 @@ def study_world(world: Path, out: Path, settings: StudySettings, force: bool) ->
         if not force and any(row.get("key") == key for row in rows):
             continue
         row = study_seed(stills, videos, out / "seeds" / str(seed), seed, settings, force) | {"key": key}
-        rows = [row for row in rows if row["seed"] != seed] + [row]
+        rows = [other for other in rows if other["seed"] != seed] + [row]
         io.save_parquet(manifest_path, pd.DataFrame(rows))
-        done = sum(any(other.get("key") == key for other in rows) for key in keys.values())
+        done = len({other.get("key") for other in rows} & set(keys.values()))
         Console().print(f"{out}: seed {seed} done, {len(settings.configs)} configs trained in {row['train_seconds'] / 60:.0f} min and benched in "
                         f"{row['bench_seconds'] / 60:.0f} min; {done} of {len(settings.seeds)} seeds done")
     diagnose_ldeqs(videos, out, settings)
