@@ -54,27 +54,28 @@ def video_packets(path: Path, container: av.container.InputContainer) -> Iterato
     frames are those decoded, as OpenCV reads them too.
     """
     stream = container.streams.video[0]
-    n_packets, stamps = 0, []
+    n_packets, first, last = 0, None, None  # the lowest and highest timestamp of a packet with data
     try:
         for packet in container.demux(stream):
             if packet.is_corrupt:
                 raise WflwvError(path, f"truncated or corrupt video: packet {n_packets} is damaged")
             n_packets += packet.size > 0
             if packet.size > 0 and packet.pts is not None:
-                stamps.append(packet.pts)
+                first = packet.pts if first is None else min(first, packet.pts)
+                last = packet.pts if last is None else max(last, packet.pts)
             yield packet
     except av.FFmpegError as error:
         raise WflwvError(path, f"corrupt video after {n_packets} packets (ffmpeg: {error.strerror})") from None
-    if max(n_packets, spanned_frames(stream, stamps)) < stream.frames:
+    if max(n_packets, spanned_frames(stream, first, last)) < stream.frames:
         raise WflwvError(path, f"truncated video: its index lists {stream.frames} frames, the file holds {n_packets}")
 
 
-def spanned_frames(stream: av.video.stream.VideoStream, stamps: list[int]) -> int:
-    """How many frames the packets' timestamps span at the stream's frame rate (0 where unknown)."""
+def spanned_frames(stream: av.video.stream.VideoStream, first: int | None, last: int | None) -> int:
+    """How many frames the timestamps from first to last span at the stream's frame rate (0 where unknown)."""
     rate = stream.average_rate or stream.guessed_rate
-    if not stamps or not rate or not stream.time_base:
+    if first is None or not rate or not stream.time_base:
         return 0
-    return round((max(stamps) - min(stamps)) * stream.time_base * rate) + 1
+    return round((last - first) * stream.time_base * rate) + 1
 
 
 def probe(path: str | Path) -> VideoInfo:
