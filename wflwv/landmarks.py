@@ -1,4 +1,4 @@
-"""The WFLW 98-point landmark scheme by name: its points and parts, with the regions, normalising points and
+"""The WFLW 98-point landmark scheme by name: its points and parts, with the regions and
 flip permutation read from its data (wflwv/configs/schemes/wflw98.toml, through wflwv.schemes)."""
 
 import numpy as np
@@ -9,8 +9,6 @@ WFLW98 = schemes.get_scheme("wflw98")
 N_LANDMARKS = WFLW98.n_points
 CHIN = 16
 # "left" is the image's left throughout
-LEFT_EYE_OUTER, RIGHT_EYE_OUTER = (int(group[0]) for group in WFLW98.normalisations["interocular"])
-LEFT_PUPIL, RIGHT_PUPIL = (int(group[0]) for group in WFLW98.normalisations["interpupil"])
 
 # Index ranges of the face parts, end exclusive.
 PARTS = {

@@ -33,6 +33,8 @@ class Scheme:
 
 def parse_points(text: str, what: str) -> list[list[int]]:
     """The groups a point list names: "0-2, 5+6" -> [[0], [1], [2], [5, 6]]."""
+    if not isinstance(text, str):
+        raise WflwvError(None, f"{what}: expected a point list in a string, as \"0-16\", got {text!r}")
     groups = []
     for item in text.replace("\n", " ").split(","):
         item = item.strip()
@@ -67,7 +69,35 @@ def _map_table(text: str, what: str) -> np.ndarray:
     return np.array([group * (k // len(group)) for group in groups], dtype=int)
 
 
+REQUIRED = {"name": (str, "a string"), "n_points": (int, "a whole number"), "description": (str, "a string"),
+            "normalisations": (dict, "a table")}
+TABLES = ("normalisations", "regions", "flip", "subsets", "to")  # tables of point lists (a map's under "points")
+
+
+def _check_layout(data: dict, source: str) -> None:
+    """The keys and types a scheme file must have, before any point list is read."""
+    for key, (kind, what) in REQUIRED.items():
+        if key not in data:
+            raise WflwvError(None, f"{source}: no {key!r} (a scheme file gives {', '.join(REQUIRED)})")
+        if not isinstance(data[key], kind) or isinstance(data[key], bool):
+            raise WflwvError(None, f"{source}: {key!r} must be {what}, got {data[key]!r}")
+    if data["n_points"] < 1:
+        raise WflwvError(None, f"{source}: 'n_points' must be at least 1, got {data['n_points']}")
+    for table in TABLES:
+        if not isinstance(data.get(table, {}), dict):
+            raise WflwvError(None, f"{source}: {table!r} must be a table, got {data[table]!r}")
+    if "interocular" not in data["normalisations"]:
+        raise WflwvError(None, f"{source}: normalisations has no 'interocular' (the default normaliser)")
+    for name, pair in data["normalisations"].items():
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise WflwvError(None, f"{source}: normalisation {name} must be two point lists, as [\"60\", \"72\"]")
+    for target, spec in data.get("to", {}).items():
+        if not isinstance(spec, dict) or "points" not in spec:
+            raise WflwvError(None, f"{source}: the map to {target} must be a table with a 'points' list")
+
+
 def _scheme(data: dict, source: str) -> Scheme:
+    _check_layout(data, source)
     n = data["n_points"]
 
     def points(text: str, what: str) -> np.ndarray:
@@ -174,6 +204,17 @@ def distance(points: np.ndarray, scheme: Scheme, normalisation: str) -> np.ndarr
         raise WflwvError(None, f"point scheme {scheme.name} has no {normalisation!r} normalisation")
     a, b = scheme.normalisations[normalisation]
     return np.linalg.norm(points[..., a, :].mean(axis=-2) - points[..., b, :].mean(axis=-2), axis=-1)
+
+
+def zero_interocular(points: np.ndarray, scheme: Scheme) -> np.ndarray:
+    """Which faces (..., N, 2) have no inter-ocular distance to normalise their errors by."""
+    return distance(points, scheme, "interocular") == 0
+
+
+def normalisation_points(scheme: Scheme, normalisation: str, first: int = 0) -> str:
+    """'points 60 and 72': a normalisation's two point groups as an error names them, numbered from `first`."""
+    a, b = ("+".join(str(int(point) + first) for point in group) for group in scheme.normalisations[normalisation])
+    return f"points {a} and {b}"
 
 
 def flip_horizontally(points: np.ndarray, width: float, scheme: Scheme) -> np.ndarray:

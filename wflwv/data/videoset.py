@@ -11,7 +11,7 @@ import numpy as np
 from wflwv import io
 from wflwv.data.video import probe, write_video
 from wflwv.errors import WflwvError
-from wflwv.schemes import point_counts, scheme_for_points
+from wflwv.schemes import normalisation_points, point_counts, scheme_for_points, zero_interocular
 
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -80,10 +80,11 @@ def check_landmarks(path: Path, landmarks: np.ndarray) -> np.ndarray:
     if partial.any():
         frame = int(np.flatnonzero(partial)[0])
         raise WflwvError(path, f"landmarks of frame {frame}: {int(missing[frame].sum())} of {landmarks.shape[1]} points are NaN (a frame without ground truth is NaN in every point)")
-    left, right = (int(group[0]) for group in scheme_for_points(landmarks.shape[1]).normalisations["interocular"])
-    coincide = (landmarks[:, left] == landmarks[:, right]).all(axis=1)
+    scheme = scheme_for_points(landmarks.shape[1])
+    coincide = zero_interocular(landmarks, scheme)
     if coincide.any():
-        raise WflwvError(path, f"landmarks of frame {int(np.flatnonzero(coincide)[0])}: points {left} and {right} coincide (zero inter-ocular distance)")
+        frame = int(np.flatnonzero(coincide)[0])
+        raise WflwvError(path, f"landmarks of frame {frame}: {normalisation_points(scheme, 'interocular')} coincide (zero inter-ocular distance)")
     return landmarks
 
 

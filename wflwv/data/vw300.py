@@ -29,7 +29,7 @@ from wflwv import io
 from wflwv.data.video import open_video, probe, quarter_turns
 from wflwv.data.videoset import SPLITS, VideoItem, VideoSet, check_boxes, is_valid_id, validate_id
 from wflwv.errors import WflwvError
-from wflwv.schemes import get_scheme
+from wflwv.schemes import get_scheme, normalisation_points, zero_interocular
 
 SCHEME = get_scheme("ibug68")
 PTS_ORIGIN = 1.0  # .pts pixel coordinates minus wflwv's
@@ -78,9 +78,8 @@ def read_pts(path: Path) -> np.ndarray:
 def read_annotation(path: Path) -> np.ndarray:
     """read_pts, refusing a face whose outer eye corners coincide (no inter-ocular distance to normalise by)."""
     points = read_pts(path)
-    left, right = (int(group[0]) for group in SCHEME.normalisations["interocular"])
-    if (points[left] == points[right]).all():
-        raise WflwvError(path, f"points {left + 1} and {right + 1} (the outer eye corners) coincide")
+    if zero_interocular(points, SCHEME):
+        raise WflwvError(path, f"{normalisation_points(SCHEME, 'interocular', first=1)} (the outer eye corners) coincide")
     return points
 
 

@@ -10,7 +10,8 @@ from PIL import Image, UnidentifiedImageError
 
 from wflwv import io
 from wflwv.errors import WflwvError
-from wflwv.landmarks import LEFT_EYE_OUTER, N_LANDMARKS, RIGHT_EYE_OUTER
+from wflwv.landmarks import N_LANDMARKS, WFLW98
+from wflwv.schemes import normalisation_points, zero_interocular
 
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 # Test subsets of the pre-cropped release (test_<name>) and the attribute flag that selects each.
@@ -83,8 +84,8 @@ def parse_face(line: str) -> Face:
         if flag not in (0, 1):
             raise ValueError(f"attribute flag {name} is {flag:g}, expected 0 or 1")
     landmarks = values[:N_COORDINATES].reshape(N_LANDMARKS, 2)
-    if (landmarks[LEFT_EYE_OUTER] == landmarks[RIGHT_EYE_OUTER]).all():
-        raise ValueError(f"points {LEFT_EYE_OUTER} and {RIGHT_EYE_OUTER} coincide (zero inter-ocular distance)")
+    if zero_interocular(landmarks, WFLW98):
+        raise ValueError(f"{normalisation_points(WFLW98, 'interocular')} coincide (zero inter-ocular distance)")
     return Face(landmarks, values[N_COORDINATES:-len(ATTRIBUTES)], flags, fields[-1].strip())
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from wflwv.filters import TemporalFilter
-from wflwv.landmarks import LEFT_EYE_OUTER, REGIONS, RIGHT_EYE_OUTER
+from wflwv.landmarks import REGIONS, WFLW98
+from wflwv.schemes import distance
 from wflwv.metrics import nme
 from wflwv.synth.face import build_head
 from wflwv.synth.geometry import rotation
@@ -31,7 +32,7 @@ PADDING = 8  # spectra are zero-padded to this many times the signal's length, t
 def landmark_speeds(points: np.ndarray, fps: float) -> np.ndarray:
     """Speeds (frames - 1, landmarks) of landmarks (frames, landmarks, 2), in inter-ocular distances
     per second (the video's median distance between the outer eye corners)."""
-    inter_ocular = np.median(np.linalg.norm(points[:, LEFT_EYE_OUTER] - points[:, RIGHT_EYE_OUTER], axis=-1))
+    inter_ocular = np.median(distance(points, WFLW98, "interocular"))
     return np.linalg.norm(np.diff(points, axis=0), axis=-1) * fps / inter_ocular
 
 
