@@ -16,7 +16,8 @@ from wflwv.errors import WflwvError
 from wflwv.configs import MODELS
 from wflwv.models import load_config
 from wflwv.report import read_leaderboard
-from wflwv.study import StudySettings, ablation_configs, rule_choice, run_worlds_study, with_ablation
+from wflwv import io
+from wflwv.study import StudySettings, ablation_configs, rule_choice, run_worlds_study, toml_text, with_ablation
 from wflwv.synth import Preset
 from wflwv.train import TrainSettings
 from wflwv.uncertainty import t_interval
@@ -128,18 +129,30 @@ def test_the_rule_picks_the_simplest_variant_meeting_every_target_else_the_sprea
     assert rule_choice(table) == ("none", "no variant meets the spread target")
 
 
-def test_ldeq_demos_ablation_trains_the_documented_no_term_config_and_ldeq_demo_itself(tmp_path):
-    """Its `none` variant is ldeq_demo cut before its term comment (docs/study.md's no-term study), `all` is ldeq_demo."""
+def test_ldeq_demos_ablation_switches_its_ablation_table_and_its_none_variant_is_ldeq_demo(tmp_path):
+    """ldeq_demo trains no term (the rule's pick); its [ablation] table keeps the four the held-out ablation switched: the
+    `none` variant trains as ldeq_demo does, `all` is ldeq_demo with that table in [train] (the config shipped before)."""
     paths = {Path(path).stem: path for path in ablation_configs("ldeq_demo", tmp_path)}
     assert list(paths) == [f"ldeq_demo-{v}" for v in VARIANTS]
-    text = (MODELS / "ldeq_demo.toml").read_text()
-    (tmp_path / "plain.toml").write_text(text[: text.index("# In the last 2 epochs")])
+    config = load_config("ldeq_demo")
+    assert not any(config["train"].get(key) for key in WEIGHTS.values()) and all(config["ablation"][key] for key in WEIGHTS.values())
     settings = {name: dataclasses.asdict(TrainSettings.from_config(load_config(path))) for name, path in paths.items()}
-    plain = dataclasses.asdict(TrainSettings.from_config(load_config(tmp_path / "plain.toml")))
+    own = dataclasses.asdict(TrainSettings.from_config(config))
     inert = ("warm_start_epochs", "spectral_", "memory_floor", "memory_epochs")  # read only where their term's weight is not 0
-    assert {k: v for k, v in settings["ldeq_demo-none"].items() if not k.startswith(inert)} == {k: v for k, v in plain.items() if not k.startswith(inert)}
-    assert settings["ldeq_demo-all"] == dataclasses.asdict(TrainSettings.from_config(load_config("ldeq_demo")))
-    assert load_config(paths["ldeq_demo-all"]) == load_config("ldeq_demo")
+    assert {k: v for k, v in settings["ldeq_demo-none"].items() if not k.startswith(inert)} == {k: v for k, v in own.items() if not k.startswith(inert)}
+    shipped_before = {key: value for key, value in config.items() if key != "ablation"} | {"train": config["train"] | config["ablation"]}
+    assert load_config(paths["ldeq_demo-all"]) == shipped_before
+
+
+def test_an_ablation_table_gives_the_variants_its_keys_in_train_would(tmp_path):
+    in_train = load_config(tiny_ldeq(tmp_path / "tiny.toml", TERMS))
+    apart = {key: value for key, value in in_train.items() if key != "train"} | {"train": TINY_TRAIN, "ablation": TERMS}
+    io.save_text(tmp_path / "apart" / "tiny.toml", toml_text(apart))
+    written = [ablation_configs(str(tmp_path / folder / "tiny.toml"), tmp_path / folder / "configs") for folder in ("", "apart")]
+    assert [Path(path).read_text() for path in written[0]] == [Path(path).read_text() for path in written[1]]
+    io.save_text(tmp_path / "bad.toml", toml_text({"ablation": 3} | in_train))
+    with pytest.raises(WflwvError, match="'ablation' must be a table of \\[train\\] keys, got 3"):
+        ablation_configs(str(tmp_path / "bad.toml"), tmp_path / "bad")
 
 
 def test_an_ablation_of_a_config_with_one_term_is_refused_before_any_work(tmp_path):

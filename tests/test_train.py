@@ -108,18 +108,22 @@ def test_a_resume_must_be_the_same_run_or_is_refused_naming_the_difference(tmp_p
 
 
 def test_a_checkpoint_from_before_a_train_setting_existed_resumes_as_with_its_default(tmp_path):
+    """...and a config's tables that training does not read (ldeq_demo's [ablation]) are not part of the run."""
     still_set(tmp_path / "stills")
     checkpoint = train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=1)
     model, saved = load_checkpoint(checkpoint)
     run = json.loads(saved["run"])
     del run["config"]["train"]["consistency_weight"]  # as wflwv wrote it before that setting
     save_checkpoint(checkpoint, model, extra={key: saved[key] for key in ("optimizer", "schedule", "random", "history")} | {"run": json.dumps(run)})
-    config = tmp_path / "inconsistent.toml"
-    config.write_text((MODELS / "ldeq_demo.toml").read_text().replace("consistency_weight = 1.0", "consistency_weight = 0.0"))
-    train(tmp_path / "stills", config, tmp_path / "run", epochs=2)
+    demo = (MODELS / "ldeq_demo.toml").read_text()
+    other_ablation = tmp_path / "other_ablation.toml"
+    other_ablation.write_text(demo.replace("consistency_weight = 1.0", "consistency_weight = 0.0"))  # only [ablation] has it
+    train(tmp_path / "stills", other_ablation, tmp_path / "run", epochs=2)
     assert [row["epoch"] for row in load_checkpoint(checkpoint)[1]["history"]] == [1, 2]
+    consistent = tmp_path / "consistent.toml"
+    consistent.write_text(demo.replace("[train]\n", "[train]\nconsistency_weight = 1.0\n", 1))
     with pytest.raises(WflwvError, match=re.escape("another run: config.train.consistency_weight 0.0 in the checkpoint, 1.0 now")):
-        train(tmp_path / "stills", "ldeq_demo", tmp_path / "run", epochs=3)
+        train(tmp_path / "stills", consistent, tmp_path / "run", epochs=3)
 
 
 def test_augmented_crops_keep_landmarks_on_the_face(tmp_path):
@@ -152,24 +156,6 @@ def plain_train(config: dict) -> dict:
     """A config's [train] table without its equilibrium terms, to which a test adds the ones it tests."""
     return {key: value for key, value in config["train"].items() if not key.startswith(("jacobian", "warm_start", "spectral", "consistency", "memory"))}
 
-
-
-def test_ldeq_demo_cut_before_its_term_comment_is_ldeq_demo_without_its_terms(tmp_path):
-    """docs/study.md compares ldeq_demo with itself cut by `sed '/^# In the last 2 epochs/,$d'`: that cut must keep
-    every model and training setting and drop every equilibrium term."""
-    lines = (MODELS / "ldeq_demo.toml").read_text().splitlines(keepends=True)
-    cut = next(i for i, line in enumerate(lines) if line.startswith("# In the last 2 epochs"))
-    (tmp_path / "plain.toml").write_text("".join(lines[:cut]))
-    shipped, plain = load_config("ldeq_demo"), load_config(tmp_path / "plain.toml")
-    assert plain["args"] == shipped["args"] and plain["train"] == plain_train(shipped) != shipped["train"]
-
-def test_each_training_loss_sends_gradients_to_every_cell_weight():
-    model = create_model(load_config("ldeq_demo")).train()
-    images, targets = torch.randn(4, 3, 64, 64), torch.rand(4, 98, 2)
-    for loss in LOSSES.values():
-        model.zero_grad()
-        loss(model(images), targets).backward()
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.deq_layer.parameters())
 
 
 @pytest.mark.parametrize("table, problem", [

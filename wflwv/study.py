@@ -279,11 +279,17 @@ def with_ablation(settings: StudySettings, out: Path) -> StudySettings:
 def ablation_configs(base: str, folder: Path) -> tuple[str, ...]:
     """The variants of config `base` (a name or a path) that an ablation of its equilibrium terms trains, written to `folder`
     as <base>-<variant>.toml: no term, each term alone, all terms, all terms but each one. A term is off where its weight
-    is 0; every other key stays as `base` sets it, and the harder view goes with the last term that solves it."""
+    is 0; every other key stays as `base` sets it, and the harder view goes with the last term that solves it. The terms
+    are those on in [train] once the keys of `base`'s [ablation] table are added to it: a config keeps there the terms
+    an ablation switched and its own training leaves off (ldeq_demo's four)."""
     config, stem = load_config(base), Path(base).stem
-    on = [term for term, key in TERMS.items() if config.get("train", {}).get(key)]
+    terms = config.get("ablation", {})
+    if not isinstance(terms, dict):
+        raise WflwvError(base, f"'ablation' must be a table of [train] keys, got {terms!r}")
+    config = {key: value for key, value in config.items() if key != "ablation"} | {"train": config.get("train", {}) | terms}
+    on = [term for term, key in TERMS.items() if config["train"].get(key)]
     if len(on) < 2:
-        raise WflwvError(base, f"an ablation needs at least two equilibrium terms on in [train] ({', '.join(TERMS.values())}); {len(on)} on")
+        raise WflwvError(base, f"an ablation needs at least two equilibrium terms on in [train] and [ablation] ({', '.join(TERMS.values())}); {len(on)} on")
     variants = {"none": []} | {f"only-{term}": [term] for term in on} | {"all": on} | {f"all-but-{term}": [t for t in on if t != term] for term in on}
     paths = []
     for name, kept in variants.items():

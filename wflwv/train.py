@@ -317,12 +317,14 @@ def landmark_disagreement(one, other) -> torch.Tensor:
 
 
 def run_record(config: dict, settings: TrainSettings, stills: WflwStills, faces: list, seed: int) -> dict:
-    """What a run is, as its checkpoint records it: the model config and [train] settings (all but the
-    number of epochs, which may grow), a digest of the stills (annotation files and images) and the seed."""
+    """What a run is, as its checkpoint records it: the model (family and [args]) and [train] settings (all but
+    the number of epochs, which may grow), a digest of the stills (annotation files and images) and the seed.
+    Other tables of the config (ldeq_demo's [ablation]) do not reach the training, so they are not part of it."""
     train_table = {key: value for key, value in dataclasses.asdict(settings).items() if key != "epochs"}
     files = [stills.annotation_path(split) for split in ("train", "test")] + sorted({stills.image_path(face) for face in faces})
     data = io.digest([[str(path.relative_to(stills.root)), path] for path in files])
-    return json.loads(json.dumps({"config": {**config, "train": train_table}, "data": data, "seed": seed}))  # tuples as lists, as the checkpoint holds it
+    model = {key: config[key] for key in ("family", "args") if key in config}
+    return json.loads(json.dumps({"config": model | {"train": train_table}, "data": data, "seed": seed}))  # tuples as lists, as the checkpoint holds it
 
 
 def random_states(loader_generator: torch.Generator) -> dict:
