@@ -50,7 +50,7 @@ from wflwv.models import CHECKPOINT_NAME, load_checkpoint, load_config
 from wflwv.models.ldeq import LDEQ
 from wflwv.report import Leaderboard, best_method, read_leaderboard, video_splits
 from wflwv.synth import Preset, generate
-from wflwv.train import TrainSettings, train, training_seconds, warm_solve_on
+from wflwv.train import TrainSettings, train, trained_part, training_seconds, warm_solve_on
 from wflwv.uncertainty import LEVEL, t_interval
 
 MANIFEST_NAME = "manifest.parquet"
@@ -154,7 +154,7 @@ def study_inputs(world: Path, settings: StudySettings) -> dict:
     files = sorted(path for folder in ("stills", "videos") for path in (world / folder).rglob("*") if path.is_file())
     return {
         "epochs": settings.epochs, "bench": dataclasses.asdict(settings.bench),
-        "configs": [config | {"train": dataclasses.asdict(TrainSettings.from_config(config, source=name))} for name, config in configs.items()],
+        "configs": [trained_part(config) | {"train": dataclasses.asdict(TrainSettings.from_config(config, source=name))} for name, config in configs.items()],
         "world": io.digest([[str(path.relative_to(world)), path] for path in files]),
     }
 

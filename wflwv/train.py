@@ -316,15 +316,18 @@ def landmark_disagreement(one, other) -> torch.Tensor:
     return (side * (one.landmarks - other.landmarks)).pow(2).sum(dim=-1).mean()
 
 
+def trained_part(config: dict) -> dict:
+    """The tables of a model config that training reads: family, [args] and [train] (not ldeq_demo's [ablation])."""
+    return {key: config[key] for key in ("family", "args", "train") if key in config}
+
+
 def run_record(config: dict, settings: TrainSettings, stills: WflwStills, faces: list, seed: int) -> dict:
     """What a run is, as its checkpoint records it: the model (family and [args]) and [train] settings (all but
-    the number of epochs, which may grow), a digest of the stills (annotation files and images) and the seed.
-    Other tables of the config (ldeq_demo's [ablation]) do not reach the training, so they are not part of it."""
+    the number of epochs, which may grow), a digest of the stills (annotation files and images) and the seed."""
     train_table = {key: value for key, value in dataclasses.asdict(settings).items() if key != "epochs"}
     files = [stills.annotation_path(split) for split in ("train", "test")] + sorted({stills.image_path(face) for face in faces})
     data = io.digest([[str(path.relative_to(stills.root)), path] for path in files])
-    model = {key: config[key] for key in ("family", "args") if key in config}
-    return json.loads(json.dumps({"config": model | {"train": train_table}, "data": data, "seed": seed}))  # tuples as lists, as the checkpoint holds it
+    return json.loads(json.dumps({"config": trained_part(config) | {"train": train_table}, "data": data, "seed": seed}))  # tuples as lists, as the checkpoint holds it
 
 
 def random_states(loader_generator: torch.Generator) -> dict:
