@@ -211,7 +211,7 @@ def merge(runs: tuple[Path, ...], out: Path, videos: Path | None) -> None:
 @click.option("--out", required=True, type=OUT_DIR, help="Study folder: seeds/<seed>/ (training runs and bench), the tables over seeds, manifest.parquet.")
 @click.option("--seeds", default="0,1,2", show_default=True, callback=comma_separated(click.IntRange(0, 2**32 - 1)), help="Training seeds (comma-separated): every config is trained once per seed.")
 @click.option("--configs", default="ldeq_demo,hrnet_demo", show_default=True, callback=comma_separated(str), help="Model configs (comma-separated): names in models/ or TOML paths.")
-@click.option("--ablation", help="Instead of --configs: this config's variants without its equilibrium terms, with each alone, all, and all but each; one ablation table.")
+@click.option("--ablation", help="Instead of --configs: this config's variants without its equilibrium terms (those on in [train] and [ablation]), with each alone, all, and all but each; one ablation table.")
 @click.option("--epochs", type=POSITIVE, help="Override every config's number of epochs.")
 @click.option("--force", is_flag=True, help="Retrain and rebench every seed.")
 def study(world: Path | None, world_seeds: tuple[int, ...] | None, preset: str, out: Path, seeds: tuple[int, ...], configs: tuple[str, ...], ablation: str | None,
