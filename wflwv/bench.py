@@ -381,7 +381,8 @@ def set_entrant(label: str, folder: Path, items: dict[str, VideoItem], videos: P
     """A prediction set as an entrant: its landmarks, checked against the videos (not linked into them) and their
     point scheme, as its raw run."""
     landmarks = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()}, videos)
-    method, scheme = read_method(folder), prediction_set_scheme(folder, landmarks)
+    method = read_method(folder)
+    scheme = prediction_set_scheme(method, landmarks)
     try:
         common_scheme([scheme, video_scheme])
     except WflwvError as error:

@@ -19,7 +19,7 @@ from wflwv import io
 from wflwv.bench import ENTRIES_FILE, BenchSettings, entry_digest, filter_settings, load_videos, score_method, truth_in, video_set_digest
 from wflwv.errors import WflwvError
 from wflwv.members import fair_items, load_member_points
-from wflwv.predictions import hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest
+from wflwv.predictions import hold_missing, load_prediction_set, prediction_set_scheme, predictions_digest, read_method
 from wflwv.schemes import convert
 from wflwv.report import Leaderboard, is_entrant, video_leaderboard, video_row_columns, video_splits
 
@@ -132,7 +132,8 @@ def verify_entries(run: Path, entries: list[dict], videos: Path) -> None:
             continue
         found = load_prediction_set(folder, {i: item.n_frames for i, item in items.items()}, videos)
         scheme = entry["row"].get("scheme") or video_scheme
-        predicted = {i: convert(p, prediction_set_scheme(folder, found), scheme) for i, p in found.items()}
+        found_scheme = prediction_set_scheme(read_method(folder), found)
+        predicted = {i: convert(p, found_scheme, scheme) for i, p in found.items()}
         raw = {i: hold_missing(p) for i, p in predicted.items()}
         landmarks = predicted if method in runs else {i: filters[method].apply_online(p, items[i].fps) for i, p in raw.items()}
         if predictions_digest(landmarks) != entry["prediction_set"]:

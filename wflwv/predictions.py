@@ -191,9 +191,9 @@ def load_prediction_set(folder: Path, frame_counts: dict[str, int], videos: Path
     return landmarks
 
 
-def prediction_set_scheme(folder: Path, landmarks: dict[str, np.ndarray]) -> str:
-    """The point scheme of a loaded prediction set: method.json's "scheme", else the one of its point count."""
-    return read_method(folder).scheme or points_scheme(landmarks)
+def prediction_set_scheme(method: MethodInfo, landmarks: dict[str, np.ndarray]) -> str:
+    """The point scheme of a loaded prediction set: its method.json's "scheme", else the one of its point count."""
+    return method.scheme or points_scheme(landmarks)
 
 
 def points_scheme(landmarks: dict[str, np.ndarray]) -> str:
