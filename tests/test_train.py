@@ -157,6 +157,14 @@ def plain_train(config: dict) -> dict:
     return {key: value for key, value in config["train"].items() if not key.startswith(("jacobian", "warm_start", "spectral", "consistency", "memory"))}
 
 
+def test_each_training_loss_sends_gradients_to_every_cell_weight():
+    model = create_model(load_config("ldeq_demo")).train()
+    images, targets = torch.randn(4, 3, 64, 64), torch.rand(4, 98, 2)
+    for loss in LOSSES.values():
+        model.zero_grad()
+        loss(model(images), targets).backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.deq_layer.parameters())
+
 
 @pytest.mark.parametrize("table, problem", [
     ({"loss": "l7"}, "unknown training loss 'l7'"), ({"epochz": 3}, "invalid [train] table"),

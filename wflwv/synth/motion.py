@@ -13,8 +13,8 @@ import numpy as np
 
 from wflwv.filters import TemporalFilter
 from wflwv.landmarks import REGIONS, WFLW98
-from wflwv.schemes import distance
 from wflwv.metrics import nme
+from wflwv.schemes import distance
 from wflwv.synth.face import build_head
 from wflwv.synth.geometry import rotation
 from wflwv.synth.scene import landmarks
