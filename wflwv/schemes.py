@@ -71,7 +71,7 @@ def _map_table(text: str, what: str) -> np.ndarray:
 
 REQUIRED = {"name": (str, "a string"), "n_points": (int, "a whole number"), "description": (str, "a string"),
             "normalisations": (dict, "a table")}
-TABLES = ("normalisations", "regions", "flip", "subsets", "to")  # tables of point lists (a map's under "points")
+TABLES = ("regions", "flip", "subsets", "to")  # optional tables of point lists (a map's under "points")
 
 
 def _check_layout(data: dict, source: str) -> None:
